@@ -1,0 +1,177 @@
+//! The command line (clap): `serve`, `certs`, `explain`, `check`, `mutate`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Makes Istio multi-cluster locality failover correct by construction: a Kubernetes
+/// admission webhook and an offline checker for DestinationRules, ServiceEntries,
+/// AuthorizationPolicies, Services and Gateways.
+#[derive(Debug, Parser)]
+#[command(name = "failover-guard", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "FAILOVER_GUARD_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook (TLS) and the probe/metrics listener (plain HTTP).
+    Serve(ServeArgs),
+    /// Generate a CA and a serving certificate for the webhook Service; print the caBundle.
+    Certs(CertsArgs),
+    /// Explain a rule: what it checks, the Istio behaviour behind it, an example.
+    Explain(ExplainArgs),
+    /// Check manifests offline; exit 1 on deny findings, 2 on unreadable input.
+    Check(CheckArgs),
+    /// Print manifests as the webhook would store them.
+    Mutate(MutateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (reloaded when it changes).
+    #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Serving certificate (PEM, leaf first; a chain is accepted). Reloaded when it changes.
+    #[arg(long, env = "FAILOVER_GUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving key (PEM).
+    #[arg(long, env = "FAILOVER_GUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Admission listener (TLS).
+    #[arg(long, env = "FAILOVER_GUARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Probe and metrics listener (plain HTTP).
+    #[arg(long, env = "FAILOVER_GUARD_PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
+    /// Development mode: self-signed certificates under certs/dev/ (created if missing), the
+    /// example configuration unless --config is given, loopback addresses only.
+    #[arg(long, env = "FAILOVER_GUARD_DEV")]
+    pub dev: bool,
+    /// Namespace the webhook runs in; always excluded from the rules.
+    #[arg(long, env = "FAILOVER_GUARD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// How often certificate and configuration files are checked for changes.
+    #[arg(long, env = "FAILOVER_GUARD_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "2s")]
+    pub reload_interval: Duration,
+    /// After SIGTERM, keep serving (not ready) this long so the endpoint can be removed.
+    #[arg(long, env = "FAILOVER_GUARD_SHUTDOWN_DELAY", value_parser = parse_duration, default_value = "0s")]
+    pub shutdown_delay: Duration,
+    /// Time in-flight requests get to finish on shutdown.
+    #[arg(long, env = "FAILOVER_GUARD_GRACE_PERIOD", value_parser = parse_duration, default_value = "20s")]
+    pub grace_period: Duration,
+    /// Time a client gets for the TLS handshake and for sending request headers.
+    #[arg(long, env = "FAILOVER_GUARD_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub header_timeout: Duration,
+    /// Admission reviews answered at once; more are shed with 503.
+    #[arg(long, env = "FAILOVER_GUARD_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Debug: write every admission request body into this folder.
+    #[arg(long, env = "FAILOVER_GUARD_RECORD")]
+    pub record: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook Service.
+    #[arg(long, default_value = "failover-guard")]
+    pub service: String,
+    /// Namespace of the webhook Service.
+    #[arg(long, default_value = "failover-guard")]
+    pub namespace: String,
+    /// Folder for ca.crt, ca.key, tls.crt and tls.key.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Extra DNS names or IP addresses for the serving certificate.
+    #[arg(long = "extra-name")]
+    pub extra_names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Rule ID (FG101); without one, list every rule.
+    pub rule: Option<String>,
+    /// Print the rule table as Markdown (the README's table is generated from this).
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration file; the built-in example when absent.
+    #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Files or folders (recursive: *.yaml, *.yml, *.json); `-` reads standard input.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MutateArgs {
+    /// Configuration file; the built-in example when absent.
+    #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print a diff of what changed instead of the documents.
+    #[arg(long)]
+    pub diff: bool,
+    /// Files or folders (recursive: *.yaml, *.yml, *.json); `-` reads standard input.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{text:?} has an unknown unit (use ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

@@ -1,0 +1,496 @@
+//! The configuration file (SPEC section 4): this cluster, the remote clusters to fail over to,
+//! the scope, the outlier detection that FG101 injects and the per-rule modes.
+//!
+//! Parsing is strict: an unknown key is an error that names the key and its line, because a
+//! misspelt key silently falling back to a default is exactly the class of bug this tool exists
+//! to prevent in Istio configs.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{locality::Locality, rules};
+
+/// The example configuration shipped in deploy/, also used by `serve --dev`.
+pub const EXAMPLE: &str = include_str!("../deploy/base/config.yaml");
+
+/// Default location of the configuration file inside the webhook's pod.
+pub const DEFAULT_PATH: &str = "/etc/failover-guard/config.yaml";
+
+/// What went wrong reading or checking a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("config {origin} is invalid:\n  - {}", problems.join("\n  - "))]
+    Invalid {
+        origin: String,
+        problems: Vec<String>,
+    },
+}
+
+/// How a rule acts. `mutate` rules fix what they can and fall back to their own severity for
+/// what cannot be fixed; `deny` and `warn` force every finding of the rule to that action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Mutate,
+    Deny,
+    Warn,
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Mutate => "mutate",
+            Mode::Deny => "deny",
+            Mode::Warn => "warn",
+            Mode::Off => "off",
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub remotes: Vec<Remote>,
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default)]
+    pub outlier_detection: OutlierDetection,
+    #[serde(default)]
+    pub rules: BTreeMap<String, Mode>,
+    /// Derived once at load time so rules do not recompute it per request.
+    #[serde(skip)]
+    pub topology: Topology,
+}
+
+/// This cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cluster {
+    pub name: String,
+    pub network: String,
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    #[serde(default)]
+    pub trust_domain_aliases: Vec<String>,
+    #[serde(default)]
+    pub localities: Vec<String>,
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+}
+
+/// A cluster to fail over to, reached through its east-west gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Remote {
+    pub name: String,
+    pub network: String,
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    pub locality: String,
+    pub gateway: Gateway,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+/// A remote east-west gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Gateway {
+    pub address: String,
+    #[serde(default = "default_gateway_port")]
+    pub port: u16,
+}
+
+/// Which namespaces and gateways the rules look at.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scope {
+    #[serde(default = "default_excluded")]
+    pub exclude_namespaces: Vec<String>,
+    #[serde(default = "default_gateway_namespaces")]
+    pub gateway_namespaces: Vec<String>,
+    #[serde(default = "default_gateway_selector")]
+    pub gateway_selector: BTreeMap<String, String>,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self {
+            exclude_namespaces: default_excluded(),
+            gateway_namespaces: default_gateway_namespaces(),
+            gateway_selector: default_gateway_selector(),
+        }
+    }
+}
+
+/// The outlier detection FG101 injects; field names and formats are Istio's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OutlierDetection {
+    #[serde(
+        rename = "consecutive5xxErrors",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub consecutive_5xx_errors: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_errors: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_local_origin_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_external_local_origin_errors: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_ejection_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejection_percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_health_percent: Option<u32>,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        Self {
+            consecutive_5xx_errors: Some(5),
+            consecutive_gateway_errors: Some(5),
+            consecutive_local_origin_failures: None,
+            split_external_local_origin_errors: None,
+            interval: Some("10s".into()),
+            base_ejection_time: Some("30s".into()),
+            max_ejection_percent: Some(100),
+            min_health_percent: None,
+        }
+    }
+}
+
+impl OutlierDetection {
+    /// The block as Istio JSON, ready to be inserted into a DestinationRule.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Default::default()))
+    }
+}
+
+/// Facts derived from the configuration that rules look up on every request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Topology {
+    /// Every region of this cluster and the remotes.
+    pub regions: BTreeSet<String>,
+    /// Zone name to its region, to say "that is a zone of region X".
+    pub zones: BTreeMap<String, String>,
+    /// Every configured locality (this cluster's and the remotes').
+    pub localities: Vec<Locality>,
+    /// Remote index by gateway address.
+    pub remote_by_address: HashMap<String, usize>,
+    /// Ports on which an endpoint is a gateway endpoint (15443 and every configured port).
+    pub gateway_ports: BTreeSet<u16>,
+    /// Trust domains of this cluster, its aliases and the remotes.
+    pub trust_domains: BTreeSet<String>,
+}
+
+fn default_trust_domain() -> String {
+    "cluster.local".into()
+}
+fn default_cluster_domain() -> String {
+    "svc.cluster.local".into()
+}
+fn default_gateway_port() -> u16 {
+    15443
+}
+fn default_excluded() -> Vec<String> {
+    ["kube-system", "kube-public", "kube-node-lease"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_gateway_namespaces() -> Vec<String> {
+    vec!["istio-system".into()]
+}
+fn default_gateway_selector() -> BTreeMap<String, String> {
+    BTreeMap::from([("istio".into(), "eastwestgateway".into())])
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut config: Config =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: e.to_string(),
+            })?;
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            });
+        }
+        config.topology = config.derive_topology();
+        Ok(config)
+    }
+
+    /// The example configuration; it is tested to be valid.
+    pub fn example() -> Self {
+        match Self::from_yaml(EXAMPLE, "example") {
+            Ok(config) => config,
+            // The example is compiled in and covered by a unit test.
+            Err(e) => panic!("the built-in example config is invalid: {e}"),
+        }
+    }
+
+    /// The mode of a rule: the configured one, else the rule's default.
+    pub fn mode(&self, rule: &rules::Rule) -> Mode {
+        self.rules.get(rule.id).copied().unwrap_or(rule.default)
+    }
+
+    /// Whether objects in this namespace are looked at at all.
+    pub fn in_scope(&self, namespace: &str) -> bool {
+        !self.scope.exclude_namespaces.iter().any(|n| n == namespace)
+    }
+
+    /// Whether objects in this namespace can receive failover traffic from remote clusters.
+    pub fn in_failover_scope(&self, namespace: &str) -> bool {
+        !self.remotes.is_empty() && self.in_scope(namespace)
+    }
+
+    /// The configured remote whose gateway has this address.
+    pub fn remote_at(&self, address: &str) -> Option<&Remote> {
+        self.topology
+            .remote_by_address
+            .get(address)
+            .and_then(|&i| self.remotes.get(i))
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.cluster.name.trim().is_empty() {
+            problems.push("cluster.name is empty".into());
+        }
+        if self.cluster.network.trim().is_empty() {
+            problems.push("cluster.network is empty".into());
+        }
+        if self.cluster.trust_domain.trim().is_empty() {
+            problems.push("cluster.trustDomain is empty".into());
+        }
+        if !self.cluster.cluster_domain.starts_with("svc.") {
+            problems.push(format!(
+                "cluster.clusterDomain {:?} must look like svc.<domain> (e.g. svc.cluster.local)",
+                self.cluster.cluster_domain
+            ));
+        }
+        for (i, locality) in self.cluster.localities.iter().enumerate() {
+            if let Err(e) = Locality::parse(locality) {
+                problems.push(format!("cluster.localities[{i}] {locality:?} {e}"));
+            }
+        }
+        let mut names = BTreeSet::from([self.cluster.name.as_str()]);
+        let mut addresses = BTreeSet::new();
+        for (i, remote) in self.remotes.iter().enumerate() {
+            let at = format!("remotes[{i}]");
+            if remote.name.trim().is_empty() {
+                problems.push(format!("{at}.name is empty"));
+            } else if !names.insert(remote.name.as_str()) {
+                problems.push(format!(
+                    "{at}.name {:?} is used twice (cluster names must be unique)",
+                    remote.name
+                ));
+            }
+            if remote.network.trim().is_empty() {
+                problems.push(format!("{at}.network is empty"));
+            }
+            if let Err(e) = Locality::parse(&remote.locality) {
+                problems.push(format!("{at}.locality {:?} {e}", remote.locality));
+            }
+            if remote.gateway.address.parse::<IpAddr>().is_err() {
+                problems.push(format!(
+                    "{at}.gateway.address {:?} is not an IP address (Istio drops non-IP endpoints of a STATIC ServiceEntry)",
+                    remote.gateway.address
+                ));
+            } else if !addresses.insert(remote.gateway.address.as_str()) {
+                problems.push(format!(
+                    "{at}.gateway.address {} is used by two remotes",
+                    remote.gateway.address
+                ));
+            }
+            if remote.gateway.port == 0 {
+                problems.push(format!("{at}.gateway.port must be 1-65535"));
+            }
+            if remote.weight == Some(0) {
+                problems.push(format!("{at}.weight must be at least 1"));
+            }
+        }
+        let od = &self.outlier_detection;
+        for (field, value) in [
+            ("interval", &od.interval),
+            ("baseEjectionTime", &od.base_ejection_time),
+        ] {
+            if let Some(v) = value {
+                if !is_duration(v) {
+                    problems.push(format!(
+                        "outlierDetection.{field} {v:?} is not a duration like 10s, 500ms or 1m"
+                    ));
+                }
+            }
+        }
+        for (field, value) in [
+            ("maxEjectionPercent", od.max_ejection_percent),
+            ("minHealthPercent", od.min_health_percent),
+        ] {
+            if value.is_some_and(|v| v > 100) {
+                problems.push(format!("outlierDetection.{field} must be 0-100"));
+            }
+        }
+        for (id, mode) in &self.rules {
+            match rules::by_id(id) {
+                None => problems.push(format!(
+                    "rules.{id}: no such rule (see `failover-guard explain`)"
+                )),
+                Some(rule) if !rule.supports(*mode) => problems.push(format!(
+                    "rules.{id}: {id} cannot {}; it supports {}",
+                    mode.as_str(),
+                    rule.supported_modes()
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Some(_) => {}
+            }
+        }
+        problems
+    }
+
+    fn derive_topology(&self) -> Topology {
+        let mut topology = Topology::default();
+        let all = self
+            .cluster
+            .localities
+            .iter()
+            .chain(self.remotes.iter().map(|r| &r.locality));
+        for text in all {
+            if let Ok(locality) = Locality::parse(text) {
+                topology.regions.insert(locality.region.clone());
+                if let Some(zone) = &locality.zone {
+                    topology
+                        .zones
+                        .insert(zone.clone(), locality.region.clone());
+                }
+                topology.localities.push(locality);
+            }
+        }
+        topology.gateway_ports.insert(15443);
+        for (i, remote) in self.remotes.iter().enumerate() {
+            topology
+                .remote_by_address
+                .insert(remote.gateway.address.clone(), i);
+            topology.gateway_ports.insert(remote.gateway.port);
+            topology.trust_domains.insert(remote.trust_domain.clone());
+        }
+        topology
+            .trust_domains
+            .insert(self.cluster.trust_domain.clone());
+        topology
+            .trust_domains
+            .extend(self.cluster.trust_domain_aliases.iter().cloned());
+        topology
+    }
+}
+
+/// Istio's protobuf duration format as accepted in YAML: a number and a unit (h, m, s, ms).
+pub fn is_duration(text: &str) -> bool {
+    let digits_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    !number.is_empty()
+        && number.parse::<f64>().is_ok()
+        && matches!(unit, "h" | "m" | "s" | "ms" | "us" | "ns")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_valid() {
+        let config = Config::example();
+        assert!(!config.remotes.is_empty());
+        assert!(config.topology.regions.contains("europe-west4"));
+        assert!(config.topology.gateway_ports.contains(&15443));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = "cluster:\n  name: a\n  network: n\n  netwrok: x\n";
+        let err = Config::from_yaml(text, "test.yaml").unwrap_err().to_string();
+        assert!(err.contains("netwrok"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn topology_problems_are_all_reported() {
+        let text = r#"
+cluster: {name: a, network: n, localities: ["eu/*"]}
+remotes:
+  - {name: a, network: m, locality: "eu.west", gateway: {address: "gw.example.com"}}
+  - {name: b, network: "", locality: "eu/w/x/y", gateway: {address: "10.0.0.1", port: 0}, weight: 0}
+rules: {FG999: warn}
+outlierDetection: {interval: soon, maxEjectionPercent: 101}
+"#;
+        let ConfigError::Invalid { problems, .. } = Config::from_yaml(text, "t").unwrap_err()
+        else {
+            panic!("expected Invalid");
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "cluster.localities[0]",
+            "used twice",
+            "remotes[0].locality",
+            "not an IP address",
+            "remotes[1].network is empty",
+            "segments",
+            "gateway.port",
+            "weight",
+            "FG999: no such rule",
+            "interval",
+            "maxEjectionPercent",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert!(is_duration("10s"));
+        assert!(is_duration("1.5m"));
+        assert!(is_duration("100ms"));
+        assert!(!is_duration("10"));
+        assert!(!is_duration("s"));
+        assert!(!is_duration("10 s"));
+    }
+}

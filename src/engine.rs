@@ -1,0 +1,307 @@
+//! The rule engine: object + config + world in, findings and the fixed object out. No I/O.
+//!
+//! The mutating pass applies every rule's fix in rule-ID order; the validating pass re-runs
+//! every rule on the final object without fixing, and a fixable finding that is still there
+//! (the mutating webhook was off, or another mutator undid the fix) becomes a denial.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    config::{Config, Mode},
+    object::{self, Kind, Subject},
+    rules::{Context, Issue, RULES, Severity},
+    world::World,
+};
+
+/// Admission warnings are limited to this many characters (Kubernetes truncates longer ones).
+pub const WARNING_LIMIT: usize = 120;
+
+/// Which pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Fix what can be fixed.
+    Mutate,
+    /// Judge the object as it is.
+    Validate,
+}
+
+/// What a finding does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Mutate,
+    Deny,
+    Warn,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Mutate => "mutate",
+            Action::Deny => "deny",
+            Action::Warn => "warn",
+        }
+    }
+}
+
+/// One finding of one rule on one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub action: Action,
+    /// Where in the object, as `spec.trafficPolicy.outlierDetection`.
+    pub path: String,
+    /// `FG101 DestinationRule ns/name: what is wrong; what Istio will do; how to fix`.
+    pub message: String,
+    /// The one-line admission warning (at most 120 characters).
+    #[serde(skip)]
+    pub warning: String,
+}
+
+impl Finding {
+    fn new(rule: &'static str, action: Action, subject: &Subject, issue: Issue) -> Self {
+        let mut message = format!("{rule} {subject}: {}", issue.problem);
+        for part in [&issue.consequence, &issue.remedy] {
+            if !part.is_empty() {
+                message.push_str("; ");
+                message.push_str(part);
+            }
+        }
+        let warning = truncate(&format!("{rule} {subject}: {}", issue.problem), WARNING_LIMIT);
+        Finding {
+            rule,
+            action,
+            path: issue.path,
+            message,
+            warning,
+        }
+    }
+}
+
+/// The outcome of one pass over one object.
+#[derive(Debug, Default, Clone)]
+pub struct Evaluation {
+    /// The kind, when the engine handles the object at all.
+    pub kind: Option<Kind>,
+    pub findings: Vec<Finding>,
+    /// Rules whose fixes were applied in this pass.
+    pub applied: Vec<&'static str>,
+    /// Rules switched off for this object by the skip annotation.
+    pub skipped: Vec<&'static str>,
+}
+
+impl Evaluation {
+    pub fn denials(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.action == Action::Deny)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.action == Action::Warn)
+    }
+}
+
+/// Runs one pass over `object`. In [`Pass::Validate`] the object is left unchanged.
+///
+/// `default_namespace` names the namespace of objects whose metadata has none (the admission
+/// request's namespace in the webhook).
+pub fn evaluate(
+    object: &mut Value,
+    config: &Config,
+    world: Option<&dyn World>,
+    default_namespace: &str,
+    pass: Pass,
+) -> Evaluation {
+    let Some(kind) = Kind::of(object) else {
+        return Evaluation::default();
+    };
+    let mut evaluation = Evaluation {
+        kind: Some(kind),
+        ..Evaluation::default()
+    };
+    let subject = Subject::of(object, kind, default_namespace);
+    if !config.in_scope(&subject.namespace) {
+        return evaluation;
+    }
+    let skip = skip_list(object);
+    let cx = Context {
+        config,
+        world,
+        subject: &subject,
+    };
+    let mut issues = Vec::new();
+    for rule in RULES.iter().filter(|r| r.kinds.contains(&kind)) {
+        let mode = config.mode(rule);
+        if mode == Mode::Off {
+            continue;
+        }
+        if skip.skips(rule.id) {
+            evaluation.skipped.push(rule.id);
+            continue;
+        }
+        let fix = pass == Pass::Mutate && mode == Mode::Mutate && rule.can_mutate;
+        issues.clear();
+        (rule.check)(object, &cx, fix, &mut issues);
+        let mut applied = false;
+        for issue in issues.drain(..) {
+            let action = match (issue.fixed, mode) {
+                (true, _) => Action::Mutate,
+                (false, Mode::Warn) => Action::Warn,
+                (false, Mode::Deny) => Action::Deny,
+                (false, _) if issue.fixable => Action::Deny,
+                (false, _) => match issue.severity {
+                    Severity::Deny => Action::Deny,
+                    Severity::Warn => Action::Warn,
+                },
+            };
+            applied |= issue.fixed;
+            evaluation
+                .findings
+                .push(Finding::new(rule.id, action, &subject, issue));
+        }
+        if applied {
+            evaluation.applied.push(rule.id);
+        }
+    }
+    if !evaluation.applied.is_empty() {
+        mark_mutated(object, &evaluation.applied);
+    }
+    evaluation
+}
+
+/// The rules an object opts out of.
+enum SkipList {
+    None,
+    All,
+    Some(BTreeSet<String>),
+}
+
+impl SkipList {
+    fn skips(&self, id: &str) -> bool {
+        match self {
+            SkipList::None => false,
+            SkipList::All => true,
+            SkipList::Some(ids) => ids.contains(id),
+        }
+    }
+}
+
+fn skip_list(object: &Value) -> SkipList {
+    match object::annotation(object, object::SKIP_ANNOTATION) {
+        None => SkipList::None,
+        Some(text) if text.trim() == "*" => SkipList::All,
+        Some(text) => SkipList::Some(
+            object::split_list(text)
+                .map(str::to_ascii_uppercase)
+                .collect(),
+        ),
+    }
+}
+
+/// Records applied rules in the mutated annotation, merged with what earlier passes recorded.
+fn mark_mutated(object: &mut Value, applied: &[&str]) {
+    let mut ids: BTreeSet<String> = object::annotation(object, object::MUTATED_ANNOTATION)
+        .map(|t| object::split_list(t).map(str::to_owned).collect())
+        .unwrap_or_default();
+    ids.extend(applied.iter().map(|s| (*s).to_owned()));
+    let value = ids.into_iter().collect::<Vec<_>>().join(",");
+    object::set_annotation(object, object::MUTATED_ANNOTATION, value);
+}
+
+/// Cuts `text` to at most `limit` characters, marking the cut with an ellipsis.
+pub fn truncate(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::yaml;
+
+    fn dr(extra_meta: &str, spec: &str) -> Value {
+        yaml(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n  namespace: bookinfo\n{extra_meta}spec:\n{spec}"
+        ))
+    }
+
+    #[test]
+    fn mutate_then_validate_is_clean_and_annotated() {
+        let config = Config::example();
+        let mut object = dr("", "  host: reviews\n");
+        let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
+        assert_eq!(m.applied, ["FG101"]);
+        assert_eq!(
+            object::annotation(&object, object::MUTATED_ANNOTATION),
+            Some("FG101")
+        );
+        let before = object.clone();
+        let v = evaluate(&mut object, &config, None, "default", Pass::Validate);
+        assert!(v.findings.is_empty(), "{:?}", v.findings);
+        assert_eq!(before, object);
+        let again = evaluate(&mut object, &config, None, "default", Pass::Mutate);
+        assert!(again.applied.is_empty());
+        assert_eq!(before, object);
+    }
+
+    #[test]
+    fn unfixed_mutate_finding_is_denied_in_validation() {
+        let config = Config::example();
+        let mut object = dr("", "  host: reviews\n");
+        let v = evaluate(&mut object, &config, None, "default", Pass::Validate);
+        let denial = v.denials().next().expect("a denial");
+        assert_eq!(denial.rule, "FG101");
+        assert!(denial.message.starts_with("FG101 DestinationRule bookinfo/reviews: "));
+        assert!(denial.warning.chars().count() <= WARNING_LIMIT);
+    }
+
+    #[test]
+    fn skip_annotation_and_modes() {
+        let mut config = Config::example();
+        let mut object = dr(
+            "  annotations: {failover-guard.io/skip: \"fg101, FG103\"}\n",
+            "  host: reviews\n",
+        );
+        let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
+        assert!(m.applied.is_empty());
+        assert_eq!(m.skipped, ["FG101", "FG103"]);
+
+        let mut object = dr("  annotations: {failover-guard.io/skip: \"*\"}\n", "  host: a\n");
+        let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
+        assert_eq!(m.skipped.len(), 3);
+
+        config.rules.insert("FG101".into(), Mode::Warn);
+        let mut object = dr("", "  host: reviews\n");
+        let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
+        assert!(m.applied.is_empty());
+        assert_eq!(m.warnings().count(), 1);
+
+        config.rules.insert("FG101".into(), Mode::Off);
+        let m = evaluate(&mut object, &config, None, "default", Pass::Validate);
+        assert!(m.findings.is_empty());
+    }
+
+    #[test]
+    fn excluded_namespaces_and_unknown_kinds_are_untouched() {
+        let config = Config::example();
+        let mut object = yaml("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a, namespace: kube-system}\nspec: {host: a}");
+        let before = object.clone();
+        let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
+        assert!(m.findings.is_empty());
+        assert_eq!(before, object);
+        let mut pod = yaml("apiVersion: v1\nkind: Pod\nmetadata: {name: p}");
+        assert!(evaluate(&mut pod, &config, None, "default", Pass::Mutate).kind.is_none());
+    }
+
+    #[test]
+    fn truncation_is_char_safe() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("ééééé", 3), "éé…");
+    }
+}

@@ -1,0 +1,169 @@
+//! The binary's edge: parse the command line, set up logging, run one command, map errors to
+//! exit codes.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use failover_guard::{
+    certs,
+    cli::{CertsArgs, Cli, Command, ExplainArgs, LogFormat, ServeArgs},
+    config::{self, Config},
+    explain, offline,
+    rules,
+    server::{self, tls::CertFiles},
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Certs(args) => certs(args).map(|()| ExitCode::SUCCESS),
+        Command::Explain(args) => explain(args),
+        Command::Check(args) => Ok(offline::check_command(&args)),
+        Command::Mutate(args) => Ok(offline::mutate_command(&args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("failover-guard: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FAILOVER_GUARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let loopback = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let any = |port| std::net::SocketAddr::from(([0, 0, 0, 0], port));
+    let (listen, probe_listen) = if args.dev {
+        (args.listen.unwrap_or(loopback(8443)), args.probe_listen.unwrap_or(loopback(9090)))
+    } else {
+        (args.listen.unwrap_or(any(8443)), args.probe_listen.unwrap_or(any(9090)))
+    };
+    let (config, config_path) = match (&args.config, args.dev) {
+        (Some(path), _) => (Config::load(path)?, Some(path.clone())),
+        (None, true) => (Config::example(), None),
+        (None, false) => {
+            let path = PathBuf::from(config::DEFAULT_PATH);
+            (Config::load(&path)?, Some(path))
+        }
+    };
+    let cert = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => CertFiles { cert, key },
+        _ if args.dev => dev_certs()?,
+        _ => bail!("serve needs --tls-cert and --tls-key (or --dev for self-signed certificates)"),
+    };
+    if args.dev && !(listen.ip().is_loopback() && probe_listen.ip().is_loopback()) {
+        bail!("--dev serves on loopback addresses only (got {listen} and {probe_listen})");
+    }
+    let options = server::Options {
+        listen,
+        probe_listen,
+        cert,
+        config_path,
+        extra_excluded: args.namespace.into_iter().collect(),
+        reload_interval: args.reload_interval,
+        shutdown_delay: args.shutdown_delay,
+        grace_period: args.grace_period,
+        header_timeout: args.header_timeout,
+        max_in_flight: args.max_in_flight.max(1),
+        record_dir: args.record,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        server::run(options, config, None, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// certs/dev/ under the working directory, created on first use.
+fn dev_certs() -> anyhow::Result<CertFiles> {
+    let dir = PathBuf::from("certs/dev");
+    let files = CertFiles {
+        cert: dir.join(certs::TLS_CERT),
+        key: dir.join(certs::TLS_KEY),
+    };
+    if !(files.cert.exists() && files.key.exists()) {
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        names.extend(certs::service_names("failover-guard", "failover-guard"));
+        certs::generate(&names)?.write(&dir)?;
+        eprintln!(
+            "failover-guard: created development certificates in {} (CA: {})",
+            dir.display(),
+            dir.join(certs::CA_CERT).display()
+        );
+    }
+    Ok(files)
+}
+
+fn certs(args: CertsArgs) -> anyhow::Result<()> {
+    let mut names = certs::service_names(&args.service, &args.namespace);
+    names.extend(args.extra_names);
+    let generated = certs::generate(&names)?;
+    generated.write(&args.out)?;
+    eprintln!(
+        "wrote {}, {}, {} and {} to {}; caBundle:",
+        certs::CA_CERT,
+        certs::CA_KEY,
+        certs::TLS_CERT,
+        certs::TLS_KEY,
+        args.out.display()
+    );
+    println!("{}", generated.ca_bundle());
+    Ok(())
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    if args.markdown {
+        print!("{}", explain::markdown_table());
+        return Ok(ExitCode::SUCCESS);
+    }
+    match args.rule {
+        None => print!("{}", explain::list()),
+        Some(id) => match rules::by_id(&id) {
+            Some(rule) => print!("{}", explain::explain(rule)),
+            None => bail!("no rule {id}; `failover-guard explain` lists them"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+

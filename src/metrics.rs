@@ -1,0 +1,140 @@
+//! Prometheus metrics (SPEC section 5), exposed on the plain probe listener.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub webhook: &'static str,
+    pub kind: String,
+    pub operation: &'static str,
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub rule: &'static str,
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub what: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: &'static str,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<WebhookLabels, Histogram>,
+    pub findings: Family<FindingLabels, Counter>,
+    pub reloads: Family<ReloadLabels, Counter>,
+    pub skips: Family<RuleLabels, Counter>,
+    pub rejected: Family<RuleLabels, Counter>,
+    pub in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "failover_guard_admission_requests",
+            "Admission reviews answered, by webhook, kind, operation and decision",
+            requests.clone(),
+        );
+        let duration = Family::<WebhookLabels, Histogram>::new_with_constructor(|| {
+            // From 100 µs up to about 3.3 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        registry.register(
+            "failover_guard_admission_duration_seconds",
+            "Time to answer one admission review, from body received to response encoded",
+            duration.clone(),
+        );
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "failover_guard_findings",
+            "Rule findings, by rule and action",
+            findings.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "failover_guard_reloads",
+            "Reloads of the configuration and the certificate, by result",
+            reloads.clone(),
+        );
+        let skips = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "failover_guard_skips",
+            "Rules skipped through the failover-guard.io/skip annotation",
+            skips.clone(),
+        );
+        let rejected = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "failover_guard_bad_requests",
+            "Request bodies rejected with HTTP 4xx or shed under load, by reason",
+            rejected.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "failover_guard_admission_in_flight",
+            "Admission reviews being answered now",
+            in_flight.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            findings,
+            reloads,
+            skips,
+            rejected,
+            in_flight,
+        }
+    }
+
+    /// Counts a reload attempt.
+    pub fn reload(&self, what: &'static str, ok: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                what,
+                result: if ok { "success" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,222 @@
+//! Small typed views over Kubernetes and Istio objects held as `serde_json::Value`.
+//!
+//! Rules read fields by name through these helpers and write through them, so that every field
+//! the engine does not know (newer Istio APIs, status, managedFields) survives a mutation.
+//! Every accessor tolerates objects of the wrong shape (a `spec` that is a string) by answering
+//! `None`: hostile input must never panic a request.
+
+use serde_json::{Map, Value};
+
+/// Annotation that opts an object out of rules: `"FG101,FG203"` or `"*"`.
+pub const SKIP_ANNOTATION: &str = "failover-guard.io/skip";
+/// Annotation listing the rules whose fixes were applied to the object.
+pub const MUTATED_ANNOTATION: &str = "failover-guard.io/mutated";
+/// Annotation that marks a ServiceEntry as a failover entry and asks for generated endpoints.
+pub const FAILOVER_ANNOTATION: &str = "failover-guard.io/failover";
+/// Annotation naming the subset label sets FG208 generates endpoints for.
+pub const SUBSET_LABELS_ANNOTATION: &str = "failover-guard.io/subset-labels";
+
+/// The kinds the engine reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Service,
+    DestinationRule,
+    ServiceEntry,
+    AuthorizationPolicy,
+    Gateway,
+}
+
+impl Kind {
+    /// The kind of an object from its `apiVersion` and `kind`, if the engine handles it.
+    pub fn of(object: &Value) -> Option<Kind> {
+        let api_version = object.get("apiVersion")?.as_str()?;
+        let kind = object.get("kind")?.as_str()?;
+        Self::from_group_kind(api_version.split_once('/').map_or("", |(g, _)| g), kind)
+    }
+
+    /// The kind for an API group (empty for core) and kind name.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Kind> {
+        match (group, kind) {
+            ("", "Service") => Some(Kind::Service),
+            ("networking.istio.io", "DestinationRule") => Some(Kind::DestinationRule),
+            ("networking.istio.io", "ServiceEntry") => Some(Kind::ServiceEntry),
+            ("networking.istio.io", "Gateway") => Some(Kind::Gateway),
+            ("security.istio.io", "AuthorizationPolicy") => Some(Kind::AuthorizationPolicy),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::ServiceEntry => "ServiceEntry",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::Gateway => "Gateway",
+        }
+    }
+}
+
+/// The identity of the object under evaluation, as named in messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Subject {
+    /// The subject of `object`; `default_namespace` stands in when metadata has none (the
+    /// admission request's namespace, or `default` offline).
+    pub fn of(object: &Value, kind: Kind, default_namespace: &str) -> Subject {
+        let namespace = str_at(object, &["metadata", "namespace"])
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or(default_namespace);
+        let name = str_at(object, &["metadata", "name"])
+            .or_else(|| str_at(object, &["metadata", "generateName"]))
+            .unwrap_or("");
+        Subject {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// The value at a path of object keys.
+pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, key| v.get(key))
+}
+
+/// The string at a path of object keys.
+pub fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    at(value, path)?.as_str()
+}
+
+/// The array at a path of object keys (empty when absent or not an array).
+pub fn array_at<'a>(value: &'a Value, path: &[&str]) -> &'a [Value] {
+    at(value, path)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The object at `key`, created empty when absent; `None` when present but not an object.
+pub fn child_object<'a>(value: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
+    let map = value.as_object_mut()?;
+    map.entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+}
+
+/// An annotation of the object.
+pub fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    str_at(object, &["metadata", "annotations", key])
+}
+
+/// Sets an annotation, creating `metadata.annotations` when needed.
+pub fn set_annotation(object: &mut Value, key: &str, value: String) -> bool {
+    let Some(annotations) =
+        child_object(object, "metadata").and_then(|m| {
+            m.entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+        })
+    else {
+        return false;
+    };
+    annotations.insert(key.to_owned(), Value::String(value));
+    true
+}
+
+/// A label of the object.
+pub fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    str_at(object, &["metadata", "labels", key])
+}
+
+/// A JSON value as an integer, accepting integral floats and numeric strings the way
+/// protobuf JSON does (`"5"` for a uint32).
+pub fn as_int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Comma-separated list in an annotation, trimmed, empties dropped.
+pub fn split_list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The fully qualified name of a host written in a namespace: short names (`reviews`,
+/// `reviews.bookinfo`, `reviews.bookinfo.svc`) are expanded the way Istio expands them.
+pub fn fqdn(host: &str, namespace: &str, cluster_domain: &str) -> String {
+    if host.contains('*') {
+        return host.to_owned();
+    }
+    let suffix = cluster_domain.strip_prefix("svc.").unwrap_or(cluster_domain);
+    match host.matches('.').count() {
+        0 => format!("{host}.{namespace}.{cluster_domain}"),
+        1 => format!("{host}.{cluster_domain}"),
+        2 if host.ends_with(".svc") => format!("{host}.{suffix}"),
+        _ => host.to_owned(),
+    }
+}
+
+/// `(service, namespace)` when the host is `<svc>.<ns>.<clusterDomain>`.
+pub fn cluster_local_service<'a>(host: &'a str, cluster_domain: &str) -> Option<(&'a str, &'a str)> {
+    let rest = host.strip_suffix(cluster_domain)?.strip_suffix('.')?;
+    let (service, namespace) = rest.split_once('.')?;
+    (!service.is_empty() && !namespace.is_empty() && !namespace.contains('.'))
+        .then_some((service, namespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kinds_are_recognised_by_group() {
+        let dr = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule"});
+        assert_eq!(Kind::of(&dr), Some(Kind::DestinationRule));
+        let svc = json!({"apiVersion": "v1", "kind": "Service"});
+        assert_eq!(Kind::of(&svc), Some(Kind::Service));
+        let other = json!({"apiVersion": "example.com/v1", "kind": "Service"});
+        assert_eq!(Kind::of(&other), None);
+        assert_eq!(Kind::of(&json!("string")), None);
+    }
+
+    #[test]
+    fn hosts_expand_like_istio() {
+        let d = "svc.cluster.local";
+        assert_eq!(fqdn("reviews", "bookinfo", d), "reviews.bookinfo.svc.cluster.local");
+        assert_eq!(fqdn("reviews.prod", "bookinfo", d), "reviews.prod.svc.cluster.local");
+        assert_eq!(fqdn("reviews.prod.svc", "x", d), "reviews.prod.svc.cluster.local");
+        assert_eq!(fqdn("api.example.com", "x", d), "api.example.com");
+        assert_eq!(
+            cluster_local_service("reviews.prod.svc.cluster.local", d),
+            Some(("reviews", "prod"))
+        );
+        assert_eq!(cluster_local_service("a.b.c.svc.cluster.local", d), None);
+        assert_eq!(cluster_local_service("api.example.com", d), None);
+    }
+
+    #[test]
+    fn wrong_shapes_do_not_panic() {
+        let mut v = json!({"metadata": "oops"});
+        assert!(!set_annotation(&mut v, "a", "b".into()));
+        assert_eq!(annotation(&v, "a"), None);
+        assert_eq!(as_int(&json!("7")), Some(7));
+        assert_eq!(as_int(&json!(7.0)), Some(7));
+        assert_eq!(as_int(&json!(7.5)), None);
+    }
+}

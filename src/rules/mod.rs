@@ -1,0 +1,197 @@
+//! The rule catalog (SPEC section 3). Each rule is a `pub static FGnnn: Rule` next to the code
+//! that checks it and the tests that pin it down, in the file of the kind it reads:
+//! `grep -rn FG204 src/rules` lands on its definition.
+
+use serde_json::Value;
+
+use crate::{
+    config::{Config, Mode},
+    object::{Kind, Subject},
+    world::World,
+};
+
+pub mod destination_rule;
+
+/// One rule of the catalog.
+pub struct Rule {
+    /// `FG` + 3 digits; rules run in ID order.
+    pub id: &'static str,
+    /// kebab-case name.
+    pub name: &'static str,
+    /// The kinds it reads.
+    pub kinds: &'static [Kind],
+    /// The action it takes unless configured otherwise.
+    pub default: Mode,
+    /// Whether it can fix what it finds (and so supports `mutate`).
+    pub can_mutate: bool,
+    /// Whether it reads other objects through the world (silent without one).
+    pub needs_world: bool,
+    /// One line: what it checks.
+    pub summary: &'static str,
+    /// The Istio behaviour it guards against.
+    pub istio: &'static str,
+    /// A configuration it acts on.
+    pub example_bad: &'static str,
+    /// The same configuration as it should be.
+    pub example_fixed: &'static str,
+    /// Inspects the object; when `fix` is set it also repairs in place what it can and marks
+    /// those issues fixed. With `fix` unset it must not change the object.
+    pub check: fn(&mut Value, &Context<'_>, bool, &mut Vec<Issue>),
+}
+
+impl Rule {
+    pub fn supports(&self, mode: Mode) -> bool {
+        mode != Mode::Mutate || self.can_mutate
+    }
+
+    pub fn supported_modes(&self) -> Vec<Mode> {
+        [Mode::Mutate, Mode::Deny, Mode::Warn, Mode::Off]
+            .into_iter()
+            .filter(|m| self.supports(*m))
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.id, self.name)
+    }
+}
+
+/// What a rule sees besides the object.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub world: Option<&'a dyn World>,
+    pub subject: &'a Subject,
+}
+
+/// The severity of an issue the rule does not (or cannot) fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Deny,
+    Warn,
+}
+
+/// One problem a rule found, in the words of the message: what is wrong, what Istio will do,
+/// how to fix it.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    /// Where in the object, as `spec.subsets[1].trafficPolicy`.
+    pub path: String,
+    pub problem: String,
+    pub consequence: String,
+    pub remedy: String,
+    pub severity: Severity,
+    /// The rule knows how to fix this.
+    pub fixable: bool,
+    /// The rule fixed it in this pass.
+    pub fixed: bool,
+}
+
+impl Issue {
+    fn new(path: impl Into<String>, problem: impl Into<String>, severity: Severity) -> Self {
+        Self {
+            path: path.into(),
+            problem: problem.into(),
+            consequence: String::new(),
+            remedy: String::new(),
+            severity,
+            fixable: false,
+            fixed: false,
+        }
+    }
+
+    /// An issue that denies unless the rule is configured to warn.
+    pub fn deny(path: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::new(path, problem, Severity::Deny)
+    }
+
+    /// An issue that warns unless the rule is configured to deny.
+    pub fn warn(path: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::new(path, problem, Severity::Warn)
+    }
+
+    /// An issue the rule can fix; `fixed` says whether it did.
+    pub fn fixable(path: impl Into<String>, problem: impl Into<String>, fixed: bool) -> Self {
+        Self {
+            fixable: true,
+            fixed,
+            ..Self::new(path, problem, Severity::Deny)
+        }
+    }
+
+    /// What Istio will do.
+    pub fn because(mut self, consequence: impl Into<String>) -> Self {
+        self.consequence = consequence.into();
+        self
+    }
+
+    /// How to fix it.
+    pub fn fix(mut self, remedy: impl Into<String>) -> Self {
+        self.remedy = remedy.into();
+        self
+    }
+}
+
+/// Every rule, in ID order.
+pub static RULES: &[&Rule] = &[
+    &destination_rule::FG101,
+    &destination_rule::FG102,
+    &destination_rule::FG103,
+];
+
+/// The rule with this ID (case-insensitive).
+pub fn by_id(id: &str) -> Option<&'static Rule> {
+    RULES.iter().copied().find(|r| r.id.eq_ignore_ascii_case(id))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Table-driven rule tests: run one rule over a YAML object with a config.
+    use super::*;
+    use crate::{config::Config, object::Subject};
+
+    pub fn yaml(text: &str) -> Value {
+        serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("bad test YAML: {e}\n{text}"))
+    }
+
+    /// Runs `rule` once with `fix`, returning the (possibly fixed) object and the issues.
+    pub fn run_rule(
+        rule: &Rule,
+        config: &Config,
+        world: Option<&dyn World>,
+        object: &Value,
+        fix: bool,
+    ) -> (Value, Vec<Issue>) {
+        let mut object = object.clone();
+        let kind = crate::object::Kind::of(&object).unwrap_or_else(|| panic!("unknown kind"));
+        let subject = Subject::of(&object, kind, "default");
+        let cx = Context {
+            config,
+            world,
+            subject: &subject,
+        };
+        let mut issues = Vec::new();
+        let before = object.clone();
+        (rule.check)(&mut object, &cx, fix, &mut issues);
+        if !fix {
+            assert_eq!(before, object, "{} changed the object without fix", rule.id);
+        }
+        (object, issues)
+    }
+
+    #[test]
+    fn catalog_is_sorted_unique_and_documented() {
+        for pair in RULES.windows(2) {
+            assert!(pair[0].id < pair[1].id, "{} before {}", pair[0].id, pair[1].id);
+        }
+        for rule in RULES {
+            assert!(rule.id.len() == 5 && rule.id.starts_with("FG"), "{}", rule.id);
+            assert!(!rule.summary.is_empty() && !rule.istio.is_empty(), "{}", rule.id);
+            assert!(!rule.example_bad.is_empty() && !rule.example_fixed.is_empty());
+            assert!(rule.supports(rule.default), "{}", rule.id);
+            yaml(rule.example_bad);
+            yaml(rule.example_fixed);
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The two routers: admission (TLS) and probes + metrics (plain HTTP). Handlers are thin: they
+//! take the body, call [`crate::admission::review`], count, log and encode.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use arc_swap::ArcSwap;
+use axum::{
+    Router,
+    body::Bytes,
+    error_handling::HandleErrorLayer,
+    extract::{DefaultBodyLimit, State, rejection::BytesRejection},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use tower::ServiceBuilder;
+
+use crate::{
+    admission::{self, Webhook},
+    config::Config,
+    metrics::{FindingLabels, Metrics, RequestLabels, RuleLabels, WebhookLabels},
+    world::World,
+};
+
+/// Largest accepted request body (SPEC section 5); larger ones get 413.
+pub const BODY_LIMIT: usize = 6 * 1024 * 1024;
+
+/// What the handlers share.
+pub struct AppState {
+    pub config: ArcSwap<Config>,
+    pub world: Option<Arc<dyn World>>,
+    pub metrics: Arc<Metrics>,
+    /// Set when SIGTERM arrived: /readyz answers 503 from then on.
+    pub draining: AtomicBool,
+    /// `serve --record DIR`: every admission body is written there (tests' fixtures).
+    pub record_dir: Option<PathBuf>,
+    recorded: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        world: Option<Arc<dyn World>>,
+        metrics: Arc<Metrics>,
+        record_dir: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            config: ArcSwap::from_pointee(config),
+            world,
+            metrics,
+            draining: AtomicBool::new(false),
+            record_dir,
+            recorded: AtomicU64::new(0),
+        }
+    }
+}
+
+/// `POST /mutate` and `POST /validate`, with the body limit and a concurrency limit that sheds
+/// load with a fast 503 instead of queueing past the API server's timeout.
+pub fn admission_router(state: Arc<AppState>, max_in_flight: usize) -> Router {
+    let shed_state = state.clone();
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(move |_: tower::BoxError| {
+                    let state = shed_state.clone();
+                    async move {
+                        state
+                            .metrics
+                            .rejected
+                            .get_or_create(&RuleLabels { rule: "overloaded" })
+                            .inc();
+                        json_error(StatusCode::SERVICE_UNAVAILABLE, "failover-guard is overloaded; retry")
+                    }
+                }))
+                .load_shed()
+                .concurrency_limit(max_in_flight),
+        )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint; use POST /mutate or POST /validate") })
+        .with_state(state)
+}
+
+/// `GET /livez`, `GET /readyz`, `GET /metrics`.
+pub fn probe_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        // Config and certificate are loaded before the listeners open: being here means ready.
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn mutate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    answer(&state, Webhook::Mutate, body)
+}
+
+async fn validate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    answer(&state, Webhook::Validate, body)
+}
+
+fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = Instant::now();
+    let metrics = &state.metrics;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE { "too-large" } else { "unreadable" };
+            metrics.rejected.get_or_create(&RuleLabels { rule: reason }).inc();
+            return json_error(status, &rejection.body_text());
+        }
+    };
+    if let Some(dir) = &state.record_dir {
+        record(state, dir, webhook, &body);
+    }
+    metrics.in_flight.inc();
+    let config = state.config.load();
+    let result = admission::review(&body, webhook, &config, state.world.as_deref());
+    metrics.in_flight.dec();
+    let reviewed = match result {
+        Ok(reviewed) => reviewed,
+        Err(bad) => {
+            metrics.rejected.get_or_create(&RuleLabels { rule: "not-admission-review" }).inc();
+            tracing::warn!(webhook = webhook.as_str(), error = %bad, "bad admission request");
+            return json_error(StatusCode::BAD_REQUEST, &bad.to_string());
+        }
+    };
+    for finding in &reviewed.findings {
+        metrics
+            .findings
+            .get_or_create(&FindingLabels { rule: finding.rule, action: finding.action.as_str() })
+            .inc();
+    }
+    for rule in &reviewed.skipped {
+        metrics.skips.get_or_create(&RuleLabels { rule }).inc();
+    }
+    if !reviewed.skipped.is_empty() {
+        tracing::info!(
+            uid = %reviewed.uid, kind = %reviewed.kind, namespace = %reviewed.namespace,
+            name = %reviewed.name, skipped = ?reviewed.skipped,
+            "rules skipped by the failover-guard.io/skip annotation"
+        );
+    }
+    let encoded = serde_json::to_vec(&reviewed.response);
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            webhook: webhook.as_str(),
+            kind: reviewed.kind.clone(),
+            operation: reviewed.operation,
+            decision: reviewed.decision.as_str(),
+        })
+        .inc();
+    metrics
+        .duration
+        .get_or_create(&WebhookLabels { webhook: webhook.as_str() })
+        .observe(started.elapsed().as_secs_f64());
+    if reviewed.findings.is_empty() {
+        tracing::debug!(uid = %reviewed.uid, webhook = webhook.as_str(), kind = %reviewed.kind,
+            namespace = %reviewed.namespace, name = %reviewed.name, operation = reviewed.operation,
+            decision = reviewed.decision.as_str(), "reviewed");
+    } else {
+        let rules: Vec<String> = reviewed.findings.iter().map(|f| format!("{}:{}", f.rule, f.action.as_str())).collect();
+        tracing::info!(uid = %reviewed.uid, webhook = webhook.as_str(), kind = %reviewed.kind,
+            namespace = %reviewed.namespace, name = %reviewed.name, operation = reviewed.operation,
+            decision = reviewed.decision.as_str(), findings = ?rules, "reviewed");
+    }
+    match encoded {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode response: {e}")),
+    }
+}
+
+fn record(state: &AppState, dir: &std::path::Path, webhook: Webhook, body: &[u8]) {
+    let n = state.recorded.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{:04}-{}.json", n, webhook.as_str()));
+    if let Err(error) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, body)) {
+        tracing::warn!(%error, path = %path.display(), "cannot record admission request");
+    }
+}
+
+/// An error body in JSON, so API-server logs and curl users see a reason, not HTML or text.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message, "status": status.as_u16() });
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}

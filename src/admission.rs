@@ -40,7 +40,9 @@ impl Webhook {
 pub enum BadReview {
     #[error("request body is not JSON: {0}")]
     NotJson(String),
-    #[error("expected apiVersion {API_VERSION} and kind AdmissionReview, got apiVersion {api_version:?} and kind {kind:?}")]
+    #[error(
+        "expected apiVersion {API_VERSION} and kind AdmissionReview, got apiVersion {api_version:?} and kind {kind:?}"
+    )]
     WrongVersion { api_version: String, kind: String },
     #[error("AdmissionReview has no request")]
     NoRequest,
@@ -131,7 +133,10 @@ pub fn review(
         Err(e) => {
             reviewed.decision = Decision::Denied;
             reviewed.response = response
-                .deny(format!("failover-guard cannot read the object: {}", truncate(&e.to_string(), REASON_LIMIT)))
+                .deny(format!(
+                    "failover-guard cannot read the object: {}",
+                    truncate(&e.to_string(), REASON_LIMIT)
+                ))
                 .into_review();
             return Ok(reviewed);
         }
@@ -239,4 +244,21 @@ fn operation_name(operation: &Operation) -> &'static str {
         Operation::Delete => "DELETE",
         Operation::Connect => "CONNECT",
     }
+}
+
+/// Encodes a response review as the API server expects it.
+///
+/// kube-core serializes `response.patch` (a `Vec<u8>`) as an array of numbers, but the API
+/// server requires the base64 string Go uses for `[]byte` (kube-rs/kube#1781). This writes the
+/// patch as base64 and leaves every other field to kube-core.
+pub fn encode(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
+    use base64::Engine as _;
+    let mut value = serde_json::to_value(review)?;
+    if let (Some(patch), Some(slot)) = (
+        review.response.as_ref().and_then(|r| r.patch.as_ref()),
+        value.pointer_mut("/response/patch"),
+    ) {
+        *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    serde_json::to_vec(&value)
 }

@@ -8,8 +8,8 @@ use std::{
 
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// File names written into the output folder (the names of a kubernetes.io/tls Secret).
@@ -98,7 +98,10 @@ pub fn generate(names: &[String]) -> Result<Generated, CertError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name = name(names.first().map_or("failover-guard", String::as_str));
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     validity(&mut params);
     let cert = params.signed_by(&key, &issuer)?;
@@ -131,7 +134,11 @@ mod tests {
     fn generates_a_chain_with_the_service_names() {
         let names = service_names("failover-guard", "failover-guard");
         let generated = generate(&names).unwrap();
-        assert!(generated.ca_cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(
+            generated
+                .ca_cert_pem
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
         assert!(generated.key_pem.contains("PRIVATE KEY"));
         let bundle = base64::engine::general_purpose::STANDARD
             .decode(generated.ca_bundle())

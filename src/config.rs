@@ -238,11 +238,10 @@ impl Config {
 
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let mut config: Config =
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
-                origin: origin.to_owned(),
-                message: e.to_string(),
-            })?;
+        let mut config: Config = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
         let problems = config.problems();
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
@@ -349,12 +348,10 @@ impl Config {
             ("interval", &od.interval),
             ("baseEjectionTime", &od.base_ejection_time),
         ] {
-            if let Some(v) = value {
-                if !is_duration(v) {
-                    problems.push(format!(
-                        "outlierDetection.{field} {v:?} is not a duration like 10s, 500ms or 1m"
-                    ));
-                }
+            if let Some(v) = value.as_ref().filter(|v| !is_duration(v)) {
+                problems.push(format!(
+                    "outlierDetection.{field} {v:?} is not a duration like 10s, 500ms or 1m"
+                ));
             }
         }
         for (field, value) in [
@@ -396,9 +393,7 @@ impl Config {
             if let Ok(locality) = Locality::parse(text) {
                 topology.regions.insert(locality.region.clone());
                 if let Some(zone) = &locality.zone {
-                    topology
-                        .zones
-                        .insert(zone.clone(), locality.region.clone());
+                    topology.zones.insert(zone.clone(), locality.region.clone());
                 }
                 topology.localities.push(locality);
             }
@@ -447,7 +442,9 @@ mod tests {
     #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = "cluster:\n  name: a\n  network: n\n  netwrok: x\n";
-        let err = Config::from_yaml(text, "test.yaml").unwrap_err().to_string();
+        let err = Config::from_yaml(text, "test.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("netwrok"), "{err}");
         assert!(err.contains("line 4"), "{err}");
     }

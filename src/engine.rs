@@ -70,7 +70,10 @@ impl Finding {
                 message.push_str(part);
             }
         }
-        let warning = truncate(&format!("{rule} {subject}: {}", issue.problem), WARNING_LIMIT);
+        let warning = truncate(
+            &format!("{rule} {subject}: {}", issue.problem),
+            WARNING_LIMIT,
+        );
         Finding {
             rule,
             action,
@@ -257,7 +260,11 @@ mod tests {
         let v = evaluate(&mut object, &config, None, "default", Pass::Validate);
         let denial = v.denials().next().expect("a denial");
         assert_eq!(denial.rule, "FG101");
-        assert!(denial.message.starts_with("FG101 DestinationRule bookinfo/reviews: "));
+        assert!(
+            denial
+                .message
+                .starts_with("FG101 DestinationRule bookinfo/reviews: ")
+        );
         assert!(denial.warning.chars().count() <= WARNING_LIMIT);
     }
 
@@ -272,7 +279,10 @@ mod tests {
         assert!(m.applied.is_empty());
         assert_eq!(m.skipped, ["FG101", "FG103"]);
 
-        let mut object = dr("  annotations: {failover-guard.io/skip: \"*\"}\n", "  host: a\n");
+        let mut object = dr(
+            "  annotations: {failover-guard.io/skip: \"*\"}\n",
+            "  host: a\n",
+        );
         let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
         assert_eq!(m.skipped.len(), 3);
 
@@ -290,13 +300,19 @@ mod tests {
     #[test]
     fn excluded_namespaces_and_unknown_kinds_are_untouched() {
         let config = Config::example();
-        let mut object = yaml("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a, namespace: kube-system}\nspec: {host: a}");
+        let mut object = yaml(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a, namespace: kube-system}\nspec: {host: a}",
+        );
         let before = object.clone();
         let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
         assert!(m.findings.is_empty());
         assert_eq!(before, object);
         let mut pod = yaml("apiVersion: v1\nkind: Pod\nmetadata: {name: p}");
-        assert!(evaluate(&mut pod, &config, None, "default", Pass::Mutate).kind.is_none());
+        assert!(
+            evaluate(&mut pod, &config, None, "default", Pass::Mutate)
+                .kind
+                .is_none()
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub fn explain(rule: &Rule) -> String {
     }
     let _ = writeln!(out, "\n{}\n", wrap(rule.summary, 90));
     let _ = writeln!(out, "Istio behaviour:\n{}\n", indent(&wrap(rule.istio, 88)));
-    let _ = writeln!(out, "Example that triggers it:\n{}", indent(rule.example_bad));
+    let _ = writeln!(
+        out,
+        "Example that triggers it:\n{}",
+        indent(rule.example_bad)
+    );
     let _ = writeln!(out, "As it should be:\n{}", indent(rule.example_fixed));
     let _ = writeln!(
         out,
@@ -39,13 +43,23 @@ pub fn explain(rule: &Rule) -> String {
 pub fn list() -> String {
     RULES
         .iter()
-        .map(|r| format!("{}  {:<36} {:<7} {}\n", r.id, r.name, r.default.as_str(), r.summary))
+        .map(|r| {
+            format!(
+                "{}  {:<36} {:<7} {}\n",
+                r.id,
+                r.name,
+                r.default.as_str(),
+                r.summary
+            )
+        })
         .collect()
 }
 
 /// The README rule table.
 pub fn markdown_table() -> String {
-    let mut out = String::from("| ID | name | kinds | default | W | what it does |\n|---|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| ID | name | kinds | default | W | what it does |\n|---|---|---|---|---|---|\n",
+    );
     for rule in RULES {
         let kinds: Vec<&str> = rule.kinds.iter().map(|k| k.as_str()).collect();
         let _ = writeln!(
@@ -56,7 +70,10 @@ pub fn markdown_table() -> String {
             kinds.join(", "),
             rule.default.as_str(),
             if rule.needs_world { "W" } else { "" },
-            rule.summary.split_whitespace().collect::<Vec<_>>().join(" ")
+            rule.summary
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     out

@@ -66,9 +66,8 @@ impl Locality {
         let region = parts.next().unwrap_or("");
         let zone = parts.next().unwrap_or("");
         let subzone = parts.next().unwrap_or("");
-        let seg = |rule: &str, mine: Option<&str>| {
-            rule.is_empty() || rule == "*" || Some(rule) == mine
-        };
+        let seg =
+            |rule: &str, mine: Option<&str>| rule.is_empty() || rule == "*" || Some(rule) == mine;
         (region == "*" || region == self.region)
             && seg(zone, self.zone.as_deref())
             && seg(subzone, self.subzone.as_deref())

@@ -9,8 +9,7 @@ use failover_guard::{
     certs,
     cli::{CertsArgs, Cli, Command, ExplainArgs, LogFormat, ServeArgs},
     config::{self, Config},
-    explain, offline,
-    rules,
+    explain, offline, rules,
     server::{self, tls::CertFiles},
 };
 
@@ -49,9 +48,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let loopback = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let any = |port| std::net::SocketAddr::from(([0, 0, 0, 0], port));
     let (listen, probe_listen) = if args.dev {
-        (args.listen.unwrap_or(loopback(8443)), args.probe_listen.unwrap_or(loopback(9090)))
+        (
+            args.listen.unwrap_or(loopback(8443)),
+            args.probe_listen.unwrap_or(loopback(9090)),
+        )
     } else {
-        (args.listen.unwrap_or(any(8443)), args.probe_listen.unwrap_or(any(9090)))
+        (
+            args.listen.unwrap_or(any(8443)),
+            args.probe_listen.unwrap_or(any(9090)),
+        )
     };
     let (config, config_path) = match (&args.config, args.dev) {
         (Some(path), _) => (Config::load(path)?, Some(path.clone())),
@@ -123,7 +128,11 @@ fn dev_certs() -> anyhow::Result<CertFiles> {
         key: dir.join(certs::TLS_KEY),
     };
     if !(files.cert.exists() && files.key.exists()) {
-        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let mut names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         names.extend(certs::service_names("failover-guard", "failover-guard"));
         certs::generate(&names)?.write(&dir)?;
         eprintln!(
@@ -166,4 +175,3 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-

@@ -121,13 +121,11 @@ pub fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
 
 /// Sets an annotation, creating `metadata.annotations` when needed.
 pub fn set_annotation(object: &mut Value, key: &str, value: String) -> bool {
-    let Some(annotations) =
-        child_object(object, "metadata").and_then(|m| {
-            m.entry("annotations")
-                .or_insert_with(|| Value::Object(Map::new()))
-                .as_object_mut()
-        })
-    else {
+    let Some(annotations) = child_object(object, "metadata").and_then(|m| {
+        m.entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+    }) else {
         return false;
     };
     annotations.insert(key.to_owned(), Value::String(value));
@@ -162,7 +160,9 @@ pub fn fqdn(host: &str, namespace: &str, cluster_domain: &str) -> String {
     if host.contains('*') {
         return host.to_owned();
     }
-    let suffix = cluster_domain.strip_prefix("svc.").unwrap_or(cluster_domain);
+    let suffix = cluster_domain
+        .strip_prefix("svc.")
+        .unwrap_or(cluster_domain);
     match host.matches('.').count() {
         0 => format!("{host}.{namespace}.{cluster_domain}"),
         1 => format!("{host}.{cluster_domain}"),
@@ -172,7 +172,10 @@ pub fn fqdn(host: &str, namespace: &str, cluster_domain: &str) -> String {
 }
 
 /// `(service, namespace)` when the host is `<svc>.<ns>.<clusterDomain>`.
-pub fn cluster_local_service<'a>(host: &'a str, cluster_domain: &str) -> Option<(&'a str, &'a str)> {
+pub fn cluster_local_service<'a>(
+    host: &'a str,
+    cluster_domain: &str,
+) -> Option<(&'a str, &'a str)> {
     let rest = host.strip_suffix(cluster_domain)?.strip_suffix('.')?;
     let (service, namespace) = rest.split_once('.')?;
     (!service.is_empty() && !namespace.is_empty() && !namespace.contains('.'))
@@ -198,9 +201,18 @@ mod tests {
     #[test]
     fn hosts_expand_like_istio() {
         let d = "svc.cluster.local";
-        assert_eq!(fqdn("reviews", "bookinfo", d), "reviews.bookinfo.svc.cluster.local");
-        assert_eq!(fqdn("reviews.prod", "bookinfo", d), "reviews.prod.svc.cluster.local");
-        assert_eq!(fqdn("reviews.prod.svc", "x", d), "reviews.prod.svc.cluster.local");
+        assert_eq!(
+            fqdn("reviews", "bookinfo", d),
+            "reviews.bookinfo.svc.cluster.local"
+        );
+        assert_eq!(
+            fqdn("reviews.prod", "bookinfo", d),
+            "reviews.prod.svc.cluster.local"
+        );
+        assert_eq!(
+            fqdn("reviews.prod.svc", "x", d),
+            "reviews.prod.svc.cluster.local"
+        );
         assert_eq!(fqdn("api.example.com", "x", d), "api.example.com");
         assert_eq!(
             cluster_local_service("reviews.prod.svc.cluster.local", d),

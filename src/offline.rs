@@ -118,13 +118,21 @@ pub fn split_documents(text: &str) -> (Vec<(usize, String, String)>, String) {
         let is_end = bare == "..." || bare.starts_with("... ");
         if is_start {
             if !current.is_empty() || !separator.is_empty() || ended {
-                docs.push((start_line, std::mem::take(&mut separator), std::mem::take(&mut current)));
+                docs.push((
+                    start_line,
+                    std::mem::take(&mut separator),
+                    std::mem::take(&mut current),
+                ));
             }
             separator = line.to_owned();
             start_line = i + 2;
             ended = false;
             // Content on the marker line (`--- {a: 1}`) belongs to the document.
-            if let Some(rest) = bare.strip_prefix("---").map(str::trim_start).filter(|r| !r.is_empty()) {
+            if let Some(rest) = bare
+                .strip_prefix("---")
+                .map(str::trim_start)
+                .filter(|r| !r.is_empty())
+            {
                 separator = line[..line.len() - rest.len() - (line.len() - bare.len())].to_owned();
                 current.push_str(&line[separator.len()..]);
                 start_line = i + 1;
@@ -316,12 +324,26 @@ pub fn check(inputs: &[Input], config: &Config) -> Report {
     for input in inputs {
         for doc in &input.documents {
             for object in &doc.objects {
-                let Some(kind) = Kind::of(object) else { continue };
+                let Some(kind) = Kind::of(object) else {
+                    continue;
+                };
                 report.objects += 1;
                 let subject = Subject::of(object, kind, DEFAULT_NAMESPACE);
                 let mut object = object.clone();
-                let mutated = engine::evaluate(&mut object, config, Some(&world), DEFAULT_NAMESPACE, Pass::Mutate);
-                let validated = engine::evaluate(&mut object, config, Some(&world), DEFAULT_NAMESPACE, Pass::Validate);
+                let mutated = engine::evaluate(
+                    &mut object,
+                    config,
+                    Some(&world),
+                    DEFAULT_NAMESPACE,
+                    Pass::Mutate,
+                );
+                let validated = engine::evaluate(
+                    &mut object,
+                    config,
+                    Some(&world),
+                    DEFAULT_NAMESPACE,
+                    Pass::Validate,
+                );
                 let findings = mutated
                     .findings
                     .into_iter()
@@ -347,8 +369,25 @@ pub fn check(inputs: &[Input], config: &Config) -> Report {
     report
 }
 
+/// One input as the webhook would store it.
+#[derive(Debug, Clone)]
+pub struct MutatedFile {
+    pub name: String,
+    /// The whole text: untouched documents byte for byte, changed ones re-rendered.
+    pub text: String,
+    pub changes: Vec<Change>,
+}
+
+/// One changed document.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub document: usize,
+    pub before: Value,
+    pub after: Value,
+}
+
 /// The mutated text of every input, untouched documents byte for byte.
-pub fn mutate(inputs: &[Input], config: &Config) -> Vec<(String, String, Vec<(usize, Value, Value)>)> {
+pub fn mutate(inputs: &[Input], config: &Config) -> Vec<MutatedFile> {
     let world = world_of(inputs, config);
     let mut out = Vec::new();
     for input in inputs {
@@ -358,7 +397,13 @@ pub fn mutate(inputs: &[Input], config: &Config) -> Vec<(String, String, Vec<(us
             let mut objects = doc.objects.clone();
             let mut changed = false;
             for object in &mut objects {
-                let evaluation = engine::evaluate(object, config, Some(&world), DEFAULT_NAMESPACE, Pass::Mutate);
+                let evaluation = engine::evaluate(
+                    object,
+                    config,
+                    Some(&world),
+                    DEFAULT_NAMESPACE,
+                    Pass::Mutate,
+                );
                 changed |= !evaluation.applied.is_empty();
             }
             text.push_str(&doc.separator);
@@ -378,13 +423,24 @@ pub fn mutate(inputs: &[Input], config: &Config) -> Vec<(String, String, Vec<(us
                 }
                 (before, list)
             } else {
-                (doc.objects.first().cloned().unwrap_or(Value::Null), objects.into_iter().next().unwrap_or(Value::Null))
+                (
+                    doc.objects.first().cloned().unwrap_or(Value::Null),
+                    objects.into_iter().next().unwrap_or(Value::Null),
+                )
             };
             text.push_str(&render(&after, input.json));
-            changes.push((doc.index, before, after));
+            changes.push(Change {
+                document: doc.index,
+                before,
+                after,
+            });
         }
         text.push_str(&input.trailer);
-        out.push((input.name.clone(), text, changes));
+        out.push(MutatedFile {
+            name: input.name.clone(),
+            text,
+            changes,
+        });
     }
     out
 }
@@ -421,8 +477,12 @@ pub fn check_command(args: &CheckArgs) -> ExitCode {
     report.errors = errors;
     let text = match args.output {
         OutputFormat::Text => text_report(&report),
-        OutputFormat::Json => serde_json::to_string_pretty(&json_report(&report)).unwrap_or_default() + "\n",
-        OutputFormat::Sarif => serde_json::to_string_pretty(&sarif_report(&report)).unwrap_or_default() + "\n",
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(&json_report(&report)).unwrap_or_default() + "\n"
+        }
+        OutputFormat::Sarif => {
+            serde_json::to_string_pretty(&sarif_report(&report)).unwrap_or_default() + "\n"
+        }
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     ExitCode::from(report.exit_code())
@@ -443,17 +503,24 @@ pub fn mutate_command(args: &MutateArgs) -> ExitCode {
     }
     let mut stdout = std::io::stdout().lock();
     let outputs = mutate(&inputs, &config);
-    for (i, (name, text, changes)) in outputs.iter().enumerate() {
+    for (i, file) in outputs.iter().enumerate() {
+        let (name, text) = (&file.name, &file.text);
         if args.diff {
-            for (index, before, after) in changes {
+            for Change {
+                document: index,
+                before,
+                after,
+            } in &file.changes
+            {
                 let (b, a) = (render(before, false), render(after, false));
                 let diff = similar::TextDiff::from_lines(&b, &a);
                 let _ = write!(
                     stdout,
                     "{}",
-                    diff.unified_diff()
-                        .context_radius(3)
-                        .header(&format!("{name} (document {index})"), &format!("{name} (document {index}, mutated)"))
+                    diff.unified_diff().context_radius(3).header(
+                        &format!("{name} (document {index})"),
+                        &format!("{name} (document {index}, mutated)")
+                    )
                 );
             }
         } else {
@@ -633,7 +700,10 @@ mod tests {
 
     #[test]
     fn lists_are_expanded() {
-        let input = parse_input("x.yaml", "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: a}}\n- {apiVersion: v1, kind: Service, metadata: {name: b}}\n");
+        let input = parse_input(
+            "x.yaml",
+            "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: a}}\n- {apiVersion: v1, kind: Service, metadata: {name: b}}\n",
+        );
         assert!(input.documents[0].list);
         assert_eq!(input.documents[0].objects.len(), 2);
     }

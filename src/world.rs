@@ -52,10 +52,10 @@ impl ManifestWorld {
     /// Adds one object.
     pub fn insert(&mut self, object: Value, default_namespace: &str, cluster_domain: &str) {
         let Some(kind) = Kind::of(&object) else {
-            if str_at(&object, &["kind"]) == Some("Namespace") {
-                if let Some(name) = str_at(&object, &["metadata", "name"]) {
-                    self.namespaces.insert(name.to_owned());
-                }
+            if let Some(name) = str_at(&object, &["metadata", "name"])
+                .filter(|_| str_at(&object, &["kind"]) == Some("Namespace"))
+            {
+                self.namespaces.insert(name.to_owned());
             }
             return;
         };
@@ -74,7 +74,10 @@ impl ManifestWorld {
                 }
             }
             Kind::ServiceEntry => {
-                for host in array_at(&object, &["spec", "hosts"]).iter().filter_map(Value::as_str) {
+                for host in array_at(&object, &["spec", "hosts"])
+                    .iter()
+                    .filter_map(Value::as_str)
+                {
                     self.service_entries
                         .entry(host.to_owned())
                         .or_default()
@@ -100,7 +103,10 @@ impl World for ManifestWorld {
     }
 
     fn destination_rules(&self, host: &str) -> Vec<Arc<Value>> {
-        self.destination_rules.get(host).cloned().unwrap_or_default()
+        self.destination_rules
+            .get(host)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn service_entries(&self, host: &str) -> Vec<Arc<Value>> {

@@ -136,23 +136,34 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             continue;
         }
         let policy = dr.pointer(&level.pointer);
-        if policy.is_some_and(|p| !p.is_object() || has(p, "outlierDetection") || locality_disabled(p)) {
+        if policy
+            .is_some_and(|p| !p.is_object() || has(p, "outlierDetection") || locality_disabled(p))
+        {
             continue;
         }
         let fixed = fix
             && policy_mut(dr, &level)
-                .map(|p| p.insert("outlierDetection".into(), cx.config.outlier_detection.to_json()))
+                .map(|p| {
+                    p.insert(
+                        "outlierDetection".into(),
+                        cx.config.outlier_detection.to_json(),
+                    )
+                })
                 .is_some();
         out.push(
-            Issue::fixable(&level.path, format!("{} has no outlierDetection", level.path), fixed)
-                .because(
-                    "Istio orders locality failover only where outlierDetection is set, so traffic \
+            Issue::fixable(
+                &level.path,
+                format!("{} has no outlierDetection", level.path),
+                fixed,
+            )
+            .because(
+                "Istio orders locality failover only where outlierDetection is set, so traffic \
                      is spread over every cluster and never fails over",
-                )
-                .fix(format!(
-                    "add outlierDetection to {} (failover-guard injects the configured default)",
-                    level.path
-                )),
+            )
+            .fix(format!(
+                "add outlierDetection to {} (failover-guard injects the configured default)",
+                level.path
+            )),
         );
     }
 }
@@ -166,7 +177,12 @@ fn outlier_detections(dr: &Value) -> Vec<(String, String)> {
                 .and_then(|p| p.get("outlierDetection"))
                 .is_some_and(Value::is_object)
         })
-        .map(|l| (format!("{}/outlierDetection", l.pointer), format!("{}.outlierDetection", l.path)))
+        .map(|l| {
+            (
+                format!("{}/outlierDetection", l.pointer),
+                format!("{}.outlierDetection", l.path),
+            )
+        })
         .collect()
 }
 
@@ -250,19 +266,23 @@ fn check_fg103(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
             continue;
         };
         if has_value(od, "consecutiveErrors") && !has_value(od, "consecutive5xxErrors") {
-            if fix {
-                if let Some(value) = od.remove("consecutiveErrors") {
-                    od.insert("consecutive5xxErrors".into(), value);
-                }
+            if let Some(value) = fix.then(|| od.remove("consecutiveErrors")).flatten() {
+                od.insert("consecutive5xxErrors".into(), value);
             }
             out.push(
-                Issue::fixable(&path, format!("{path} uses the deprecated consecutiveErrors"), fix)
-                    .because("pilot never reads it, so Envoy's default of 5 consecutive 5xx applies")
-                    .fix("rename consecutiveErrors to consecutive5xxErrors"),
+                Issue::fixable(
+                    &path,
+                    format!("{path} uses the deprecated consecutiveErrors"),
+                    fix,
+                )
+                .because("pilot never reads it, so Envoy's default of 5 consecutive 5xx applies")
+                .fix("rename consecutiveErrors to consecutive5xxErrors"),
             );
         }
         let count = |key: &str| od.get(key).and_then(as_int);
-        let local_origin = od.get("splitExternalLocalOriginErrors").and_then(Value::as_bool)
+        let local_origin = od
+            .get("splitExternalLocalOriginErrors")
+            .and_then(Value::as_bool)
             == Some(true)
             && count("consecutiveLocalOriginFailures").unwrap_or(0) > 0;
         if count("consecutive5xxErrors") == Some(0)
@@ -334,23 +354,37 @@ subsets:
         );
         let injected = config.outlier_detection.to_json();
         assert_eq!(fixed["spec"]["trafficPolicy"]["outlierDetection"], injected);
-        assert_eq!(fixed["spec"]["trafficPolicy"]["portLevelSettings"][0]["outlierDetection"], injected);
-        assert_eq!(fixed["spec"]["trafficPolicy"]["portLevelSettings"][1]["outlierDetection"], json!({}));
+        assert_eq!(
+            fixed["spec"]["trafficPolicy"]["portLevelSettings"][0]["outlierDetection"],
+            injected
+        );
+        assert_eq!(
+            fixed["spec"]["trafficPolicy"]["portLevelSettings"][1]["outlierDetection"],
+            json!({})
+        );
         assert_eq!(
             fixed["spec"]["subsets"][0]["trafficPolicy"]["portLevelSettings"][0]["outlierDetection"],
             injected
         );
-        assert!(fixed["spec"]["subsets"][1]["trafficPolicy"].get("outlierDetection").is_none());
+        assert!(
+            fixed["spec"]["subsets"][1]["trafficPolicy"]
+                .get("outlierDetection")
+                .is_none()
+        );
         let (_, again) = run_rule(&FG101, &config, None, &fixed, true);
         assert!(again.is_empty(), "second run found {again:?}");
     }
 
     #[test]
     fn fg101_creates_traffic_policy_when_absent() {
-        let (fixed, issues) = run_rule(&FG101, &Config::example(), None, &dr("host: reviews"), true);
+        let (fixed, issues) =
+            run_rule(&FG101, &Config::example(), None, &dr("host: reviews"), true);
         assert_eq!(issues.len(), 1);
         assert!(issues[0].fixed);
-        assert_eq!(fixed["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"], 100);
+        assert_eq!(
+            fixed["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"],
+            100
+        );
     }
 
     #[test]
@@ -369,7 +403,9 @@ subsets:
             &FG101,
             &config,
             None,
-            &dr("host: a\ntrafficPolicy:\n  loadBalancer: {localityLbSetting: {enabled: false}}\n  portLevelSettings:\n  - port: {number: 80}"),
+            &dr(
+                "host: a\ntrafficPolicy:\n  loadBalancer: {localityLbSetting: {enabled: false}}\n  portLevelSettings:\n  - port: {number: 80}",
+            ),
             false,
         );
         assert_eq!(paths(&issues), ["spec.trafficPolicy.portLevelSettings[0]"]);
@@ -378,7 +414,9 @@ subsets:
 
     #[test]
     fn fg101_ignores_wrong_shapes() {
-        let object = yaml("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: nonsense");
+        let object = yaml(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: nonsense",
+        );
         let (_, issues) = run_rule(&FG101, &Config::example(), None, &object, true);
         assert!(issues.is_empty());
     }
@@ -397,10 +435,19 @@ subsets:
         let (fixed, issues) = run_rule(&FG102, &config, None, &object, true);
         assert_eq!(issues.len(), 2);
         assert!(issues[0].fixed);
-        assert_eq!(fixed["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"], 100);
+        assert_eq!(
+            fixed["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"],
+            100
+        );
         assert_eq!(issues[1].severity, crate::rules::Severity::Warn);
         assert!(issues[1].problem.contains("is 50"));
-        let (_, none) = run_rule(&FG102, &config, None, &dr("host: a\ntrafficPolicy:\n  outlierDetection: {maxEjectionPercent: 100}"), true);
+        let (_, none) = run_rule(
+            &FG102,
+            &config,
+            None,
+            &dr("host: a\ntrafficPolicy:\n  outlierDetection: {maxEjectionPercent: 100}"),
+            true,
+        );
         assert!(none.is_empty());
     }
 
@@ -426,7 +473,10 @@ subsets:
         let (fixed, issues) = run_rule(&FG103, &config, None, &deprecated, true);
         assert_eq!(issues.len(), 1);
         assert!(issues[0].fixed);
-        assert_eq!(fixed["spec"]["trafficPolicy"]["outlierDetection"], json!({"consecutive5xxErrors": 7}));
+        assert_eq!(
+            fixed["spec"]["trafficPolicy"]["outlierDetection"],
+            json!({"consecutive5xxErrors": 7})
+        );
 
         // consecutiveErrors: 0 rewritten is inert, and says so.
         let zero = dr("host: a\ntrafficPolicy:\n  outlierDetection: {consecutiveErrors: 0}");

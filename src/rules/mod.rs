@@ -142,7 +142,10 @@ pub static RULES: &[&Rule] = &[
 
 /// The rule with this ID (case-insensitive).
 pub fn by_id(id: &str) -> Option<&'static Rule> {
-    RULES.iter().copied().find(|r| r.id.eq_ignore_ascii_case(id))
+    RULES
+        .iter()
+        .copied()
+        .find(|r| r.id.eq_ignore_ascii_case(id))
 }
 
 #[cfg(test)]
@@ -183,11 +186,24 @@ pub(crate) mod testing {
     #[test]
     fn catalog_is_sorted_unique_and_documented() {
         for pair in RULES.windows(2) {
-            assert!(pair[0].id < pair[1].id, "{} before {}", pair[0].id, pair[1].id);
+            assert!(
+                pair[0].id < pair[1].id,
+                "{} before {}",
+                pair[0].id,
+                pair[1].id
+            );
         }
         for rule in RULES {
-            assert!(rule.id.len() == 5 && rule.id.starts_with("FG"), "{}", rule.id);
-            assert!(!rule.summary.is_empty() && !rule.istio.is_empty(), "{}", rule.id);
+            assert!(
+                rule.id.len() == 5 && rule.id.starts_with("FG"),
+                "{}",
+                rule.id
+            );
+            assert!(
+                !rule.summary.is_empty() && !rule.istio.is_empty(),
+                "{}",
+                rule.id
+            );
             assert!(!rule.example_bad.is_empty() && !rule.example_fixed.is_empty());
             assert!(rule.supports(rule.default), "{}", rule.id);
             yaml(rule.example_bad);

@@ -79,14 +79,22 @@ pub fn admission_router(state: Arc<AppState>, max_in_flight: usize) -> Router {
                             .rejected
                             .get_or_create(&RuleLabels { rule: "overloaded" })
                             .inc();
-                        json_error(StatusCode::SERVICE_UNAVAILABLE, "failover-guard is overloaded; retry")
+                        json_error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "failover-guard is overloaded; retry",
+                        )
                     }
                 }))
                 .load_shed()
                 .concurrency_limit(max_in_flight),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint; use POST /mutate or POST /validate") })
+        .fallback(|| async {
+            json_error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; use POST /mutate or POST /validate",
+            )
+        })
         .with_state(state)
 }
 
@@ -119,11 +127,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn mutate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn mutate(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     answer(&state, Webhook::Mutate, body)
 }
 
-async fn validate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn validate(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     answer(&state, Webhook::Validate, body)
 }
 
@@ -134,8 +148,15 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
         Ok(body) => body,
         Err(rejection) => {
             let status = rejection.status();
-            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE { "too-large" } else { "unreadable" };
-            metrics.rejected.get_or_create(&RuleLabels { rule: reason }).inc();
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too-large"
+            } else {
+                "unreadable"
+            };
+            metrics
+                .rejected
+                .get_or_create(&RuleLabels { rule: reason })
+                .inc();
             return json_error(status, &rejection.body_text());
         }
     };
@@ -149,7 +170,12 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
     let reviewed = match result {
         Ok(reviewed) => reviewed,
         Err(bad) => {
-            metrics.rejected.get_or_create(&RuleLabels { rule: "not-admission-review" }).inc();
+            metrics
+                .rejected
+                .get_or_create(&RuleLabels {
+                    rule: "not-admission-review",
+                })
+                .inc();
             tracing::warn!(webhook = webhook.as_str(), error = %bad, "bad admission request");
             return json_error(StatusCode::BAD_REQUEST, &bad.to_string());
         }
@@ -157,7 +183,10 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
     for finding in &reviewed.findings {
         metrics
             .findings
-            .get_or_create(&FindingLabels { rule: finding.rule, action: finding.action.as_str() })
+            .get_or_create(&FindingLabels {
+                rule: finding.rule,
+                action: finding.action.as_str(),
+            })
             .inc();
     }
     for rule in &reviewed.skipped {
@@ -170,7 +199,7 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
             "rules skipped by the failover-guard.io/skip annotation"
         );
     }
-    let encoded = serde_json::to_vec(&reviewed.response);
+    let encoded = admission::encode(&reviewed.response);
     metrics
         .requests
         .get_or_create(&RequestLabels {
@@ -182,21 +211,30 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
         .inc();
     metrics
         .duration
-        .get_or_create(&WebhookLabels { webhook: webhook.as_str() })
+        .get_or_create(&WebhookLabels {
+            webhook: webhook.as_str(),
+        })
         .observe(started.elapsed().as_secs_f64());
     if reviewed.findings.is_empty() {
         tracing::debug!(uid = %reviewed.uid, webhook = webhook.as_str(), kind = %reviewed.kind,
             namespace = %reviewed.namespace, name = %reviewed.name, operation = reviewed.operation,
             decision = reviewed.decision.as_str(), "reviewed");
     } else {
-        let rules: Vec<String> = reviewed.findings.iter().map(|f| format!("{}:{}", f.rule, f.action.as_str())).collect();
+        let rules: Vec<String> = reviewed
+            .findings
+            .iter()
+            .map(|f| format!("{}:{}", f.rule, f.action.as_str()))
+            .collect();
         tracing::info!(uid = %reviewed.uid, webhook = webhook.as_str(), kind = %reviewed.kind,
             namespace = %reviewed.namespace, name = %reviewed.name, operation = reviewed.operation,
             decision = reviewed.decision.as_str(), findings = ?rules, "reviewed");
     }
     match encoded {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode response: {e}")),
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode response: {e}"),
+        ),
     }
 }
 
@@ -211,5 +249,10 @@ fn record(state: &AppState, dir: &std::path::Path, webhook: Webhook, body: &[u8]
 /// An error body in JSON, so API-server logs and curl users see a reason, not HTML or text.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message, "status": status.as_u16() });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }

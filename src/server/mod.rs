@@ -89,7 +89,11 @@ pub async fn run(
     );
 
     let mut background = tokio::task::JoinSet::new();
-    background.spawn(serving.clone().watch(options.reload_interval, metrics.clone()));
+    background.spawn(
+        serving
+            .clone()
+            .watch(options.reload_interval, metrics.clone()),
+    );
     if let Some(path) = options.config_path.clone() {
         background.spawn(watch_config(
             path,

@@ -1,0 +1,260 @@
+//! Test support: start the real `failover-guard` binary with real certificates on loopback
+//! ports and talk to it over HTTPS with a real client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::Read as _,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_failover-guard");
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running `failover-guard serve`.
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub probe_port: u16,
+    pub ca_pem: String,
+}
+
+impl Server {
+    /// Starts the server with `config` (YAML; the example config when `None`) and extra flags.
+    pub fn start(config: Option<&str>, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let generated = failover_guard::certs::generate(&names).expect("certs");
+        generated.write(dir.path()).expect("write certs");
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(
+            &config_path,
+            config.unwrap_or(failover_guard::config::EXAMPLE),
+        )
+        .expect("write config");
+        let port = free_port();
+        let probe_port = free_port();
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .arg("--tls-cert")
+            .arg(dir.path().join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path().join("tls.key"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--probe-listen", &format!("127.0.0.1:{probe_port}")])
+            .args(["--reload-interval", "200ms"])
+            .args(extra)
+            .env("FAILOVER_GUARD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start failover-guard");
+        let mut server = Server {
+            child: Some(child),
+            dir,
+            port,
+            probe_port,
+            ca_pem: generated.ca_cert_pem,
+        };
+        server.wait_ready();
+        server
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.probe("/readyz").0 == 200 {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let mut stderr = String::new();
+                if let Some(mut err) = self.child.as_mut().and_then(|c| c.stderr.take()) {
+                    let _ = err.read_to_string(&mut stderr);
+                }
+                panic!("failover-guard exited with {status}: {stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("failover-guard did not become ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    /// An HTTPS client that trusts only this server's CA.
+    pub fn agent(&self) -> ureq::Agent {
+        agent_trusting(&self.ca_pem)
+    }
+
+    /// POSTs a body to the admission listener; returns status and body.
+    pub fn post(&self, path: &str, body: &[u8]) -> (u16, String) {
+        let response = self
+            .agent()
+            .post(&self.url(path))
+            .header("content-type", "application/json")
+            .send(body)
+            .expect("request");
+        read(response)
+    }
+
+    /// POSTs an AdmissionReview and returns the parsed response review.
+    pub fn review(&self, path: &str, review: &Value) -> Value {
+        let (status, body) = self.post(path, review.to_string().as_bytes());
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON response")
+    }
+
+    /// GETs from the probe listener.
+    pub fn probe(&self, path: &str) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        match agent
+            .get(&format!("http://127.0.0.1:{}{path}", self.probe_port))
+            .call()
+        {
+            Ok(response) => read(response),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(&child, "TERM");
+        wait_timeout(&mut child, Duration::from_secs(30)).expect("exited after SIGTERM")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(child: &Child, name: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status();
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+pub fn agent_trusting(ca_pem: &str) -> ureq::Agent {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let ca = Certificate::from_pem(ca_pem.as_bytes())
+        .expect("CA PEM")
+        .to_owned();
+    ureq::Agent::config_builder()
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::Specific(Arc::new(vec![ca])))
+                .build(),
+        )
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// An AdmissionReview for `object` as the API server sends it.
+pub fn review_for(uid: &str, operation: &str, object: &Value) -> Value {
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = object["kind"].as_str().unwrap_or("");
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default");
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
+            "name": object["metadata"]["name"],
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": "tester"},
+            "object": if operation == "DELETE" { Value::Null } else { object.clone() },
+            "oldObject": if operation == "DELETE" { object.clone() } else { Value::Null },
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+/// Applies the response's base64 JSONPatch (if any) to `object`.
+pub fn apply_response_patch(object: &Value, review: &Value) -> Value {
+    use base64::Engine as _;
+    let mut patched = object.clone();
+    if let Some(patch) = review["response"]["patch"].as_str() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(patch)
+            .expect("base64 patch");
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("JSONPatch");
+        json_patch::patch(&mut patched, &patch).expect("patch applies");
+    }
+    patched
+}
+
+pub fn yaml(text: &str) -> Value {
+    serde_yaml_ng::from_str(text).expect("test YAML")
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}

@@ -456,7 +456,7 @@ cluster: {name: a, network: n, localities: ["eu/*"]}
 remotes:
   - {name: a, network: m, locality: "eu.west", gateway: {address: "gw.example.com"}}
   - {name: b, network: "", locality: "eu/w/x/y", gateway: {address: "10.0.0.1", port: 0}, weight: 0}
-rules: {FG999: warn}
+rules: {FG999: warn, FG105: mutate}
 outlierDetection: {interval: soon, maxEjectionPercent: 101}
 "#;
         let ConfigError::Invalid { problems, .. } = Config::from_yaml(text, "t").unwrap_err()
@@ -474,6 +474,7 @@ outlierDetection: {interval: soon, maxEjectionPercent: 101}
             "gateway.port",
             "weight",
             "FG999: no such rule",
+            "FG105 cannot mutate",
             "interval",
             "maxEjectionPercent",
         ] {

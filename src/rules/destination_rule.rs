@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 use super::{Context, Issue, Rule};
 use crate::{
     config::Mode,
-    object::{Kind, as_int},
+    locality::{closest, has_partial_wildcard},
+    object::{Kind, as_int, cluster_local_service, fqdn},
 };
 
 /// Where a traffic policy resolves on its own.
@@ -303,6 +304,597 @@ fn check_fg103(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
 
 fn has_value(map: &Map<String, Value>, key: &str) -> bool {
     map.get(key).is_some_and(|v| !v.is_null())
+}
+
+/// Every `localityLbSetting` object in the rule, with its level.
+fn locality_settings(dr: &Value) -> Vec<(Level, String)> {
+    levels(dr)
+        .into_iter()
+        .filter(|l| {
+            dr.pointer(&l.pointer)
+                .and_then(|p| p.pointer("/loadBalancer/localityLbSetting"))
+                .is_some_and(Value::is_object)
+        })
+        .map(|l| {
+            let path = format!("{}.loadBalancer.localityLbSetting", l.path);
+            (l, path)
+        })
+        .collect()
+}
+
+fn setting<'a>(dr: &'a Value, level: &Level) -> Option<&'a Value> {
+    dr.pointer(&level.pointer)?
+        .pointer("/loadBalancer/localityLbSetting")
+}
+
+fn non_empty(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    }
+}
+
+/// The fully qualified host of the rule, when it is a cluster-local service in failover scope.
+fn failover_host(dr: &Value, cx: &Context<'_>) -> Option<String> {
+    let host = dr.pointer("/spec/host")?.as_str()?;
+    let fqdn = fqdn(
+        host,
+        &cx.subject.namespace,
+        &cx.config.cluster.cluster_domain,
+    );
+    (cx.config.in_failover_scope(&cx.subject.namespace)
+        && cluster_local_service(&fqdn, &cx.config.cluster.cluster_domain).is_some())
+    .then_some(fqdn)
+}
+
+// === FG104 locality-setting-dropped ===
+
+/// FG104: a subset or port-level load balancer replaces the top-level one, settings included.
+pub static FG104: Rule = Rule {
+    id: "FG104",
+    name: "locality-setting-dropped",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    summary: "A subset or port-level loadBalancer without localityLbSetting, while the top level \
+              has one, gets a copy of it.",
+    istio: "A subset's loadBalancer replaces the top-level one including localityLbSetting, and a \
+            portLevelSettings entry replaces the whole policy for its port. Istio then falls back \
+            to the mesh-wide locality settings there, silently dropping the DestinationRule's \
+            failover, failoverPriority or distribute rules for that subset or port.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failover: [{from: europe-west1, to: europe-west4}]\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy:\n      loadBalancer: {simple: ROUND_ROBIN}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failover: [{from: europe-west1, to: europe-west4}]\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy:\n      loadBalancer:\n        simple: ROUND_ROBIN\n        localityLbSetting:\n          failover: [{from: europe-west1, to: europe-west4}]\n",
+    check: check_fg104,
+};
+
+fn check_fg104(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    let Some(top) = dr
+        .pointer("/spec/trafficPolicy/loadBalancer/localityLbSetting")
+        .filter(|v| v.is_object())
+        .cloned()
+    else {
+        return;
+    };
+    for level in levels(dr) {
+        let Some(policy) = dr.pointer(&level.pointer).filter(|p| p.is_object()) else {
+            continue;
+        };
+        let lb = policy.get("loadBalancer");
+        let dropped = match level.kind {
+            LevelKind::Top => false,
+            // A subset without its own loadBalancer inherits the top-level one whole.
+            LevelKind::Subset => {
+                lb.is_some_and(|lb| lb.is_object() && !has(lb, "localityLbSetting"))
+            }
+            // Port-level entries inherit nothing: no loadBalancer means the mesh default.
+            LevelKind::TopPort | LevelKind::SubsetPort => {
+                lb.is_none_or(|lb| lb.is_object() && !has(lb, "localityLbSetting"))
+            }
+        };
+        if !dropped {
+            continue;
+        }
+        let reference = if level.kind == LevelKind::SubsetPort {
+            // The subset's own setting, when it has one, is what this port should keep.
+            let subset_pointer = level
+                .pointer
+                .split("/portLevelSettings/")
+                .next()
+                .unwrap_or("");
+            dr.pointer(subset_pointer)
+                .and_then(|p| p.pointer("/loadBalancer/localityLbSetting"))
+                .cloned()
+                .unwrap_or_else(|| top.clone())
+        } else {
+            top.clone()
+        };
+        let fixed = fix
+            && dr
+                .pointer_mut(&level.pointer)
+                .and_then(|p| crate::object::child_object(p, "loadBalancer"))
+                .map(|lb| lb.insert("localityLbSetting".into(), reference))
+                .is_some();
+        out.push(
+            Issue::fixable(
+                &level.path,
+                format!("{} has no localityLbSetting while spec.trafficPolicy has one", level.path),
+                fixed,
+            )
+            .because("it replaces the top-level load balancer, so Istio drops the failover settings there")
+            .fix(format!("copy localityLbSetting into {}.loadBalancer", level.path)),
+        );
+    }
+}
+
+// === FG105 locality-disabled-with-settings ===
+
+/// FG105: `enabled: false` discards every other locality setting.
+pub static FG105: Rule = Rule {
+    id: "FG105",
+    name: "locality-disabled-with-settings",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    summary: "localityLbSetting with enabled: false together with failover, failoverPriority or \
+              distribute is denied.",
+    istio: "With enabled: false Istio turns locality load balancing off and discards the other \
+            fields of the setting without a word: the failover, failoverPriority or distribute \
+            rules that sit next to it never apply.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    loadBalancer:\n      localityLbSetting:\n        enabled: false\n        failover: [{from: europe-west1, to: europe-west4}]\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        enabled: true\n        failover: [{from: europe-west1, to: europe-west4}]\n",
+    check: check_fg105,
+};
+
+fn check_fg105(dr: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    for (level, path) in locality_settings(dr) {
+        let Some(setting) = setting(dr, &level) else {
+            continue;
+        };
+        if setting.get("enabled").and_then(Value::as_bool) != Some(false) {
+            continue;
+        }
+        let ignored: Vec<&str> = ["failover", "failoverPriority", "distribute"]
+            .into_iter()
+            .filter(|k| non_empty(setting.get(*k)))
+            .collect();
+        if !ignored.is_empty() {
+            out.push(
+                Issue::deny(
+                    &path,
+                    format!(
+                        "{path} has enabled: false together with {}",
+                        ignored.join(", ")
+                    ),
+                )
+                .because("Istio turns locality load balancing off and ignores those settings")
+                .fix(format!(
+                    "remove enabled: false, or remove {}",
+                    ignored.join(", ")
+                )),
+            );
+        }
+    }
+}
+
+// === FG106 distribute-drops-localities ===
+
+/// FG106: `distribute` is weighting, not failover: unlisted localities get no traffic.
+pub static FG106: Rule = Rule {
+    id: "FG106",
+    name: "distribute-drops-localities",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    summary: "distribute that leaves out a configured cluster's locality, uses partial wildcards or \
+              overlapping keys, or is combined with failoverPriority is denied.",
+    istio: "distribute is weighting, not failover: endpoints in localities its `to` keys do not \
+            list are removed, so that cluster can never receive traffic, even when every other \
+            endpoint is down. Partial wildcards (us-east*) never match anything, overlapping keys \
+            weight the same endpoints twice, and distribute cannot be combined with \
+            failoverPriority.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        distribute:\n        - from: europe-west1/*\n          to: {\"europe-west1/*\": 100}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        distribute:\n        - from: europe-west1/*\n          to: {\"europe-west1/*\": 90, \"europe-west4/*\": 10}\n",
+    check: check_fg106,
+};
+
+fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let topology = &cx.config.topology;
+    for (level, path) in locality_settings(dr) {
+        let Some(setting) = setting(dr, &level) else {
+            continue;
+        };
+        let Some(rules) = setting.get("distribute").and_then(Value::as_array) else {
+            continue;
+        };
+        if rules.is_empty() {
+            continue;
+        }
+        if non_empty(setting.get("failoverPriority")) {
+            out.push(
+                Issue::deny(
+                    &path,
+                    format!("{path} combines distribute with failoverPriority"),
+                )
+                .because("Istio cannot apply both and the failover priorities are lost")
+                .fix("use either distribute or failoverPriority"),
+            );
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            let at = format!("{path}.distribute[{i}]");
+            let from = rule.get("from").and_then(Value::as_str).unwrap_or("");
+            let to: Vec<&str> = rule
+                .get("to")
+                .and_then(Value::as_object)
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            for key in std::iter::once(from).chain(to.iter().copied()) {
+                if has_partial_wildcard(key) {
+                    out.push(
+                        Issue::deny(&at, format!("{at} uses the partial wildcard {key:?}"))
+                            .because("Istio matches locality segments whole, so it never matches anything")
+                            .fix("use a whole segment wildcard such as \"region/*\""),
+                    );
+                }
+            }
+            if !to.contains(&"*") {
+                let missing: Vec<String> = topology
+                    .localities
+                    .iter()
+                    .filter(|l| !to.iter().any(|k| l.matches_rule(k)))
+                    .map(|l| l.to_string())
+                    .collect();
+                if !missing.is_empty() {
+                    out.push(
+                        Issue::deny(&at, format!("{at}.to leaves out configured localities {}", missing.join(", ")))
+                            .because("endpoints there are removed, so those clusters never receive traffic, not even on failover")
+                            .fix(format!("add {} (with a small weight) or \"*\" to to", missing.join(", "))),
+                    );
+                }
+            }
+            for (a, key_a) in to.iter().enumerate() {
+                for key_b in &to[a + 1..] {
+                    if keys_overlap(key_a, key_b) {
+                        out.push(
+                            Issue::deny(&at, format!("{at}.to keys {key_a:?} and {key_b:?} overlap"))
+                                .because("the same endpoints are weighted twice and the weights no longer mean what they say")
+                                .fix("make the to keys disjoint"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether two locality keys can select the same locality.
+fn keys_overlap(a: &str, b: &str) -> bool {
+    let (sa, sb): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    (0..3).all(|i| {
+        let x = sa.get(i).copied().unwrap_or("");
+        let y = sb.get(i).copied().unwrap_or("");
+        x.is_empty() || y.is_empty() || x == "*" || y == "*" || x == y
+    })
+}
+
+// === FG107 failover-unknown-region ===
+
+/// FG107: failover regions must be regions that endpoints actually have.
+pub static FG107: Rule = Rule {
+    id: "FG107",
+    name: "failover-unknown-region",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    summary: "failover.from or .to that is not a region of the configured topology, or a duplicate \
+              from, is denied (with the closest known region).",
+    istio: "failover rules name regions. A region that no endpoint has (a typo, a zone, a \
+            different case) matches nothing and the rule does nothing; only the first failover \
+            rule per from counts, later ones are ignored.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failover: [{from: europe-west1, to: europe-west4-a}]\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failover: [{from: europe-west1, to: europe-west4}]\n",
+    check: check_fg107,
+};
+
+fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let topology = &cx.config.topology;
+    if topology.regions.is_empty() {
+        return;
+    }
+    for (level, path) in locality_settings(dr) {
+        let Some(setting) = setting(dr, &level) else {
+            continue;
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, rule) in crate::object::array_at(setting, &["failover"])
+            .iter()
+            .enumerate()
+        {
+            let at = format!("{path}.failover[{i}]");
+            for field in ["from", "to"] {
+                let Some(region) = rule.get(field).and_then(Value::as_str) else {
+                    continue;
+                };
+                if topology.regions.contains(region) {
+                    continue;
+                }
+                out.push(
+                    Issue::deny(
+                        &at,
+                        format!("{at}.{field} {region:?} is not a region of the topology"),
+                    )
+                    .because("no endpoint has that region, so this failover rule does nothing")
+                    .fix(region_hint(region, cx)),
+                );
+            }
+            if let Some(from) = rule.get("from").and_then(Value::as_str)
+                && !seen.insert(from)
+            {
+                {
+                    out.push(
+                        Issue::deny(&at, format!("{at} repeats from {from:?}"))
+                            .because("Istio uses only the first failover rule per from")
+                            .fix("merge the rules for that region into one"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// "did you mean" text for an unknown region.
+pub(crate) fn region_hint(value: &str, cx: &Context<'_>) -> String {
+    let topology = &cx.config.topology;
+    let known = topology
+        .regions
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Some(region) = topology.zones.get(value) {
+        return format!("{value:?} is a zone of region {region}; use the region {region:?}");
+    }
+    if let Some((region, _)) = value.split_once('/')
+        && topology.regions.contains(region)
+    {
+        return format!("use the region {region:?} only, not a locality");
+    }
+    match closest(value, topology.regions.iter().map(String::as_str)) {
+        Some(close) if close != value && close.eq_ignore_ascii_case(value) => {
+            format!("did you mean {close:?}? region names are case-sensitive")
+        }
+        Some(close) => format!("did you mean {close:?}? known regions: {known}"),
+        None => format!("use one of the known regions: {known}"),
+    }
+}
+
+// === FG108 failover-priority-labels ===
+
+/// Labels a remote gateway endpoint carries across networks.
+const CROSS_NETWORK_LABELS: [&str; 2] = ["topology.istio.io/network", "topology.istio.io/cluster"];
+
+/// FG108: failoverPriority labels that remote gateway endpoints cannot carry.
+pub static FG108: Rule = Rule {
+    id: "FG108",
+    name: "failover-priority-labels",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "failoverPriority labels that remote gateway endpoints cannot carry are a warning; \
+              failoverPriority on a DNS-resolved ServiceEntry host is denied.",
+    istio: "failoverPriority ranks endpoints by the labels they share with the client. Remote \
+            endpoints reached through an east-west gateway only carry topology.istio.io/network \
+            and topology.istio.io/cluster across networks, so other labels rank every remote \
+            endpoint last or not at all. DNS-resolved ServiceEntry endpoints carry no labels.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [app.example.com/tier]\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [topology.istio.io/network]\n",
+    check: check_fg108,
+};
+
+fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let dns_host = cx.world.and_then(|world| {
+        let host = dr.pointer("/spec/host")?.as_str()?;
+        let host = fqdn(
+            host,
+            &cx.subject.namespace,
+            &cx.config.cluster.cluster_domain,
+        );
+        world
+            .service_entries(&host)
+            .iter()
+            .any(|se| {
+                matches!(
+                    se.pointer("/spec/resolution").and_then(Value::as_str),
+                    Some("DNS" | "DNS_ROUND_ROBIN")
+                )
+            })
+            .then_some(host)
+    });
+    for (level, path) in locality_settings(dr) {
+        let Some(setting) = setting(dr, &level) else {
+            continue;
+        };
+        let labels: Vec<&str> = crate::object::array_at(setting, &["failoverPriority"])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if labels.is_empty() {
+            continue;
+        }
+        if let Some(host) = &dns_host {
+            out.push(
+                Issue::deny(&path, format!("{path} sets failoverPriority for {host}, a DNS-resolved ServiceEntry host"))
+                    .because("DNS-resolved endpoints carry no labels, so every endpoint gets the same priority")
+                    .fix("use resolution: STATIC with IP endpoints, or drop failoverPriority"),
+            );
+        }
+        let foreign: Vec<&str> = labels
+            .iter()
+            .map(|l| l.split_once('=').map_or(*l, |(k, _)| k))
+            .filter(|k| !CROSS_NETWORK_LABELS.contains(k))
+            .collect();
+        if !foreign.is_empty() {
+            out.push(
+                Issue::warn(&path, format!("{path}.failoverPriority uses {} that remote gateway endpoints do not carry", foreign.join(", ")))
+                    .because("remote endpoints behind an east-west gateway rank last, so failover order is not what it says")
+                    .fix("use topology.istio.io/network or topology.istio.io/cluster"),
+            );
+        }
+    }
+}
+
+// === FG109 min-health-percent ===
+
+/// FG109: panic mode fights failover.
+pub static FG109: Rule = Rule {
+    id: "FG109",
+    name: "min-health-percent",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "outlierDetection.minHealthPercent above 0 with locality load balancing is a warning.",
+    istio: "minHealthPercent sets Envoy's panic threshold: once fewer endpoints than that are \
+            healthy, Envoy ignores health and locality and sends traffic to every endpoint, \
+            including the ejected local ones, exactly when failover should move it away.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100, minHealthPercent: 50}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    check: check_fg109,
+};
+
+fn check_fg109(dr: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    for level in levels(dr) {
+        let Some(policy) = dr.pointer(&level.pointer) else {
+            continue;
+        };
+        if locality_disabled(policy) {
+            continue;
+        }
+        let Some(percent) = policy
+            .pointer("/outlierDetection/minHealthPercent")
+            .and_then(as_int)
+            .filter(|p| *p > 0)
+        else {
+            continue;
+        };
+        let path = format!("{}.outlierDetection", level.path);
+        out.push(
+            Issue::warn(&path, format!("{path}.minHealthPercent is {percent}"))
+                .because("below that share of healthy endpoints Envoy panics and sends traffic to ejected local endpoints too")
+                .fix("remove minHealthPercent (0 disables panic mode)"),
+        );
+    }
+}
+
+// === FG110 tls-not-istio-mutual ===
+
+/// FG110: remote gateway endpoints need Istio mTLS.
+pub static FG110: Rule = Rule {
+    id: "FG110",
+    name: "tls-not-istio-mutual",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    summary: "tls.mode other than ISTIO_MUTUAL for a host with remote gateway endpoints is denied.",
+    istio: "The east-west gateway passes traffic through in AUTO_PASSTHROUGH mode and routes by \
+            the SNI of Istio mTLS. With DISABLE, SIMPLE or MUTUAL, requests to the remote gateway \
+            endpoints are sent without Istio mTLS and are dropped there: failover fails exactly \
+            when it is needed.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews.bookinfo.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    tls: {mode: DISABLE}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews.bookinfo.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    tls: {mode: ISTIO_MUTUAL}\n",
+    check: check_fg110,
+};
+
+fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let Some(host) = failover_host(dr, cx) else {
+        return;
+    };
+    for level in levels(dr) {
+        let Some(mode) = dr
+            .pointer(&level.pointer)
+            .and_then(|p| p.pointer("/tls/mode"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        if mode == "ISTIO_MUTUAL" {
+            continue;
+        }
+        let path = format!("{}.tls", level.path);
+        out.push(
+            Issue::deny(
+                &path,
+                format!("{path}.mode is {mode} for {host}, which has remote gateway endpoints"),
+            )
+            .because(
+                "traffic to the remote east-west gateways is sent without Istio mTLS and dropped",
+            )
+            .fix("use tls.mode: ISTIO_MUTUAL, or remove tls to use auto mTLS"),
+        );
+    }
+}
+
+// === FG111 shadowed-destination-rule ===
+
+/// FG111: two DestinationRules for one host in one namespace; Istio uses only one.
+pub static FG111: Rule = Rule {
+    id: "FG111",
+    name: "shadowed-destination-rule",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: true,
+    summary: "Another DestinationRule for the same host in the same namespace is denied.",
+    istio: "Istio merges DestinationRules for one host only in limited ways and otherwise uses the \
+            oldest one: the traffic policy of the other, outlier detection and locality settings \
+            included, is silently ignored.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  host: reviews   # bookinfo/reviews already has a DestinationRule\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews   # one DestinationRule per host, holding every setting\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    check: check_fg111,
+};
+
+fn check_fg111(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let Some(world) = cx.world else { return };
+    if dr.pointer("/spec/workloadSelector").is_some() {
+        return;
+    }
+    let Some(host) = dr.pointer("/spec/host").and_then(Value::as_str) else {
+        return;
+    };
+    let host = fqdn(
+        host,
+        &cx.subject.namespace,
+        &cx.config.cluster.cluster_domain,
+    );
+    let others: Vec<String> = world
+        .destination_rules(&host)
+        .iter()
+        .filter(|other| {
+            let subject = crate::object::Subject::of(other, Kind::DestinationRule, "default");
+            subject.namespace == cx.subject.namespace
+                && subject.name != cx.subject.name
+                && other.pointer("/spec/workloadSelector").is_none()
+        })
+        .map(|other| {
+            crate::object::str_at(other, &["metadata", "name"])
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    if !others.is_empty() {
+        out.push(
+            Issue::deny("spec.host", format!("host {host} already has DestinationRule {} in this namespace", others.join(", ")))
+                .because("Istio uses only one of them, so the other's outlier detection and locality settings are ignored")
+                .fix("merge the settings into one DestinationRule per host"),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ use crate::{
     world::World,
 };
 
+pub mod authorization_policy;
 pub mod destination_rule;
+pub mod service;
+pub mod service_entry;
 
 /// One rule of the catalog.
 pub struct Rule {
@@ -138,6 +141,31 @@ pub static RULES: &[&Rule] = &[
     &destination_rule::FG101,
     &destination_rule::FG102,
     &destination_rule::FG103,
+    &destination_rule::FG104,
+    &destination_rule::FG105,
+    &destination_rule::FG106,
+    &destination_rule::FG107,
+    &destination_rule::FG108,
+    &destination_rule::FG109,
+    &destination_rule::FG110,
+    &destination_rule::FG111,
+    &service_entry::FG201,
+    &service_entry::FG202,
+    &service_entry::FG203,
+    &service_entry::FG204,
+    &service_entry::FG205,
+    &service_entry::FG206,
+    &service_entry::FG207,
+    &service_entry::FG208,
+    &service_entry::FG209,
+    &authorization_policy::FG301,
+    &authorization_policy::FG302,
+    &authorization_policy::FG303,
+    &authorization_policy::FG304,
+    &service::FG401,
+    &service::FG402,
+    &service::FG403,
+    &service::FG501,
 ];
 
 /// The rule with this ID (case-insensitive).
@@ -181,6 +209,118 @@ pub(crate) mod testing {
             assert_eq!(before, object, "{} changed the object without fix", rule.id);
         }
         (object, issues)
+    }
+
+    /// One table-driven case of `src/rules/fixtures/FGnnn.yaml`.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Case {
+        name: String,
+        object: Value,
+        #[serde(default)]
+        world: Vec<Value>,
+        /// Run with a configuration that has no remote clusters.
+        #[serde(default)]
+        no_remotes: bool,
+        expect: Expect,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Expect {
+        /// Substrings of the problems found, one per issue, by severity.
+        #[serde(default)]
+        deny: Vec<String>,
+        #[serde(default)]
+        warn: Vec<String>,
+        #[serde(default)]
+        fixable: Vec<String>,
+        /// The exact object after the rule fixed it.
+        #[serde(default)]
+        fixed: Option<Value>,
+    }
+
+    #[test]
+    fn fixtures() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rules/fixtures");
+        let mut covered = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).expect("fixtures folder") {
+            let path = entry.expect("entry").path();
+            let id = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("")
+                .to_owned();
+            let rule = by_id(&id).unwrap_or_else(|| panic!("{} names no rule", path.display()));
+            let text = std::fs::read_to_string(&path).expect("read fixture");
+            let cases: Vec<Case> = serde_yaml_ng::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let (mut triggering, mut quiet) = (0, 0);
+            for case in cases {
+                let mut config = Config::example();
+                if case.no_remotes {
+                    config.remotes.clear();
+                }
+                let world = crate::world::ManifestWorld::new(
+                    &case.world,
+                    "default",
+                    &config.cluster.cluster_domain,
+                );
+                let world: Option<&dyn World> = if case.world.is_empty() {
+                    None
+                } else {
+                    Some(&world)
+                };
+                let label = format!("{id} {:?}", case.name);
+                let (fixed, issues) = run_rule(rule, &config, world, &case.object, true);
+                let found = |want: &[String], pick: &dyn Fn(&Issue) -> bool| {
+                    let got: Vec<&Issue> = issues.iter().filter(|i| pick(i)).collect();
+                    assert_eq!(got.len(), want.len(), "{label}: {got:#?}");
+                    for (issue, needle) in got.iter().zip(want) {
+                        assert!(
+                            issue.problem.contains(needle.as_str()),
+                            "{label}: {:?} lacks {needle:?}",
+                            issue.problem
+                        );
+                    }
+                };
+                found(&case.expect.deny, &|i| {
+                    !i.fixable && i.severity == Severity::Deny
+                });
+                found(&case.expect.warn, &|i| {
+                    !i.fixable && i.severity == Severity::Warn
+                });
+                found(&case.expect.fixable, &|i| i.fixable);
+                if issues.is_empty() {
+                    quiet += 1
+                } else {
+                    triggering += 1
+                }
+                if let Some(expected) = &case.expect.fixed {
+                    assert_eq!(&fixed, expected, "{label}: fixed object");
+                }
+                if issues.iter().any(|i| i.fixable) {
+                    assert!(
+                        issues.iter().filter(|i| i.fixable).all(|i| i.fixed),
+                        "{label}: unfixed"
+                    );
+                    let (again, rest) = run_rule(rule, &config, world, &fixed, true);
+                    assert_eq!(again, fixed, "{label}: second fix changed the object");
+                    assert!(
+                        rest.iter().all(|i| !i.fixable),
+                        "{label}: second run found {rest:?}"
+                    );
+                }
+            }
+            assert!(
+                triggering > 0 && quiet > 0,
+                "{id}: needs a triggering and a quiet case"
+            );
+            covered.insert(id);
+        }
+        for rule in RULES {
+            assert!(covered.contains(rule.id), "{} has no fixture file", rule.id);
+        }
     }
 
     #[test]

@@ -1,0 +1,206 @@
+//! AuthorizationPolicy rules (FG3xx).
+//!
+//! The `*.svc.cluster.local` east-west gateway lets every workload of every cluster that shares
+//! the root CA reach every service. Failover needs that reachability, but only for the callers
+//! that would have called the service locally.
+
+use serde_json::{Value, json};
+
+use super::{Context, Issue, Rule};
+use crate::{
+    config::Mode,
+    object::{Kind, array_at},
+};
+
+fn action(ap: &Value) -> &str {
+    ap.pointer("/spec/action")
+        .and_then(Value::as_str)
+        .unwrap_or("ALLOW")
+}
+
+fn has_target_ref(ap: &Value) -> bool {
+    ap.pointer("/spec/targetRef").is_some() || ap.pointer("/spec/targetRefs").is_some()
+}
+
+/// The sources FG301 injects: the policy's own namespace in every configured trust domain,
+/// and the gateway namespaces.
+pub fn default_sources(cx: &Context<'_>) -> Value {
+    let principals: Vec<String> = cx
+        .config
+        .topology
+        .trust_domains
+        .iter()
+        .map(|td| format!("{td}/ns/{}/sa/*", cx.subject.namespace))
+        .collect();
+    let mut sources = vec![json!({"source": {"principals": principals}})];
+    if !cx.config.scope.gateway_namespaces.is_empty() {
+        sources.push(json!({"source": {"namespaces": cx.config.scope.gateway_namespaces}}));
+    }
+    Value::Array(sources)
+}
+
+// === FG301 cross-cluster-default-source ===
+
+/// FG301: an ALLOW rule without `from` admits every workload of every cluster.
+pub static FG301: Rule = Rule {
+    id: "FG301",
+    name: "cross-cluster-default-source",
+    kinds: &[Kind::AuthorizationPolicy],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    summary: "In failover scope, an ALLOW rule with no from gets the default sources (the \
+              policy's namespace in every configured trust domain, plus the gateway namespaces).",
+    istio: "An ALLOW rule without from matches every caller. Behind a *.svc.cluster.local \
+            east-west gateway that is every workload of every cluster sharing the root CA, not \
+            just the callers that would reach the service locally.",
+    example_bad: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews-get, namespace: bookinfo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: ALLOW\n  rules:\n  - to: [{operation: {methods: [GET]}}]\n",
+    example_fixed: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews-get, namespace: bookinfo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: ALLOW\n  rules:\n  - to: [{operation: {methods: [GET]}}]\n    from:\n    - source: {principals: [cluster.local/ns/bookinfo/sa/*]}\n    - source: {namespaces: [istio-system]}\n",
+    check: check_fg301,
+};
+
+fn check_fg301(ap: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    let ns = &cx.subject.namespace;
+    if !cx.config.in_failover_scope(ns)
+        || cx.config.scope.gateway_namespaces.contains(ns)
+        || action(ap) != "ALLOW"
+        || has_target_ref(ap)
+    {
+        return;
+    }
+    let open: Vec<usize> = array_at(ap, &["spec", "rules"])
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| rule.is_object() && array_at(rule, &["from"]).is_empty())
+        .map(|(i, _)| i)
+        .collect();
+    for i in open {
+        let sources = default_sources(cx);
+        let fixed = fix
+            && ap
+                .pointer_mut(&format!("/spec/rules/{i}"))
+                .and_then(Value::as_object_mut)
+                .map(|rule| rule.insert("from".into(), sources))
+                .is_some();
+        out.push(
+            Issue::fixable(format!("spec.rules[{i}]"), format!("ALLOW rule {i} has no from"), fixed)
+                .because("it admits every workload of every cluster sharing the root CA through the east-west gateway")
+                .fix(format!("add from sources, e.g. principals */ns/{ns}/sa/* of the configured trust domains")),
+        );
+    }
+}
+
+// === FG302 principal-trust-domain ===
+
+/// FG302: principals of unknown trust domains never match remote callers.
+pub static FG302: Rule = Rule {
+    id: "FG302",
+    name: "principal-trust-domain",
+    kinds: &[Kind::AuthorizationPolicy],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "A principal whose trust domain is neither local, an alias, nor a configured remote \
+              trust domain is a warning.",
+    istio: "Istio rewrites cluster.local/... principals to the local trust domain and its \
+            aliases only. A principal of any other trust domain never matches, so remote callers \
+            are denied when traffic fails over to this cluster.",
+    example_bad: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  rules:\n  - from: [{source: {principals: [cluster-b.example/ns/bookinfo/sa/productpage]}}]\n",
+    example_fixed: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/bookinfo/sa/productpage]}}]\n",
+    check: check_fg302,
+};
+
+fn check_fg302(ap: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let known = &cx.config.topology.trust_domains;
+    for (i, rule) in array_at(ap, &["spec", "rules"]).iter().enumerate() {
+        for (j, from) in array_at(rule, &["from"]).iter().enumerate() {
+            for key in ["principals", "notPrincipals"] {
+                for principal in array_at(from, &["source", key])
+                    .iter()
+                    .filter_map(Value::as_str)
+                {
+                    let Some((domain, _)) = principal
+                        .split_once("/ns/")
+                        .or_else(|| principal.split_once('/'))
+                    else {
+                        continue;
+                    };
+                    if domain.contains('*') || domain.is_empty() || known.contains(domain) {
+                        continue;
+                    }
+                    out.push(
+                        Issue::warn(
+                            format!("spec.rules[{i}].from[{j}].source.{key}"),
+                            format!("principal {principal:?} is of trust domain {domain:?}, which is not configured"),
+                        )
+                        .because("it never matches, so callers from the remote clusters are denied")
+                        .fix("use a configured trust domain (or add it to trustDomainAliases / remotes)"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+// === FG303 allow-nothing-in-failover-scope ===
+
+/// FG303: allow-nothing also blocks failover traffic.
+pub static FG303: Rule = Rule {
+    id: "FG303",
+    name: "allow-nothing-in-failover-scope",
+    kinds: &[Kind::AuthorizationPolicy],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "An ALLOW policy with no rules (allow-nothing) in failover scope is a warning.",
+    istio: "An ALLOW policy with no rules denies every request, including the failover traffic \
+            remote clusters send here through the east-west gateway.",
+    example_bad: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: bookinfo}\nspec: {}\n",
+    example_fixed: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: bookinfo}\nspec: {}\n# plus ALLOW policies for the callers that need the services, local and remote\n",
+    check: check_fg303,
+};
+
+fn check_fg303(ap: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    if cx.config.in_failover_scope(&cx.subject.namespace)
+        && action(ap) == "ALLOW"
+        && !has_target_ref(ap)
+        && array_at(ap, &["spec", "rules"]).is_empty()
+    {
+        out.push(
+            Issue::warn("spec", "ALLOW policy with no rules denies every request")
+                .because("failover traffic from remote clusters is denied too")
+                .fix(
+                    "pair it with ALLOW policies that admit the callers, remote clusters' included",
+                ),
+        );
+    }
+}
+
+// === FG304 target-ref-on-sidecar ===
+
+/// FG304: sidecars ignore targetRef policies.
+pub static FG304: Rule = Rule {
+    id: "FG304",
+    name: "target-ref-on-sidecar",
+    kinds: &[Kind::AuthorizationPolicy],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "A targetRef/targetRefs policy is a warning: sidecars ignore it.",
+    istio: "Policies attached with targetRef or targetRefs apply to waypoints and gateways only; \
+            sidecars ignore them, so in a sidecar mesh the policy protects nothing against \
+            cross-cluster callers.",
+    example_bad: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  targetRefs: [{kind: Service, group: \"\", name: reviews}]\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/bookinfo/sa/productpage]}}]\n",
+    example_fixed: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/bookinfo/sa/productpage]}}]\n",
+    check: check_fg304,
+};
+
+fn check_fg304(ap: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    if has_target_ref(ap) {
+        out.push(
+            Issue::warn("spec.targetRefs", "policy uses targetRef/targetRefs")
+                .because("sidecars ignore it; it applies only to waypoints and gateways")
+                .fix("use selector for sidecar workloads"),
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! Service and Gateway rules (FG4xx, FG5xx).
+
+use serde_json::{Value, json};
+
+use super::{Context, Issue, Rule};
+use crate::{
+    config::Mode,
+    object::{Kind, array_at, label},
+};
+
+const NETWORK_LABEL: &str = "topology.istio.io/network";
+
+fn selects_gateway(svc: &Value, cx: &Context<'_>) -> bool {
+    let selector = &cx.config.scope.gateway_selector;
+    let Some(actual) = svc.pointer("/spec/selector").and_then(Value::as_object) else {
+        return false;
+    };
+    !selector.is_empty()
+        && selector
+            .iter()
+            .all(|(k, v)| actual.get(k).and_then(Value::as_str) == Some(v.as_str()))
+}
+
+// === FG401 gateway-network-label ===
+
+/// FG401: the east-west gateway Service must say which network it serves.
+pub static FG401: Rule = Rule {
+    id: "FG401",
+    name: "gateway-network-label",
+    kinds: &[Kind::Service],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    summary: "The east-west gateway Service without topology.istio.io/network gets this cluster's \
+              network; a different value is denied.",
+    istio: "Istio finds the gateway of a network through the topology.istio.io/network label of \
+            its Service. Without it (or with another network's name) remote clusters do not \
+            route cross-network traffic to this gateway and failover into this cluster fails.",
+    example_bad: "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system}\nspec:\n  type: LoadBalancer\n  selector: {istio: eastwestgateway}\n  ports: [{name: tls, port: 15443}]\n",
+    example_fixed: "apiVersion: v1\nkind: Service\nmetadata:\n  name: istio-eastwestgateway\n  namespace: istio-system\n  labels: {topology.istio.io/network: network-a}\nspec:\n  type: LoadBalancer\n  selector: {istio: eastwestgateway}\n  ports: [{name: tls, port: 15443}]\n",
+    check: check_fg401,
+};
+
+fn check_fg401(svc: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    if !selects_gateway(svc, cx) {
+        return;
+    }
+    let network = &cx.config.cluster.network;
+    match label(svc, NETWORK_LABEL) {
+        Some(value) if value == network => {}
+        Some(value) => out.push(
+            Issue::deny("metadata.labels", format!("east-west gateway is labelled network {value:?}, but this cluster is {network:?}"))
+                .because("remote clusters route this network's traffic elsewhere, so failover into this cluster fails")
+                .fix(format!("set {NETWORK_LABEL}: {network}, or fix cluster.network in the failover-guard config")),
+        ),
+        None => {
+            let fixed = fix
+                && crate::object::child_object(svc, "metadata")
+                    .and_then(|m| m.entry("labels").or_insert_with(|| json!({})).as_object_mut())
+                    .map(|labels| labels.insert(NETWORK_LABEL.into(), json!(network)))
+                    .is_some();
+            out.push(
+                Issue::fixable("metadata.labels", format!("east-west gateway Service has no {NETWORK_LABEL} label"), fixed)
+                    .because("remote clusters cannot find this network's gateway, so failover into this cluster fails")
+                    .fix(format!("add the label {NETWORK_LABEL}: {network}")),
+            );
+        }
+    }
+}
+
+// === FG402 service-not-protected ===
+
+/// FG402: a Service in failover scope without the objects that make failover work.
+pub static FG402: Rule = Rule {
+    id: "FG402",
+    name: "service-not-protected",
+    kinds: &[Kind::Service],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: true,
+    summary: "A Service in failover scope with no DestinationRule that gives it outlier detection, \
+              or with no failover ServiceEntry, is a warning.",
+    istio: "Without a DestinationRule with outlier detection Istio never fails over, and without \
+            a failover ServiceEntry listing the remote gateways there is nowhere to fail over to: \
+            the Service silently has no cross-cluster protection.",
+    example_bad: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n# and no DestinationRule or ServiceEntry for reviews.bookinfo.svc.cluster.local\n",
+    example_fixed: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n# plus a DestinationRule (outlierDetection) and a failover ServiceEntry for the same host\n",
+    check: check_fg402,
+};
+
+fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let Some(world) = cx.world else { return };
+    let ns = &cx.subject.namespace;
+    if !cx.config.in_failover_scope(ns)
+        || cx.config.scope.gateway_namespaces.contains(ns)
+        || svc
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .is_none_or(|s| s.is_empty())
+        || svc.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName")
+    {
+        return;
+    }
+    let host = format!(
+        "{}.{ns}.{}",
+        cx.subject.name, cx.config.cluster.cluster_domain
+    );
+    let fg101_fixes = cx
+        .config
+        .rules
+        .get("FG101")
+        .is_none_or(|m| *m == Mode::Mutate);
+    let protected = world.destination_rules(&host).iter().any(|dr| {
+        fg101_fixes
+            || dr
+                .pointer("/spec/trafficPolicy/outlierDetection")
+                .is_some_and(|od| !od.is_null())
+    });
+    let mut missing = Vec::new();
+    if !protected {
+        missing.push("a DestinationRule with outlierDetection");
+    }
+    if world.service_entries(&host).is_empty() {
+        missing.push("a failover ServiceEntry");
+    }
+    if !missing.is_empty() {
+        out.push(
+            Issue::warn(
+                "metadata.name",
+                format!("{host} has no {}", missing.join(" and no ")),
+            )
+            .because("Istio will not fail this Service over to the remote clusters")
+            .fix(format!("create {} for {host}", missing.join(" and "))),
+        );
+    }
+}
+
+// === FG403 unnamed-service-port ===
+
+/// FG403: failover entries merge with Service ports by name.
+pub static FG403: Rule = Rule {
+    id: "FG403",
+    name: "unnamed-service-port",
+    kinds: &[Kind::Service],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "A Service port without a name or appProtocol is a warning.",
+    istio: "A failover ServiceEntry merges its endpoints into the Service port with the same name. \
+            An unnamed port cannot be matched, so the remote endpoints never join it; without \
+            appProtocol Istio also has to guess the protocol.",
+    example_bad: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{port: 9080}]\n",
+    example_fixed: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080, appProtocol: http}]\n",
+    check: check_fg403,
+};
+
+fn check_fg403(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    if !cx.config.in_failover_scope(&cx.subject.namespace) {
+        return;
+    }
+    for (i, port) in array_at(svc, &["spec", "ports"]).iter().enumerate() {
+        let named = |k: &str| {
+            port.get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        };
+        if !named("name") && !named("appProtocol") {
+            let number = port.get("port").map(|p| p.to_string()).unwrap_or_default();
+            out.push(
+                Issue::warn(
+                    format!("spec.ports[{i}]"),
+                    format!("port {number} has no name and no appProtocol"),
+                )
+                .because("a failover ServiceEntry cannot merge its endpoints into an unnamed port")
+                .fix("name the port (e.g. http) and set appProtocol"),
+            );
+        }
+    }
+}
+
+// === FG501 gateway-exposes-all ===
+
+/// FG501: a wildcard AUTO_PASSTHROUGH gateway exposes every service to every cluster.
+pub static FG501: Rule = Rule {
+    id: "FG501",
+    name: "gateway-exposes-all",
+    kinds: &[Kind::Gateway],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: true,
+    summary: "An AUTO_PASSTHROUGH Gateway server with hosts *, *.local or *.svc.<domain> is a \
+              warning listing the namespaces in scope without an AuthorizationPolicy.",
+    istio: "An AUTO_PASSTHROUGH server for * or *.svc.cluster.local routes mTLS by SNI to every \
+            service of the cluster: every workload of every cluster that shares the root CA can \
+            reach them all. Namespaces without an AuthorizationPolicy are open to all of them.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-system}\nspec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: AUTO_PASSTHROUGH}\n    hosts: [\"*.local\"]\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-system}\nspec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: AUTO_PASSTHROUGH}\n    hosts: [\"*.local\"]\n# plus an AuthorizationPolicy in every namespace it exposes\n",
+    check: check_fg501,
+};
+
+fn check_fg501(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let Some(world) = cx.world else { return };
+    let domain = &cx.config.cluster.cluster_domain;
+    let wide = |host: &str| {
+        let host = host.split_once('/').map_or(host, |(_, h)| h);
+        host == "*" || host == "*.local" || host == format!("*.{domain}")
+    };
+    for (i, server) in array_at(gw, &["spec", "servers"]).iter().enumerate() {
+        if server.pointer("/tls/mode").and_then(Value::as_str) != Some("AUTO_PASSTHROUGH") {
+            continue;
+        }
+        let Some(host) = array_at(server, &["hosts"])
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|h| wide(h))
+        else {
+            continue;
+        };
+        let open: Vec<String> = world
+            .namespaces()
+            .into_iter()
+            .filter(|ns| cx.config.in_scope(ns) && !cx.config.scope.gateway_namespaces.contains(ns))
+            .filter(|ns| world.authorization_policies(ns).is_empty())
+            .collect();
+        if open.is_empty() {
+            continue;
+        }
+        let shown: Vec<&str> = open.iter().take(5).map(String::as_str).collect();
+        let more = if open.len() > 5 {
+            format!(" and {} more", open.len() - 5)
+        } else {
+            String::new()
+        };
+        out.push(
+            Issue::warn(
+                format!("spec.servers[{i}]"),
+                format!("AUTO_PASSTHROUGH {host} exposes namespaces without AuthorizationPolicy: {}{more}", shown.join(", ")),
+            )
+            .because("every workload of every cluster sharing the root CA can reach their services")
+            .fix("add AuthorizationPolicies to those namespaces, or narrow the gateway hosts"),
+        );
+    }
+}

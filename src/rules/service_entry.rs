@@ -1,0 +1,732 @@
+//! ServiceEntry rules (FG2xx).
+//!
+//! A *failover entry* is a ServiceEntry whose host is a cluster-local service name
+//! (`<svc>.<ns>.svc.<domain>`), or that has an endpoint at a configured remote gateway, or that
+//! carries `failover-guard.io/failover: "true"`. Istio merges such an entry's endpoints into the
+//! local Service only under strict conditions (same namespace, same port name, STATIC IP
+//! endpoints) and drops them silently otherwise.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use serde_json::{Map, Value, json};
+
+use super::{Context, Issue, Rule};
+use crate::{
+    config::{Mode, Remote},
+    locality::{Locality, closest},
+    object::{
+        FAILOVER_ANNOTATION, Kind, SUBSET_LABELS_ANNOTATION, annotation, array_at, as_int,
+        cluster_local_service, split_list,
+    },
+};
+
+const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+const LOCALITY_LABELS: [&str; 2] = ["topology.istio.io/locality", "istio-locality"];
+
+/// The cluster-local services `(service, namespace)` an entry's hosts name.
+fn local_services<'a>(se: &'a Value, cx: &Context<'_>) -> Vec<(&'a str, &'a str)> {
+    array_at(se, &["spec", "hosts"])
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|h| cluster_local_service(h, &cx.config.cluster.cluster_domain))
+        .collect()
+}
+
+fn annotated_failover(se: &Value) -> bool {
+    annotation(se, FAILOVER_ANNOTATION).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Whether this ServiceEntry is a failover entry.
+pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
+    annotated_failover(se)
+        || !local_services(se, cx).is_empty()
+        || endpoints(se)
+            .iter()
+            .any(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))
+}
+
+fn endpoints(se: &Value) -> &[Value] {
+    array_at(se, &["spec", "endpoints"])
+}
+
+fn address(endpoint: &Value) -> Option<&str> {
+    endpoint.get("address").and_then(Value::as_str)
+}
+
+/// An address that is an unexpanded shell substitution or template.
+fn placeholder(address: &str) -> bool {
+    address.trim().is_empty()
+        || address.contains(['$', '{', '(', '`'])
+        || address.chars().any(char::is_whitespace)
+}
+
+fn endpoint_path(i: usize) -> String {
+    format!("spec.endpoints[{i}]")
+}
+
+fn endpoints_mut(se: &mut Value) -> Option<&mut Vec<Value>> {
+    se.pointer_mut("/spec/endpoints")?.as_array_mut()
+}
+
+fn has_locality(endpoint: &Value) -> bool {
+    endpoint
+        .get("locality")
+        .and_then(Value::as_str)
+        .is_some_and(|l| !l.is_empty())
+        || LOCALITY_LABELS.iter().any(|l| {
+            endpoint
+                .pointer(&format!("/labels/{}", l.replace('/', "~1")))
+                .is_some()
+        })
+}
+
+// === FG201 endpoint-locality-missing ===
+
+/// FG201: endpoints without a locality get priority 0 for clients on unlabelled nodes.
+pub static FG201: Rule = Rule {
+    id: "FG201",
+    name: "endpoint-locality-missing",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    summary: "A failover entry endpoint without locality gets the locality of the remote cluster \
+              whose gateway it points at; if none matches, it is denied.",
+    istio: "An endpoint without locality is treated as local to every client whose node has no \
+            locality labels, and as a stranger to the rest: locality load balancing sends local \
+            traffic to the remote gateway, or never fails over to it.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n    locality: europe-west4/europe-west4-a\n",
+    check: check_fg201,
+};
+
+fn check_fg201(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    if !is_failover_entry(se, cx) {
+        return;
+    }
+    let missing: Vec<(usize, Option<String>, String)> = endpoints(se)
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.is_object() && !has_locality(e))
+        .map(|(i, e)| {
+            let addr = address(e).unwrap_or("").to_owned();
+            (
+                i,
+                cx.config.remote_at(&addr).map(|r| r.locality.clone()),
+                addr,
+            )
+        })
+        .collect();
+    for (i, locality, addr) in missing {
+        let path = endpoint_path(i);
+        match locality {
+            Some(locality) => {
+                let fixed = fix
+                    && endpoints_mut(se)
+                        .and_then(|eps| eps.get_mut(i))
+                        .and_then(Value::as_object_mut)
+                        .map(|e| e.insert("locality".into(), json!(locality)))
+                        .is_some();
+                out.push(
+                    Issue::fixable(&path, format!("endpoint {addr} has no locality"), fixed)
+                        .because("Istio gives it the client's own priority, so failover order is lost")
+                        .fix(format!("set locality: {locality} (the remote cluster whose gateway it is)")),
+                );
+            }
+            None if !placeholder(&addr) => out.push(
+                Issue::deny(&path, format!("endpoint {addr} has no locality and is not a configured remote gateway"))
+                    .because("Istio gives it the client's own priority, so failover order is lost")
+                    .fix("set the endpoint's locality, or add its cluster to remotes in the failover-guard config"),
+            ),
+            None => {}
+        }
+    }
+}
+
+// === FG202 locality-malformed ===
+
+/// FG202: Istio never validates locality strings.
+pub static FG202: Rule = Rule {
+    id: "FG202",
+    name: "locality-malformed",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    summary: "An endpoint locality that is not region[/zone[/subzone]], or (in a failover entry) \
+              names a region the topology does not know, is denied.",
+    istio: "Istio never validates the locality field: a.b is one region called a.b, a fourth \
+            segment is dropped, * is literal, and matching is case-sensitive. A malformed locality \
+            matches no failover rule and no client, so the endpoint gets the lowest priority.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n    locality: europe-west4.europe-west4-a\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n    locality: europe-west4/europe-west4-a\n",
+    check: check_fg202,
+};
+
+fn check_fg202(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let failover = is_failover_entry(se, cx);
+    let topology = &cx.config.topology;
+    for (i, endpoint) in endpoints(se).iter().enumerate() {
+        let Some(text) = endpoint.get("locality").and_then(Value::as_str) else {
+            continue;
+        };
+        let path = format!("{}.locality", endpoint_path(i));
+        match Locality::parse(text) {
+            Err(error) => out.push(
+                Issue::deny(&path, format!("locality {text:?} {error}"))
+                    .because("Istio matches it against no failover rule and no client locality")
+                    .fix(
+                        "write region/zone/subzone with slashes, e.g. europe-west4/europe-west4-a",
+                    ),
+            ),
+            Ok(locality)
+                if failover
+                    && !topology.regions.is_empty()
+                    && !topology.regions.contains(&locality.region) =>
+            {
+                let known = topology
+                    .regions
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let hint = match closest(
+                    &locality.region,
+                    topology.regions.iter().map(String::as_str),
+                ) {
+                    Some(close) if close.eq_ignore_ascii_case(&locality.region) => {
+                        format!("did you mean {close:?}? locality matching is case-sensitive")
+                    }
+                    Some(close) => format!("did you mean {close:?}? known regions: {known}"),
+                    None if topology.zones.contains_key(&locality.region) => format!(
+                        "{:?} is a zone; write region/zone, e.g. {}/{}",
+                        locality.region, topology.zones[&locality.region], locality.region
+                    ),
+                    None => format!("use a region of the topology: {known}"),
+                };
+                out.push(
+                    Issue::deny(
+                        &path,
+                        format!(
+                            "locality {text:?} names region {:?}, which the topology does not know",
+                            locality.region
+                        ),
+                    )
+                    .because(
+                        "no failover rule or client matches it, so the endpoint is never preferred",
+                    )
+                    .fix(hint),
+                );
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+// === FG203 gateway-endpoint-plaintext ===
+
+/// FG203: gateway endpoints need the tlsMode label or traffic goes out in plaintext.
+pub static FG203: Rule = Rule {
+    id: "FG203",
+    name: "gateway-endpoint-plaintext",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    summary: "An endpoint on a gateway port (15443 or configured) without \
+              security.istio.io/tlsMode: istio gets that label.",
+    istio: "Auto mTLS only sends Istio mTLS to endpoints labelled security.istio.io/tlsMode: \
+            istio. Without it the sidecar sends plaintext to the remote gateway's mTLS port \
+            15443, which resets the connection: failover traffic fails.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    locality: europe-west4/europe-west4-a\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    locality: europe-west4/europe-west4-a\n    labels: {security.istio.io/tlsMode: istio}\n",
+    check: check_fg203,
+};
+
+/// The ports an endpoint receives traffic on.
+fn endpoint_ports(se: &Value, endpoint: &Value) -> Vec<i64> {
+    let mapped = endpoint.get("ports").and_then(Value::as_object);
+    array_at(se, &["spec", "ports"])
+        .iter()
+        .filter_map(|port| {
+            let name = port.get("name").and_then(Value::as_str).unwrap_or("");
+            mapped
+                .and_then(|m| m.get(name))
+                .and_then(as_int)
+                .or_else(|| port.get("targetPort").and_then(as_int))
+                .or_else(|| port.get("number").and_then(as_int))
+        })
+        .chain(
+            mapped
+                .into_iter()
+                .flat_map(|m| m.values().filter_map(as_int)),
+        )
+        .collect()
+}
+
+fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    let gateway_ports = &cx.config.topology.gateway_ports;
+    let plain: Vec<(usize, String)> = endpoints(se)
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.is_object())
+        .filter(|(_, e)| {
+            let addr = address(e).unwrap_or("");
+            cx.config.remote_at(addr).is_some()
+                || endpoint_ports(se, e)
+                    .iter()
+                    .any(|p| u16::try_from(*p).is_ok_and(|p| gateway_ports.contains(&p)))
+        })
+        .filter(|(_, e)| {
+            e.pointer(&format!("/labels/{}", TLS_MODE_LABEL.replace('/', "~1")))
+                .and_then(Value::as_str)
+                != Some("istio")
+        })
+        .map(|(i, e)| (i, address(e).unwrap_or("").to_owned()))
+        .collect();
+    for (i, addr) in plain {
+        let path = endpoint_path(i);
+        let fixed = fix
+            && endpoints_mut(se)
+                .and_then(|eps| eps.get_mut(i))
+                .and_then(|e| crate::object::child_object(e, "labels"))
+                .map(|labels| labels.insert(TLS_MODE_LABEL.into(), json!("istio")))
+                .is_some();
+        out.push(
+            Issue::fixable(
+                &path,
+                format!("gateway endpoint {addr} has no {TLS_MODE_LABEL}: istio label"),
+                fixed,
+            )
+            .because(
+                "the sidecar sends plaintext to the gateway's mTLS port and the connection fails",
+            )
+            .fix(format!("add labels: {{{TLS_MODE_LABEL}: istio}}")),
+        );
+    }
+}
+
+// === FG204 failover-entry-mesh-external ===
+
+/// FG204: MESH_EXTERNAL turns auto mTLS off.
+pub static FG204: Rule = Rule {
+    id: "FG204",
+    name: "failover-entry-mesh-external",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    summary: "A failover entry with location unset or MESH_EXTERNAL becomes MESH_INTERNAL.",
+    istio: "location defaults to MESH_EXTERNAL, and for MESH_EXTERNAL entries Istio turns auto \
+            mTLS off: the remote gateway endpoints receive plaintext and reject it.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    check: check_fg204,
+};
+
+fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    if !is_failover_entry(se, cx) || !se.get("spec").is_some_and(Value::is_object) {
+        return;
+    }
+    let location = se
+        .pointer("/spec/location")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if location == "MESH_INTERNAL" {
+        return;
+    }
+    let shown = if location.is_empty() {
+        "unset (MESH_EXTERNAL)".to_owned()
+    } else {
+        location
+    };
+    let fixed = fix
+        && se
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .map(|spec| spec.insert("location".into(), json!("MESH_INTERNAL")))
+            .is_some();
+    out.push(
+        Issue::fixable("spec.location", format!("failover entry has location {shown}"), fixed)
+            .because("Istio turns auto mTLS off for mesh-external entries, so remote gateways reject the traffic")
+            .fix("set location: MESH_INTERNAL"),
+    );
+}
+
+// === FG205 failover-entry-wrong-namespace ===
+
+/// FG205: an entry merges into a Service only from the Service's namespace.
+pub static FG205: Rule = Rule {
+    id: "FG205",
+    name: "failover-entry-wrong-namespace",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    summary: "A host <svc>.<ns>.svc... declared from a namespace other than <ns> is denied.",
+    istio: "Istio merges a ServiceEntry's endpoints into a Kubernetes Service only when both live \
+            in the same namespace; from any other namespace the entry creates a second, \
+            conflicting service and its endpoints are never used for failover.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: istio-system}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n",
+    check: check_fg205,
+};
+
+fn check_fg205(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    for (i, (service, namespace)) in local_services(se, cx).into_iter().enumerate() {
+        if namespace != cx.subject.namespace {
+            out.push(
+                Issue::deny(
+                    format!("spec.hosts[{i}]"),
+                    format!("host of Service {namespace}/{service} is declared from namespace {}", cx.subject.namespace),
+                )
+                .because("Istio merges entry endpoints into a Service only within its namespace, so they are never used")
+                .fix(format!("create this ServiceEntry in namespace {namespace}")),
+            );
+        }
+    }
+}
+
+// === FG206 failover-entry-port-name ===
+
+/// FG206: endpoints merge into a Service port by name.
+pub static FG206: Rule = Rule {
+    id: "FG206",
+    name: "failover-entry-port-name",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: true,
+    summary: "A port whose number matches the Service's port but whose name differs is renamed to \
+              the Service's port name (endpoint port maps follow).",
+    istio: "Istio merges a failover entry's endpoints into the Service port with the same name. \
+            With another name the endpoints land on a port no client uses and are silently \
+            dropped from the Service's load balancing.",
+    example_bad: "# Service bookinfo/reviews has port {name: http-web, port: 9080}\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http-web, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http-web: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    check: check_fg206,
+};
+
+fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    let Some(world) = cx.world else { return };
+    let mut renames: Vec<(usize, String, String, String)> = Vec::new();
+    for (service, namespace) in local_services(se, cx) {
+        if namespace != cx.subject.namespace {
+            continue;
+        }
+        let Some(svc) = world.service(namespace, service) else {
+            continue;
+        };
+        let by_number: BTreeMap<i64, &str> = array_at(&svc, &["spec", "ports"])
+            .iter()
+            .filter_map(|p| {
+                let name = p
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())?;
+                Some((p.get("port").and_then(as_int)?, name))
+            })
+            .collect();
+        for (i, port) in array_at(se, &["spec", "ports"]).iter().enumerate() {
+            let (Some(number), Some(name)) = (
+                port.get("number").and_then(as_int),
+                port.get("name").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if let Some(wanted) = by_number.get(&number).filter(|w| **w != name) {
+                renames.push((
+                    i,
+                    name.to_owned(),
+                    (*wanted).to_owned(),
+                    format!("{namespace}/{service}"),
+                ));
+            }
+        }
+    }
+    for (i, from, to, service) in renames {
+        let fixed = fix && rename_port(se, i, &from, &to);
+        out.push(
+            Issue::fixable(
+                format!("spec.ports[{i}]"),
+                format!("port {from:?} has the number of Service {service}'s port {to:?} but not its name"),
+                fixed,
+            )
+            .because("Istio merges endpoints by port name, so these endpoints are dropped from the Service")
+            .fix(format!("rename the port to {to:?} (and the endpoints' port maps with it)")),
+        );
+    }
+}
+
+fn rename_port(se: &mut Value, index: usize, from: &str, to: &str) -> bool {
+    let Some(port) = se
+        .pointer_mut(&format!("/spec/ports/{index}"))
+        .and_then(Value::as_object_mut)
+    else {
+        return false;
+    };
+    port.insert("name".into(), json!(to));
+    for endpoint in endpoints_mut(se).into_iter().flatten() {
+        if let Some(ports) = endpoint.get_mut("ports").and_then(Value::as_object_mut)
+            && let Some(value) = ports.remove(from)
+        {
+            ports.insert(to.to_owned(), value);
+        }
+    }
+    true
+}
+
+// === FG207 failover-entry-not-static ===
+
+/// FG207: only STATIC IP endpoints merge into a Service.
+pub static FG207: Rule = Rule {
+    id: "FG207",
+    name: "failover-entry-not-static",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    summary: "A failover entry with resolution other than STATIC, or an endpoint address that is \
+              not an IP, is denied.",
+    istio: "Endpoints of a ServiceEntry merged into a Kubernetes Service are used only when they \
+            are IP addresses with resolution: STATIC. DNS or NONE resolution, or hostname \
+            addresses, are silently dropped from the Service's endpoints.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: gw.cluster-b.example.com, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    check: check_fg207,
+};
+
+fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    if !is_failover_entry(se, cx) || se.pointer("/spec/workloadSelector").is_some() {
+        return;
+    }
+    let resolution = se
+        .pointer("/spec/resolution")
+        .and_then(Value::as_str)
+        .unwrap_or("NONE");
+    if resolution != "STATIC" {
+        out.push(
+            Issue::deny(
+                "spec.resolution",
+                format!("failover entry has resolution {resolution}"),
+            )
+            .because("Istio merges only STATIC endpoints into the Service, so these are dropped")
+            .fix("set resolution: STATIC and use the remote gateways' IP addresses"),
+        );
+    }
+    for (i, endpoint) in endpoints(se).iter().enumerate() {
+        let Some(addr) = address(endpoint) else {
+            continue;
+        };
+        if placeholder(addr) || addr.parse::<IpAddr>().is_ok() || addr.starts_with("unix://") {
+            continue;
+        }
+        out.push(
+            Issue::deny(
+                format!("{}.address", endpoint_path(i)),
+                format!("endpoint address {addr:?} is not an IP address"),
+            )
+            .because(
+                "Istio drops non-IP endpoints of a failover entry, so this gateway is never used",
+            )
+            .fix("use the remote gateway's IP address"),
+        );
+    }
+}
+
+// === FG208 failover-endpoints ===
+
+/// FG208: generate one endpoint per remote cluster (and subset).
+pub static FG208: Rule = Rule {
+    id: "FG208",
+    name: "failover-endpoints",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    summary: "A failover entry with no endpoints, or annotated failover-guard.io/failover: \"true\", \
+              gets one endpoint per remote cluster (and per subset label set).",
+    istio: "A failover entry only fails over to the endpoints it lists. Hand-written endpoints \
+            drift from the real topology (a new cluster, a new gateway address, a new version \
+            subset), and a subset whose labels no remote endpoint carries has no remote fallback.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: reviews-failover\n  namespace: bookinfo\n  annotations: {failover-guard.io/subset-labels: \"version=v1;version=v2\"}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: reviews-failover\n  namespace: bookinfo\n  annotations: {failover-guard.io/subset-labels: \"version=v1;version=v2\"}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, network: network-b, labels: {security.istio.io/tlsMode: istio, version: v1}, weight: 1}\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, network: network-b, labels: {security.istio.io/tlsMode: istio, version: v2}, weight: 1}\n",
+    check: check_fg208,
+};
+
+/// The subset label sets failover endpoints are generated for: explicit sets from the
+/// annotation (`version=v1;version=v2`), or the subsets of the host's DestinationRule
+/// (restricted to the keys the annotation names, when it names keys).
+fn subset_label_sets(se: &Value, cx: &Context<'_>) -> Vec<BTreeMap<String, String>> {
+    let annotation = annotation(se, SUBSET_LABELS_ANNOTATION).unwrap_or("");
+    let mut sets = Vec::new();
+    let mut keys = Vec::new();
+    for item in annotation
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if item.contains('=') {
+            let set: BTreeMap<String, String> = split_list(item)
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect();
+            if !set.is_empty() {
+                sets.push(set);
+            }
+        } else {
+            keys.extend(split_list(item).map(str::to_owned));
+        }
+    }
+    if !sets.is_empty() {
+        return sets;
+    }
+    let Some(world) = cx.world else { return sets };
+    for (service, namespace) in local_services(se, cx) {
+        let host = format!("{service}.{namespace}.{}", cx.config.cluster.cluster_domain);
+        for dr in world.destination_rules(&host) {
+            for subset in array_at(&dr, &["spec", "subsets"]) {
+                let Some(labels) = subset.get("labels").and_then(Value::as_object) else {
+                    continue;
+                };
+                let set: BTreeMap<String, String> = labels
+                    .iter()
+                    .filter(|(k, _)| keys.is_empty() || keys.contains(k))
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect();
+                if !set.is_empty() && !sets.contains(&set) {
+                    sets.push(set);
+                }
+            }
+        }
+    }
+    sets
+}
+
+fn generated_endpoint(se: &Value, remote: &Remote, labels: &BTreeMap<String, String>) -> Value {
+    let ports: Map<String, Value> = array_at(se, &["spec", "ports"])
+        .iter()
+        .filter_map(|p| p.get("name").and_then(Value::as_str))
+        .map(|name| (name.to_owned(), json!(remote.gateway.port)))
+        .collect();
+    let mut all_labels = Map::new();
+    all_labels.insert(TLS_MODE_LABEL.into(), json!("istio"));
+    for (k, v) in labels {
+        all_labels.insert(k.clone(), json!(v));
+    }
+    let mut endpoint = json!({
+        "address": remote.gateway.address,
+        "ports": ports,
+        "locality": remote.locality,
+        "network": remote.network,
+        "labels": all_labels,
+    });
+    if let (Some(weight), Some(map)) = (remote.weight, endpoint.as_object_mut()) {
+        map.insert("weight".into(), json!(weight));
+    }
+    endpoint
+}
+
+/// Whether `existing` already stands for the endpoint of `remote` with these subset labels.
+fn covers(existing: &Value, remote: &Remote, labels: &BTreeMap<String, String>) -> bool {
+    address(existing) == Some(remote.gateway.address.as_str())
+        && labels.iter().all(|(k, v)| {
+            existing
+                .get("labels")
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+                == Some(v.as_str())
+        })
+}
+
+fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    if cx.config.remotes.is_empty()
+        || !is_failover_entry(se, cx)
+        || se.pointer("/spec/workloadSelector").is_some()
+        || !se.get("spec").is_some_and(Value::is_object)
+    {
+        return;
+    }
+    let annotated = annotated_failover(se);
+    if !annotated && !endpoints(se).is_empty() {
+        return;
+    }
+    let mut sets = subset_label_sets(se, cx);
+    if sets.is_empty() {
+        sets.push(BTreeMap::new());
+    }
+    let missing: Vec<Value> = cx
+        .config
+        .remotes
+        .iter()
+        .flat_map(|remote| sets.iter().map(move |set| (remote, set)))
+        .filter(|(remote, set)| !endpoints(se).iter().any(|e| covers(e, remote, set)))
+        .map(|(remote, set)| generated_endpoint(se, remote, set))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let count = missing.len();
+    let fixed = fix
+        && se
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .and_then(|spec| {
+                spec.entry("endpoints")
+                    .or_insert_with(|| json!([]))
+                    .as_array_mut()
+            })
+            .map(|eps| eps.extend(missing))
+            .is_some();
+    out.push(
+        Issue::fixable(
+            "spec.endpoints",
+            format!("failover entry lacks {count} endpoint(s) for the configured remote clusters"),
+            fixed,
+        )
+        .because("traffic can only fail over to endpoints the entry lists")
+        .fix("add one endpoint per remote gateway (and subset), with locality, network and tlsMode label"),
+    );
+}
+
+// === FG209 endpoint-address-placeholder ===
+
+/// FG209: the address is an unexpanded shell substitution.
+pub static FG209: Rule = Rule {
+    id: "FG209",
+    name: "endpoint-address-placeholder",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    summary: "An empty endpoint address, or one holding $, {, (, backticks or spaces (an \
+              unexpanded shell substitution), is denied.",
+    istio: "Istio accepts any string as an endpoint address. A $(kubectl ...) or ${GW_ADDR} that \
+            was not expanded (a heredoc with quotes, a failed command) leaves an endpoint that \
+            resolves to nothing: the failover target silently does not exist.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: \"${CLUSTER2_GW_ADDR}\", ports: {http: 15443}, locality: europe-west4/europe-west4-a}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    check: check_fg209,
+};
+
+fn check_fg209(se: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    for (i, endpoint) in endpoints(se).iter().enumerate() {
+        let Some(addr) = endpoint.get("address").map(|a| a.as_str().unwrap_or("")) else {
+            continue;
+        };
+        if placeholder(addr) {
+            let shown = crate::engine::truncate(addr, 60);
+            out.push(
+                Issue::deny(
+                    format!("{}.address", endpoint_path(i)),
+                    format!(
+                        "endpoint address {shown:?} looks like an unexpanded shell substitution"
+                    ),
+                )
+                .because("the endpoint resolves to nothing, so this failover target does not exist")
+                .fix("expand the variable or command before applying (check the heredoc quoting)"),
+            );
+        }
+    }
+}

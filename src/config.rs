@@ -262,9 +262,12 @@ impl Config {
         }
     }
 
-    /// The mode of a rule: the configured one, else the rule's default.
-    pub fn mode(&self, rule: &rules::Rule) -> Mode {
-        self.rules.get(rule.id).copied().unwrap_or(rule.default)
+    /// The mode configured for a rule; `None` runs the rule's natural behaviour (its
+    /// default): fix what it can fix, and give everything else the severity the rule assigns
+    /// (FG103 rewrites consecutiveErrors but denies inert detection; FG108 warns, but denies on
+    /// DNS-resolved hosts).
+    pub fn mode(&self, rule: &rules::Rule) -> Option<Mode> {
+        self.rules.get(rule.id).copied()
     }
 
     /// Whether objects in this namespace are looked at at all.

@@ -137,22 +137,23 @@ pub fn evaluate(
     let mut issues = Vec::new();
     for rule in RULES.iter().filter(|r| r.kinds.contains(&kind)) {
         let mode = config.mode(rule);
-        if mode == Mode::Off {
+        if mode == Some(Mode::Off) {
             continue;
         }
         if skip.skips(rule.id) {
             evaluation.skipped.push(rule.id);
             continue;
         }
-        let fix = pass == Pass::Mutate && mode == Mode::Mutate && rule.can_mutate;
+        let fix =
+            pass == Pass::Mutate && rule.can_mutate && matches!(mode, None | Some(Mode::Mutate));
         issues.clear();
         (rule.check)(object, &cx, fix, &mut issues);
         let mut applied = false;
         for issue in issues.drain(..) {
             let action = match (issue.fixed, mode) {
                 (true, _) => Action::Mutate,
-                (false, Mode::Warn) => Action::Warn,
-                (false, Mode::Deny) => Action::Deny,
+                (false, Some(Mode::Warn)) => Action::Warn,
+                (false, Some(Mode::Deny)) => Action::Deny,
                 (false, _) if issue.fixable => Action::Deny,
                 (false, _) => match issue.severity {
                     Severity::Deny => Action::Deny,

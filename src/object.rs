@@ -154,21 +154,14 @@ pub fn split_list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The fully qualified name of a host written in a namespace: short names (`reviews`,
-/// `reviews.bookinfo`, `reviews.bookinfo.svc`) are expanded the way Istio expands them.
+/// The fully qualified name of a host written in a namespace, as Istio's
+/// `ResolveShortnameToFQDN` computes it: only a name without dots (`reviews`) is expanded with
+/// the namespace and cluster domain; anything with a dot is taken as already qualified.
 pub fn fqdn(host: &str, namespace: &str, cluster_domain: &str) -> String {
-    if host.contains('*') {
+    if host == "*" || host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
         return host.to_owned();
     }
-    let suffix = cluster_domain
-        .strip_prefix("svc.")
-        .unwrap_or(cluster_domain);
-    match host.matches('.').count() {
-        0 => format!("{host}.{namespace}.{cluster_domain}"),
-        1 => format!("{host}.{cluster_domain}"),
-        2 if host.ends_with(".svc") => format!("{host}.{suffix}"),
-        _ => host.to_owned(),
-    }
+    format!("{host}.{namespace}.{cluster_domain}")
 }
 
 /// `(service, namespace)` when the host is `<svc>.<ns>.<clusterDomain>`.
@@ -207,10 +200,11 @@ mod tests {
         );
         assert_eq!(
             fqdn("reviews.prod", "bookinfo", d),
-            "reviews.prod.svc.cluster.local"
+            "reviews.prod",
+            "Istio takes anything with a dot as fully qualified"
         );
         assert_eq!(
-            fqdn("reviews.prod.svc", "x", d),
+            fqdn("reviews.prod.svc.cluster.local", "x", d),
             "reviews.prod.svc.cluster.local"
         );
         assert_eq!(fqdn("api.example.com", "x", d), "api.example.com");

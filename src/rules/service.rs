@@ -118,10 +118,10 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
     });
     let mut missing = Vec::new();
     if !protected {
-        missing.push("a DestinationRule with outlierDetection");
+        missing.push("DestinationRule with outlierDetection");
     }
     if world.service_entries(&host).is_empty() {
-        missing.push("a failover ServiceEntry");
+        missing.push("failover ServiceEntry");
     }
     if !missing.is_empty() {
         out.push(
@@ -130,7 +130,7 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
                 format!("{host} has no {}", missing.join(" and no ")),
             )
             .because("Istio will not fail this Service over to the remote clusters")
-            .fix(format!("create {} for {host}", missing.join(" and "))),
+            .fix(format!("create a {} for {host}", missing.join(" and a "))),
         );
     }
 }

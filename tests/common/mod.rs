@@ -258,3 +258,97 @@ pub fn yaml(text: &str) -> Value {
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+/// The shared folder beside the checkout (Istio CRDs, corpus); `FG_SHARED` overrides it.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("FG_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_path("../shared"))
+}
+
+/// Istio's CRD OpenAPI schemas, by (group, version, kind).
+pub struct CrdSchemas {
+    validators: std::collections::HashMap<(String, String, String), jsonschema::Validator>,
+}
+
+impl CrdSchemas {
+    pub fn load() -> CrdSchemas {
+        let path = shared_dir().join("istio/crd-all.gen.yaml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("Istio CRDs at {}: {e}", path.display()));
+        let mut validators = std::collections::HashMap::new();
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let crd = <Value as serde::Deserialize>::deserialize(document).expect("CRD YAML");
+            if crd["kind"] != "CustomResourceDefinition" {
+                continue;
+            }
+            let group = crd["spec"]["group"].as_str().unwrap_or("").to_owned();
+            let kind = crd["spec"]["names"]["kind"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            for version in crd["spec"]["versions"].as_array().into_iter().flatten() {
+                let mut schema = version["schema"]["openAPIV3Schema"].clone();
+                if let Some(properties) =
+                    schema.get_mut("properties").and_then(Value::as_object_mut)
+                {
+                    properties.values_mut().for_each(close_objects);
+                }
+                let schema = &schema;
+                let name = version["name"].as_str().unwrap_or("").to_owned();
+                let validator = jsonschema::validator_for(schema)
+                    .unwrap_or_else(|e| panic!("schema of {kind} {name}: {e}"));
+                validators.insert((group.clone(), name, kind.clone()), validator);
+            }
+        }
+        assert!(validators.len() > 10, "no CRDs found in {}", path.display());
+        CrdSchemas { validators }
+    }
+
+    /// Errors of `object` against its CRD schema; `None` when no schema covers its kind.
+    pub fn errors(&self, object: &Value) -> Option<Vec<String>> {
+        let api_version = object["apiVersion"].as_str()?;
+        let (group, version) = api_version.split_once('/')?;
+        let kind = object["kind"].as_str()?;
+        let validator =
+            self.validators
+                .get(&(group.to_owned(), version.to_owned(), kind.to_owned()))?;
+        Some(
+            validator
+                .iter_errors(object)
+                .map(|e| format!("{}: {e}", e.instance_path))
+                .collect(),
+        )
+    }
+}
+
+/// The API server prunes fields a structural schema does not list, silently. To catch a patch
+/// that adds such a field, every object schema that lists its properties is closed
+/// (`additionalProperties: false`) unless it preserves unknown fields.
+fn close_objects(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    let preserves = map
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if map.contains_key("properties") && !preserves && !map.contains_key("additionalProperties") {
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for key in ["properties", "patternProperties"] {
+        if let Some(children) = map.get_mut(key).and_then(Value::as_object_mut) {
+            children.values_mut().for_each(close_objects);
+        }
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(child) = map.get_mut(key) {
+            close_objects(child);
+        }
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        if let Some(children) = map.get_mut(key).and_then(Value::as_array_mut) {
+            children.iter_mut().for_each(close_objects);
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //! `FG_UPDATE_SNAPSHOTS=1 cargo test --test corpus` rewrites tests/snapshots/corpus.txt; review
 //! the diff like code.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::fmt::Write as _;

@@ -3,6 +3,8 @@
 //! fixable finding left, and every mutated object still validates against Istio's CRD schema.
 //! Plus: arbitrary JSON never panics the engine or the admission adapter.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::OnceLock;
@@ -308,8 +310,10 @@ fn check_invariants(original: &Value) -> Result<(), TestCaseError> {
     }
 
     // The mutated object is still valid Istio (when the input was).
-    if let Some(before) = schemas().errors(original) {
-        if before.is_empty() {
+    if let Some(before) = schemas().errors(original)
+        && before.is_empty()
+    {
+        {
             let after = schemas().errors(&mutated).unwrap_or_default();
             prop_assert!(
                 after.is_empty(),

@@ -1,5 +1,7 @@
 //! The webhook over real HTTPS: the built binary, real certificates, a real TLS client.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use common::{Server, apply_response_patch, review_for, yaml};

@@ -30,8 +30,10 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub struct Document {
     /// Index of the document in its file, from 0.
     pub index: usize,
-    /// 1-based line of the document's first line (after its `---`).
+    /// 1-based line where the document's object starts (comments and blank lines skipped).
     pub line: usize,
+    /// 1-based line of the document's first line of text (after its `---`).
+    pub first_line: usize,
     /// The separator line before the document (`---\n`), if any, kept for byte-exact output.
     pub separator: String,
     /// The document's text.
@@ -40,8 +42,8 @@ pub struct Document {
     pub objects: Vec<Value>,
     /// Whether the objects are the items of a `kind: List`.
     pub list: bool,
-    /// The parse error, if the document is broken.
-    pub error: Option<String>,
+    /// The parse error, if the document is broken: the file's line and the message.
+    pub error: Option<(usize, String)>,
 }
 
 /// An input file (or standard input) split into documents.
@@ -169,9 +171,17 @@ pub fn parse_input(name: &str, text: &str) -> Input {
         .into_iter()
         .enumerate()
         .map(|(index, (line, separator, text))| {
+            let content = text
+                .lines()
+                .position(|l| {
+                    let t = l.trim();
+                    !t.is_empty() && !t.starts_with('#')
+                })
+                .unwrap_or(0);
             let mut doc = Document {
                 index,
-                line,
+                line: line + content,
+                first_line: line,
                 separator,
                 text,
                 objects: Vec::new(),
@@ -199,15 +209,15 @@ pub fn parse_input(name: &str, text: &str) -> Input {
                 }
                 Ok(value) => doc.objects.push(value),
                 Err((at, message)) => {
-                    let line = at.map_or(doc.line, |l| doc.line + l.saturating_sub(1));
-                    // Messages of the YAML parser already say "at line N" relative to the
-                    // document; state the file's line instead.
+                    let line = at.map_or(doc.line, |l| doc.first_line + l.saturating_sub(1));
+                    // The parser says "at line N" relative to the document; the report names
+                    // the file's line instead.
                     let message = message
                         .split(" at line ")
                         .next()
                         .unwrap_or(&message)
                         .to_owned();
-                    doc.error = Some(format!("line {line}: {message}"));
+                    doc.error = Some((line, message));
                 }
             }
             doc
@@ -267,10 +277,10 @@ pub fn read_inputs(paths: &[PathBuf]) -> (Vec<Input>, Vec<InputError>) {
     }
     for input in &inputs {
         for doc in &input.documents {
-            if let Some(message) = &doc.error {
+            if let Some((line, message)) = &doc.error {
                 errors.push(InputError {
                     file: input.name.clone(),
-                    line: Some(doc.line),
+                    line: Some(*line),
                     message: message.clone(),
                 });
             }

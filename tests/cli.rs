@@ -1,0 +1,204 @@
+//! The built binary's offline commands (`check`, `mutate`, `explain`, `certs`) on fixture
+//! folders and on ../shared/corpus: exit codes, parsed JSON and SARIF, stdin, byte identity.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    io::Write as _,
+    process::{Command, Output, Stdio},
+};
+
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(common::BIN)
+        .args(args)
+        .current_dir(common::repo_path(""))
+        .output()
+        .expect("run failover-guard")
+}
+
+fn run_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(common::BIN)
+        .args(args)
+        .current_dir(common::repo_path(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+const FIXTURES: &str = "tests/fixtures/manifests";
+
+#[test]
+fn check_exit_codes() {
+    let clean = run(&["check", &format!("{FIXTURES}/clean")]);
+    assert_eq!(clean.status.code(), Some(0), "{}", stdout(&clean));
+    assert!(stdout(&clean).contains("0 deny"));
+
+    let deny = run(&["check", &format!("{FIXTURES}/deny")]);
+    assert_eq!(deny.status.code(), Some(1), "{}", stdout(&deny));
+
+    let broken = run(&["check", &format!("{FIXTURES}/broken")]);
+    assert_eq!(broken.status.code(), Some(2));
+
+    let missing = run(&["check", "no/such/path.yaml"]);
+    assert_eq!(missing.status.code(), Some(2));
+
+    let bad_config = run(&["check", "--config", "Cargo.toml", FIXTURES]);
+    assert_eq!(bad_config.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_config.stderr).contains("config"));
+}
+
+#[test]
+fn check_json_names_file_document_line_and_rule() {
+    let output = run(&["check", "--output", "json", FIXTURES]);
+    assert_eq!(output.status.code(), Some(2), "the broken file makes it 2");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["summary"]["exitCode"], 2);
+    assert_eq!(report["summary"]["deny"], 3);
+
+    let findings = report["findings"].as_array().expect("findings");
+    let inert = findings
+        .iter()
+        .find(|f| f["rule"] == "FG103" && f["name"] == "ratings")
+        .expect("FG103 finding on ratings");
+    assert_eq!(inert["file"], format!("{FIXTURES}/deny/broken-failover.yaml"));
+    assert_eq!(inert["document"], 1);
+    assert_eq!(inert["line"], 8);
+    assert_eq!(inert["action"], "deny");
+    assert_eq!(inert["kind"], "DestinationRule");
+    assert_eq!(inert["namespace"], "bookinfo");
+    assert!(inert["message"].as_str().unwrap().starts_with("FG103 DestinationRule bookinfo/ratings: "));
+
+    // The broken file is reported with its line, and the document after the break is checked.
+    let errors = report["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["file"], format!("{FIXTURES}/broken/broken.yaml"));
+    assert_eq!(errors[0]["line"], 6);
+    assert!(findings.iter().any(|f| f["name"] == "after-the-break" && f["rule"] == "FG103"));
+    // Documents of other kinds are not findings.
+    assert!(findings.iter().all(|f| f["name"] != "untouched"));
+}
+
+#[test]
+fn check_sarif_is_valid_2_1_0() {
+    let output = run(&["check", "--output", "sarif", &format!("{FIXTURES}/deny")]);
+    assert_eq!(output.status.code(), Some(1));
+    let sarif: Value = serde_json::from_slice(&output.stdout).expect("SARIF JSON");
+    assert_eq!(sarif["version"], "2.1.0");
+    assert!(sarif["$schema"].as_str().unwrap().contains("sarif-2.1.0"));
+    let run = &sarif["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "failover-guard");
+    let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), failover_guard::rules::RULES.len());
+    let results = run["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2);
+    for result in results {
+        let index = result["ruleIndex"].as_u64().expect("ruleIndex") as usize;
+        assert_eq!(rules[index]["id"], result["ruleId"], "ruleIndex points at the rule");
+        assert_eq!(result["level"], "error");
+        assert!(!result["message"]["text"].as_str().unwrap().is_empty());
+        let location = &result["locations"][0]["physicalLocation"];
+        assert_eq!(location["artifactLocation"]["uri"], format!("{FIXTURES}/deny/broken-failover.yaml"));
+        assert!(location["region"]["startLine"].as_u64().unwrap() >= 1);
+    }
+    let lines: Vec<u64> = results
+        .iter()
+        .map(|r| r["locations"][0]["physicalLocation"]["region"]["startLine"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [8, 20]);
+}
+
+#[test]
+fn check_reads_stdin() {
+    let input = std::fs::read_to_string(common::repo_path(&format!("{FIXTURES}/deny/broken-failover.yaml"))).unwrap();
+    let output = run_stdin(&["check", "--output", "json", "-"], &input);
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["file"] == "<stdin>"));
+}
+
+#[test]
+fn check_the_whole_corpus() {
+    let corpus = common::shared_dir().join("corpus");
+    let output = run(&["check", "--output", "json", corpus.to_str().unwrap()]);
+    // The corpus holds two damaged pastes (kept damaged on purpose): exit 2, both reported.
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors.iter().all(|e| e["line"].as_u64().is_some()));
+    assert!(report["summary"]["objects"].as_u64().unwrap() > 100);
+    assert!(report["summary"]["deny"].as_u64().unwrap() > 10);
+}
+
+#[test]
+fn mutate_keeps_untouched_documents_byte_for_byte() {
+    let path = common::repo_path(&format!("{FIXTURES}/clean/reviews.yaml"));
+    let original = std::fs::read_to_string(&path).unwrap();
+    let output = run(&["mutate", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output), original, "a clean file comes out byte for byte");
+
+    let input = "# a comment that must survive\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: details, namespace: bookinfo}\nspec:\n  host: details\n---\n# trailing document, untouched\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n";
+    let output = run_stdin(&["mutate", "-"], input);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert!(text.starts_with("# a comment that must survive\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"), "{text}");
+    assert!(text.ends_with("---\n# trailing document, untouched\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"), "{text}");
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs[1]["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"], 100);
+    assert_eq!(docs[1]["metadata"]["annotations"]["failover-guard.io/mutated"], "FG101");
+    assert_eq!(docs[1]["metadata"]["name"], "details");
+
+    let diff = run_stdin(&["mutate", "--diff", "-"], input);
+    let diff = stdout(&diff);
+    assert!(diff.contains("+    outlierDetection:"), "{diff}");
+    assert!(!diff.contains("ConfigMap"), "only changed documents are diffed: {diff}");
+}
+
+#[test]
+fn explain_and_certs() {
+    let output = run(&["explain", "FG204"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert!(text.starts_with("FG204 failover-entry-mesh-external"));
+    assert!(text.contains("MESH_INTERNAL"));
+
+    let unknown = run(&["explain", "FG999"]);
+    assert_eq!(unknown.status.code(), Some(2));
+
+    let listing = stdout(&run(&["explain"]));
+    assert_eq!(listing.lines().count(), failover_guard::rules::RULES.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&["certs", "--service", "fg", "--namespace", "ops", "--out", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    use base64::Engine as _;
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(stdout(&output).trim())
+        .expect("base64 caBundle");
+    assert_eq!(bundle, std::fs::read(dir.path().join("ca.crt")).unwrap());
+    assert!(dir.path().join("tls.key").exists());
+
+    for help in [&["--help"][..], &["serve", "--help"], &["check", "--help"], &["mutate", "--help"]] {
+        assert_eq!(run(help).status.code(), Some(0));
+    }
+}

@@ -77,20 +77,32 @@ fn check_json_names_file_document_line_and_rule() {
         .iter()
         .find(|f| f["rule"] == "FG103" && f["name"] == "ratings")
         .expect("FG103 finding on ratings");
-    assert_eq!(inert["file"], format!("{FIXTURES}/deny/broken-failover.yaml"));
+    assert_eq!(
+        inert["file"],
+        format!("{FIXTURES}/deny/broken-failover.yaml")
+    );
     assert_eq!(inert["document"], 1);
     assert_eq!(inert["line"], 8);
     assert_eq!(inert["action"], "deny");
     assert_eq!(inert["kind"], "DestinationRule");
     assert_eq!(inert["namespace"], "bookinfo");
-    assert!(inert["message"].as_str().unwrap().starts_with("FG103 DestinationRule bookinfo/ratings: "));
+    assert!(
+        inert["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("FG103 DestinationRule bookinfo/ratings: ")
+    );
 
     // The broken file is reported with its line, and the document after the break is checked.
     let errors = report["errors"].as_array().expect("errors");
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["file"], format!("{FIXTURES}/broken/broken.yaml"));
     assert_eq!(errors[0]["line"], 6);
-    assert!(findings.iter().any(|f| f["name"] == "after-the-break" && f["rule"] == "FG103"));
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["name"] == "after-the-break" && f["rule"] == "FG103")
+    );
     // Documents of other kinds are not findings.
     assert!(findings.iter().all(|f| f["name"] != "untouched"));
 }
@@ -110,27 +122,46 @@ fn check_sarif_is_valid_2_1_0() {
     assert_eq!(results.len(), 2);
     for result in results {
         let index = result["ruleIndex"].as_u64().expect("ruleIndex") as usize;
-        assert_eq!(rules[index]["id"], result["ruleId"], "ruleIndex points at the rule");
+        assert_eq!(
+            rules[index]["id"], result["ruleId"],
+            "ruleIndex points at the rule"
+        );
         assert_eq!(result["level"], "error");
         assert!(!result["message"]["text"].as_str().unwrap().is_empty());
         let location = &result["locations"][0]["physicalLocation"];
-        assert_eq!(location["artifactLocation"]["uri"], format!("{FIXTURES}/deny/broken-failover.yaml"));
+        assert_eq!(
+            location["artifactLocation"]["uri"],
+            format!("{FIXTURES}/deny/broken-failover.yaml")
+        );
         assert!(location["region"]["startLine"].as_u64().unwrap() >= 1);
     }
     let lines: Vec<u64> = results
         .iter()
-        .map(|r| r["locations"][0]["physicalLocation"]["region"]["startLine"].as_u64().unwrap())
+        .map(|r| {
+            r["locations"][0]["physicalLocation"]["region"]["startLine"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(lines, [8, 20]);
 }
 
 #[test]
 fn check_reads_stdin() {
-    let input = std::fs::read_to_string(common::repo_path(&format!("{FIXTURES}/deny/broken-failover.yaml"))).unwrap();
+    let input = std::fs::read_to_string(common::repo_path(&format!(
+        "{FIXTURES}/deny/broken-failover.yaml"
+    )))
+    .unwrap();
     let output = run_stdin(&["check", "--output", "json", "-"], &input);
     assert_eq!(output.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["file"] == "<stdin>"));
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["file"] == "<stdin>")
+    );
 }
 
 #[test]
@@ -138,7 +169,12 @@ fn check_the_whole_corpus() {
     let corpus = common::shared_dir().join("corpus");
     let output = run(&["check", "--output", "json", corpus.to_str().unwrap()]);
     // The corpus holds two damaged pastes (kept damaged on purpose): exit 2, both reported.
-    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     let errors = report["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 2, "{errors:#?}");
@@ -153,25 +189,43 @@ fn mutate_keeps_untouched_documents_byte_for_byte() {
     let original = std::fs::read_to_string(&path).unwrap();
     let output = run(&["mutate", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(stdout(&output), original, "a clean file comes out byte for byte");
+    assert_eq!(
+        stdout(&output),
+        original,
+        "a clean file comes out byte for byte"
+    );
 
     let input = "# a comment that must survive\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: details, namespace: bookinfo}\nspec:\n  host: details\n---\n# trailing document, untouched\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n";
     let output = run_stdin(&["mutate", "-"], input);
     assert_eq!(output.status.code(), Some(0));
     let text = stdout(&output);
     assert!(text.starts_with("# a comment that must survive\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"), "{text}");
-    assert!(text.ends_with("---\n# trailing document, untouched\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"), "{text}");
+    assert!(
+        text.ends_with(
+            "---\n# trailing document, untouched\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+        ),
+        "{text}"
+    );
     let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
-    assert_eq!(docs[1]["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"], 100);
-    assert_eq!(docs[1]["metadata"]["annotations"]["failover-guard.io/mutated"], "FG101");
+    assert_eq!(
+        docs[1]["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"],
+        100
+    );
+    assert_eq!(
+        docs[1]["metadata"]["annotations"]["failover-guard.io/mutated"],
+        "FG101"
+    );
     assert_eq!(docs[1]["metadata"]["name"], "details");
 
     let diff = run_stdin(&["mutate", "--diff", "-"], input);
     let diff = stdout(&diff);
     assert!(diff.contains("+    outlierDetection:"), "{diff}");
-    assert!(!diff.contains("ConfigMap"), "only changed documents are diffed: {diff}");
+    assert!(
+        !diff.contains("ConfigMap"),
+        "only changed documents are diffed: {diff}"
+    );
 }
 
 #[test]
@@ -189,7 +243,15 @@ fn explain_and_certs() {
     assert_eq!(listing.lines().count(), failover_guard::rules::RULES.len());
 
     let dir = tempfile::tempdir().unwrap();
-    let output = run(&["certs", "--service", "fg", "--namespace", "ops", "--out", dir.path().to_str().unwrap()]);
+    let output = run(&[
+        "certs",
+        "--service",
+        "fg",
+        "--namespace",
+        "ops",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(0));
     use base64::Engine as _;
     let bundle = base64::engine::general_purpose::STANDARD
@@ -198,7 +260,12 @@ fn explain_and_certs() {
     assert_eq!(bundle, std::fs::read(dir.path().join("ca.crt")).unwrap());
     assert!(dir.path().join("tls.key").exists());
 
-    for help in [&["--help"][..], &["serve", "--help"], &["check", "--help"], &["mutate", "--help"]] {
+    for help in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["check", "--help"],
+        &["mutate", "--help"],
+    ] {
         assert_eq!(run(help).status.code(), Some(0));
     }
 }

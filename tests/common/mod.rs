@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod cluster;
+
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_failover-guard");

@@ -52,7 +52,12 @@ fn base_is_hardened_and_complete() {
     assert_eq!(deployment["metadata"]["namespace"], "failover-guard");
     assert_eq!(deployment["spec"]["replicas"], 2);
     let pod = &deployment["spec"]["template"]["spec"];
-    assert!(pod["topologySpreadConstraints"].as_array().unwrap().len() >= 1);
+    assert!(
+        !pod["topologySpreadConstraints"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(
         pod["securityContext"]["seccompProfile"]["type"],

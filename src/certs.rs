@@ -94,7 +94,34 @@ pub fn generate(names: &[String]) -> Result<Generated, CertError> {
     validity(&mut ca_params);
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, &ca_key);
+    let (cert_pem, key_pem) = serving(names, &issuer)?;
+    Ok(Generated {
+        ca_cert_pem: ca_cert.pem(),
+        ca_key_pem: ca_key.serialize_pem(),
+        cert_pem,
+        key_pem,
+    })
+}
 
+/// A new serving certificate for `names` from an existing CA: rotation keeps the CA, so the
+/// API server's caBundle stays valid.
+pub fn issue(
+    names: &[String],
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+) -> Result<Generated, CertError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, &ca_key)?;
+    let (cert_pem, key_pem) = serving(names, &issuer)?;
+    Ok(Generated {
+        ca_cert_pem: ca_cert_pem.to_owned(),
+        ca_key_pem: ca_key_pem.to_owned(),
+        cert_pem,
+        key_pem,
+    })
+}
+
+fn serving(names: &[String], issuer: &Issuer<'_, &KeyPair>) -> Result<(String, String), CertError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name = name(names.first().map_or("failover-guard", String::as_str));
@@ -104,13 +131,8 @@ pub fn generate(names: &[String]) -> Result<Generated, CertError> {
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     validity(&mut params);
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok(Generated {
-        ca_cert_pem: ca_cert.pem(),
-        ca_key_pem: ca_key.serialize_pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn name(common_name: &str) -> DistinguishedName {

@@ -37,10 +37,27 @@ pub struct Server {
 impl Server {
     /// Starts the server with `config` (YAML; the example config when `None`) and extra flags.
     pub fn start(config: Option<&str>, extra: &[&str]) -> Server {
+        Self::start_with(config, extra, None)
+    }
+
+    /// Starts the server with the given certificate and key files (and the CA that signed
+    /// them), or with a freshly generated pair when `None`.
+    pub fn start_with(
+        config: Option<&str>,
+        extra: &[&str],
+        certs: Option<(PathBuf, PathBuf, String)>,
+    ) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let generated = failover_guard::certs::generate(&names).expect("certs");
-        generated.write(dir.path()).expect("write certs");
+        let (cert, key, ca_pem) = certs.unwrap_or_else(|| {
+            let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+            let generated = failover_guard::certs::generate(&names).expect("certs");
+            generated.write(dir.path()).expect("write certs");
+            (
+                dir.path().join("tls.crt"),
+                dir.path().join("tls.key"),
+                generated.ca_cert_pem,
+            )
+        });
         let config_path = dir.path().join("config.yaml");
         std::fs::write(
             &config_path,
@@ -53,9 +70,9 @@ impl Server {
             .args(["serve", "--config"])
             .arg(&config_path)
             .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
+            .arg(&cert)
             .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
+            .arg(&key)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--probe-listen", &format!("127.0.0.1:{probe_port}")])
             .args(["--reload-interval", "200ms"])
@@ -70,7 +87,7 @@ impl Server {
             dir,
             port,
             probe_port,
-            ca_pem: generated.ca_cert_pem,
+            ca_pem,
         };
         server.wait_ready();
         server

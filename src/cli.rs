@@ -41,6 +41,40 @@ pub enum Command {
     Check(CheckArgs),
     /// Print manifests as the webhook would store them.
     Mutate(MutateArgs),
+    /// Read the live cluster once and report every existing object that violates a rule
+    /// (webhooks only see new writes); exit codes as `check`.
+    Audit(AuditArgs),
+}
+
+/// Where cross-object (W) rules look up other objects in `serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorldMode {
+    /// Watch the cluster when credentials are found (in-cluster, KUBECONFIG, ~/.kube/config);
+    /// otherwise run without a world.
+    Auto,
+    /// Watch the cluster; fail to start without credentials.
+    Cluster,
+    /// No world: W rules stay silent.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Configuration file; the built-in example when absent.
+    #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Only this namespace (Namespaces are always read, for FG501).
+    #[arg(long, short)]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +119,12 @@ pub struct ServeArgs {
     /// Debug: write every admission request body into this folder.
     #[arg(long, env = "FAILOVER_GUARD_RECORD")]
     pub record: Option<PathBuf>,
+    /// Where cross-object rules look up other objects.
+    #[arg(long, value_enum, env = "FAILOVER_GUARD_WORLD", default_value = "auto")]
+    pub world: WorldMode,
+    /// Kubeconfig for the world's watches (default: in-cluster, KUBECONFIG, ~/.kube/config).
+    #[arg(long, env = "FAILOVER_GUARD_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

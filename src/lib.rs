@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod explain;

@@ -1,16 +1,21 @@
 //! The binary's edge: parse the command line, set up logging, run one command, map errors to
 //! exit codes.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use failover_guard::{
     certs,
-    cli::{CertsArgs, Cli, Command, ExplainArgs, LogFormat, ServeArgs},
+    cli::{AuditArgs, CertsArgs, Cli, Command, ExplainArgs, LogFormat, ServeArgs, WorldMode},
+    cluster,
+    cluster::ClusterWorld,
     config::{self, Config},
-    explain, offline, rules,
+    explain,
+    metrics::Metrics,
+    offline, rules,
     server::{self, tls::CertFiles},
+    world::World,
 };
 
 fn main() -> ExitCode {
@@ -22,6 +27,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain(args),
         Command::Check(args) => Ok(offline::check_command(&args)),
         Command::Mutate(args) => Ok(offline::mutate_command(&args)),
+        Command::Audit(args) => audit(args),
     };
     match result {
         Ok(code) => code,
@@ -91,8 +97,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let cluster_domain = config.cluster.cluster_domain.clone();
     runtime.block_on(async {
-        server::run(options, config, None, shutdown_signal()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let mut watches = None;
+        let world: Option<Arc<dyn World>> = match args.world {
+            WorldMode::None => None,
+            mode => match cluster::client(args.kubeconfig.as_deref(), None).await {
+                Ok(client) => {
+                    let world = ClusterWorld::new(&cluster_domain);
+                    watches = Some(world.start(client, metrics.clone()));
+                    Some(world)
+                }
+                Err(error) if mode == WorldMode::Cluster => {
+                    return Err(anyhow::anyhow!(error).context("--world cluster"));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no cluster credentials: cross-object rules stay silent");
+                    None
+                }
+            },
+        };
+        server::run(options, config, world, metrics, shutdown_signal()).await?;
+        drop(watches);
         Ok(())
     })
 }
@@ -159,6 +186,20 @@ fn certs(args: CertsArgs) -> anyhow::Result<()> {
     );
     println!("{}", generated.ca_bundle());
     Ok(())
+}
+
+fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let config = offline::load_config(args.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let objects = runtime.block_on(async {
+        let client = cluster::client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+        cluster::list_all(&client, args.namespace.as_deref()).await
+    })?;
+    let report = offline::audit(&objects, &config);
+    Ok(offline::print_report(&report, args.output))
 }
 
 fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {

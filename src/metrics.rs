@@ -37,6 +37,11 @@ pub struct ReloadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabels {
     pub rule: &'static str,
 }
@@ -51,6 +56,8 @@ pub struct Metrics {
     pub skips: Family<RuleLabels, Counter>,
     pub rejected: Family<RuleLabels, Counter>,
     pub in_flight: Gauge,
+    pub world_synced: Gauge,
+    pub world_objects: Family<KindLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -107,7 +114,21 @@ impl Metrics {
             "Admission reviews being answered now",
             in_flight.clone(),
         );
+        let world_synced = Gauge::default();
+        registry.register(
+            "failover_guard_world_synced",
+            "1 once every watched kind has been listed; cross-object rules are silent before",
+            world_synced.clone(),
+        );
+        let world_objects = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "failover_guard_world_objects",
+            "Objects in the watch cache, by kind",
+            world_objects.clone(),
+        );
         Self {
+            world_synced,
+            world_objects,
             registry,
             requests,
             duration,

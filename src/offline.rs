@@ -485,17 +485,66 @@ pub fn check_command(args: &CheckArgs) -> ExitCode {
     let (inputs, errors) = read_inputs(&args.paths);
     let mut report = check(&inputs, &config);
     report.errors = errors;
-    let text = match args.output {
-        OutputFormat::Text => text_report(&report),
+    print_report(&report, args.output)
+}
+
+/// Prints a report in a format; returns the exit code it stands for.
+pub fn print_report(report: &Report, format: OutputFormat) -> ExitCode {
+    let text = match format {
+        OutputFormat::Text => text_report(report),
         OutputFormat::Json => {
-            serde_json::to_string_pretty(&json_report(&report)).unwrap_or_default() + "\n"
+            serde_json::to_string_pretty(&json_report(report)).unwrap_or_default() + "\n"
         }
         OutputFormat::Sarif => {
-            serde_json::to_string_pretty(&sarif_report(&report)).unwrap_or_default() + "\n"
+            serde_json::to_string_pretty(&sarif_report(report)).unwrap_or_default() + "\n"
         }
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     ExitCode::from(report.exit_code())
+}
+
+/// Judges live objects as they are stored (the validating webhook's view): anything a rule
+/// finds is reported, fixable findings as denials since nothing fixed them. Each object is
+/// named `cluster/<namespace>/<Kind>/<name>` in place of a file.
+pub fn audit(objects: &[Value], config: &Config) -> Report {
+    let world = ManifestWorld::new(objects, DEFAULT_NAMESPACE, &config.cluster.cluster_domain);
+    let mut report = Report::default();
+    for object in objects {
+        let Some(kind) = Kind::of(object) else {
+            continue;
+        };
+        report.objects += 1;
+        let subject = Subject::of(object, kind, DEFAULT_NAMESPACE);
+        let mut object = object.clone();
+        let evaluation = engine::evaluate(
+            &mut object,
+            config,
+            Some(&world),
+            DEFAULT_NAMESPACE,
+            Pass::Validate,
+        );
+        for finding in evaluation.findings {
+            report.findings.push(Located {
+                file: format!(
+                    "cluster/{}/{}/{}",
+                    subject.namespace,
+                    kind.as_str(),
+                    subject.name
+                ),
+                document: 0,
+                line: 1,
+                kind: kind.as_str(),
+                namespace: subject.namespace.clone(),
+                name: subject.name.clone(),
+                rule: finding.rule,
+                action: finding.action,
+                path: finding.path,
+                message: finding.message,
+            });
+        }
+    }
+    report.files = report.objects;
+    report
 }
 
 /// `failover-guard mutate`.

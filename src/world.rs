@@ -1,6 +1,8 @@
-//! The "world": other objects that cross-object (W) rules look up. The engine only sees this
-//! trait; the webhook backs it with a watch cache, `check` with the manifests it was given.
-//! Without a world, W rules stay silent.
+//! The "world": other objects that cross-object (W) rules look up. The engine only sees the
+//! [`World`] trait; the webhook backs it with watches on the cluster ([`crate::cluster`]),
+//! `check` with the manifests it was given ([`ManifestWorld`]). Without a world, W rules stay
+//! silent. Both share [`Index`]: lookups by host and by namespace are hash lookups, so
+//! admission latency does not grow with the number of objects.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -23,17 +25,226 @@ pub trait World: Send + Sync {
     fn authorization_policies(&self, namespace: &str) -> Vec<Arc<Value>>;
     /// Every namespace known to the world.
     fn namespaces(&self) -> Vec<String>;
+    /// Whether lookups answer for the whole world yet (a watch cache that has not listed
+    /// everything once would make W rules report objects as missing).
+    fn is_ready(&self) -> bool {
+        true
+    }
+    /// A one-line state for /readyz.
+    fn describe(&self) -> String {
+        "ready".into()
+    }
+}
+
+/// The kinds a world holds: the engine's kinds and Namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorldKind {
+    Object(Kind),
+    Namespace,
+}
+
+impl WorldKind {
+    pub fn of(object: &Value) -> Option<WorldKind> {
+        if let Some(kind) = Kind::of(object) {
+            return Some(WorldKind::Object(kind));
+        }
+        (str_at(object, &["apiVersion"]) == Some("v1")
+            && str_at(object, &["kind"]) == Some("Namespace"))
+        .then_some(WorldKind::Namespace)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorldKind::Object(kind) => kind.as_str(),
+            WorldKind::Namespace => "Namespace",
+        }
+    }
+}
+
+type Key = (String, String);
+
+/// Objects of one kind by (namespace, name), with a secondary index.
+#[derive(Default)]
+struct Table {
+    objects: HashMap<Key, Arc<Value>>,
+    by: HashMap<String, BTreeSet<Key>>,
+}
+
+impl Table {
+    fn lookup(&self, index_key: &str) -> Vec<Arc<Value>> {
+        self.by
+            .get(index_key)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| self.objects.get(k).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Every object of a world, indexed for the lookups of [`World`].
+#[derive(Default)]
+pub struct Index {
+    default_namespace: String,
+    cluster_domain: String,
+    tables: HashMap<WorldKind, Table>,
+    namespaces: BTreeSet<String>,
+}
+
+impl Index {
+    /// An empty index; objects without a namespace are placed in `default_namespace`.
+    pub fn new(default_namespace: &str, cluster_domain: &str) -> Self {
+        Self {
+            default_namespace: default_namespace.to_owned(),
+            cluster_domain: cluster_domain.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    fn key(&self, object: &Value, kind: WorldKind) -> Key {
+        match kind {
+            WorldKind::Object(kind) => {
+                let s = Subject::of(object, kind, &self.default_namespace);
+                (s.namespace, s.name)
+            }
+            WorldKind::Namespace => (
+                String::new(),
+                str_at(object, &["metadata", "name"])
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The secondary index keys of an object: hosts, or its namespace.
+    fn index_keys(&self, object: &Value, kind: WorldKind, namespace: &str) -> Vec<String> {
+        match kind {
+            WorldKind::Object(Kind::DestinationRule) => str_at(object, &["spec", "host"])
+                .map(|h| vec![fqdn(h, namespace, &self.cluster_domain)])
+                .unwrap_or_default(),
+            WorldKind::Object(Kind::ServiceEntry) => array_at(object, &["spec", "hosts"])
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            WorldKind::Object(Kind::AuthorizationPolicy) => vec![namespace.to_owned()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Adds or replaces an object; objects of other kinds are ignored.
+    pub fn upsert(&mut self, object: Value) {
+        let Some(kind) = WorldKind::of(&object) else {
+            return;
+        };
+        self.remove(&object);
+        let key = self.key(&object, kind);
+        let index_keys = self.index_keys(&object, kind, &key.0);
+        match kind {
+            WorldKind::Namespace => {
+                self.namespaces.insert(key.1.clone());
+            }
+            WorldKind::Object(_) => {
+                self.namespaces.insert(key.0.clone());
+            }
+        }
+        let table = self.tables.entry(kind).or_default();
+        for index_key in index_keys {
+            table.by.entry(index_key).or_default().insert(key.clone());
+        }
+        table.objects.insert(key, Arc::new(object));
+    }
+
+    /// Removes the object with the identity of `object`.
+    pub fn remove(&mut self, object: &Value) {
+        let Some(kind) = WorldKind::of(object) else {
+            return;
+        };
+        let key = self.key(object, kind);
+        let Some(old) = self
+            .tables
+            .get(&kind)
+            .and_then(|t| t.objects.get(&key).cloned())
+        else {
+            return;
+        };
+        let index_keys = self.index_keys(&old, kind, &key.0);
+        if let Some(table) = self.tables.get_mut(&kind) {
+            table.objects.remove(&key);
+            for index_key in index_keys {
+                if let Some(keys) = table.by.get_mut(&index_key) {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        table.by.remove(&index_key);
+                    }
+                }
+            }
+        }
+        if kind == WorldKind::Namespace {
+            self.namespaces.remove(&key.1);
+        }
+    }
+
+    /// Replaces every object of one kind (a re-list after a watch restart).
+    pub fn replace_kind(&mut self, kind: WorldKind, objects: Vec<Value>) {
+        self.tables.remove(&kind);
+        if kind == WorldKind::Namespace {
+            self.namespaces.clear();
+        }
+        for object in objects {
+            self.upsert(object);
+        }
+    }
+
+    /// Number of objects of a kind.
+    pub fn len(&self, kind: WorldKind) -> usize {
+        self.tables.get(&kind).map_or(0, |t| t.objects.len())
+    }
+
+    /// Whether the index holds no object at all.
+    pub fn is_empty(&self) -> bool {
+        self.tables.values().all(|t| t.objects.is_empty())
+    }
+}
+
+impl World for Index {
+    fn service(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.tables
+            .get(&WorldKind::Object(Kind::Service))?
+            .objects
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    fn destination_rules(&self, host: &str) -> Vec<Arc<Value>> {
+        self.tables
+            .get(&WorldKind::Object(Kind::DestinationRule))
+            .map(|t| t.lookup(host))
+            .unwrap_or_default()
+    }
+
+    fn service_entries(&self, host: &str) -> Vec<Arc<Value>> {
+        self.tables
+            .get(&WorldKind::Object(Kind::ServiceEntry))
+            .map(|t| t.lookup(host))
+            .unwrap_or_default()
+    }
+
+    fn authorization_policies(&self, namespace: &str) -> Vec<Arc<Value>> {
+        self.tables
+            .get(&WorldKind::Object(Kind::AuthorizationPolicy))
+            .map(|t| t.lookup(namespace))
+            .unwrap_or_default()
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        self.namespaces.iter().cloned().collect()
+    }
 }
 
 /// A world made of parsed manifests, indexed once.
-#[derive(Default)]
-pub struct ManifestWorld {
-    services: HashMap<(String, String), Arc<Value>>,
-    destination_rules: HashMap<String, Vec<Arc<Value>>>,
-    service_entries: HashMap<String, Vec<Arc<Value>>>,
-    authorization_policies: HashMap<String, Vec<Arc<Value>>>,
-    namespaces: BTreeSet<String>,
-}
+pub struct ManifestWorld(Index);
 
 impl ManifestWorld {
     /// Indexes `objects`; objects without a namespace are taken to live in `default_namespace`.
@@ -42,85 +253,62 @@ impl ManifestWorld {
         default_namespace: &str,
         cluster_domain: &str,
     ) -> Self {
-        let mut world = ManifestWorld::default();
+        let mut index = Index::new(default_namespace, cluster_domain);
         for object in objects {
-            world.insert(object.clone(), default_namespace, cluster_domain);
+            index.upsert(object.clone());
         }
-        world
-    }
-
-    /// Adds one object.
-    pub fn insert(&mut self, object: Value, default_namespace: &str, cluster_domain: &str) {
-        let Some(kind) = Kind::of(&object) else {
-            if let Some(name) = str_at(&object, &["metadata", "name"])
-                .filter(|_| str_at(&object, &["kind"]) == Some("Namespace"))
-            {
-                self.namespaces.insert(name.to_owned());
-            }
-            return;
-        };
-        let subject = Subject::of(&object, kind, default_namespace);
-        self.namespaces.insert(subject.namespace.clone());
-        let object = Arc::new(object);
-        match kind {
-            Kind::Service => {
-                self.services
-                    .insert((subject.namespace, subject.name), object);
-            }
-            Kind::DestinationRule => {
-                if let Some(host) = str_at(&object, &["spec", "host"]) {
-                    let host = fqdn(host, &subject.namespace, cluster_domain);
-                    self.destination_rules.entry(host).or_default().push(object);
-                }
-            }
-            Kind::ServiceEntry => {
-                for host in array_at(&object, &["spec", "hosts"])
-                    .iter()
-                    .filter_map(Value::as_str)
-                {
-                    self.service_entries
-                        .entry(host.to_owned())
-                        .or_default()
-                        .push(object.clone());
-                }
-            }
-            Kind::AuthorizationPolicy => {
-                self.authorization_policies
-                    .entry(subject.namespace)
-                    .or_default()
-                    .push(object);
-            }
-            Kind::Gateway => {}
-        }
+        ManifestWorld(index)
     }
 }
 
 impl World for ManifestWorld {
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.services
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
+        self.0.service(namespace, name)
     }
-
     fn destination_rules(&self, host: &str) -> Vec<Arc<Value>> {
-        self.destination_rules
-            .get(host)
-            .cloned()
-            .unwrap_or_default()
+        self.0.destination_rules(host)
     }
-
     fn service_entries(&self, host: &str) -> Vec<Arc<Value>> {
-        self.service_entries.get(host).cloned().unwrap_or_default()
+        self.0.service_entries(host)
     }
-
     fn authorization_policies(&self, namespace: &str) -> Vec<Arc<Value>> {
-        self.authorization_policies
-            .get(namespace)
-            .cloned()
-            .unwrap_or_default()
+        self.0.authorization_policies(namespace)
     }
-
     fn namespaces(&self) -> Vec<String> {
-        self.namespaces.iter().cloned().collect()
+        self.0.namespaces()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn index_follows_updates_and_deletes() {
+        let mut index = Index::new("default", "svc.cluster.local");
+        let dr = |host: &str| {
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "r", "namespace": "ns"}, "spec": {"host": host}})
+        };
+        index.upsert(dr("a"));
+        assert_eq!(index.destination_rules("a.ns.svc.cluster.local").len(), 1);
+        index.upsert(dr("b"));
+        assert!(
+            index.destination_rules("a.ns.svc.cluster.local").is_empty(),
+            "old host unindexed"
+        );
+        assert_eq!(index.destination_rules("b.ns.svc.cluster.local").len(), 1);
+        index.remove(&dr("b"));
+        assert!(index.destination_rules("b.ns.svc.cluster.local").is_empty());
+        assert_eq!(index.len(WorldKind::Object(Kind::DestinationRule)), 0);
+
+        index
+            .upsert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+        index.upsert(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "p", "namespace": "shop"}}));
+        assert_eq!(index.authorization_policies("shop").len(), 1);
+        assert!(index.namespaces().contains(&"shop".to_owned()));
+        index.replace_kind(WorldKind::Object(Kind::AuthorizationPolicy), vec![]);
+        assert!(index.authorization_policies("shop").is_empty());
     }
 }

@@ -112,7 +112,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
     } else {
         // Config and certificate are loaded before the listeners open: being here means ready.
-        (StatusCode::OK, "ok\n").into_response()
+        // Admission never waits for the world, so a syncing world does not make it unready.
+        let world = state
+            .world
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |w| w.describe());
+        (StatusCode::OK, format!("ok\nworld: {world}\n")).into_response()
     }
 }
 
@@ -165,7 +170,9 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
     }
     metrics.in_flight.inc();
     let config = state.config.load();
-    let result = admission::review(&body, webhook, &config, state.world.as_deref());
+    // Until the world is synced, cross-object rules stay silent rather than guess.
+    let world = state.world.as_deref().filter(|w| w.is_ready());
+    let result = admission::review(&body, webhook, &config, world);
     metrics.in_flight.dec();
     let reviewed = match result {
         Ok(reviewed) => reviewed,

@@ -63,9 +63,9 @@ pub async fn run(
     options: Options,
     config: Config,
     world: Option<Arc<dyn World>>,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let metrics = Arc::new(Metrics::new());
     let serving = Arc::new(ServingCert::load(options.cert.clone())?);
     let acceptor = TlsAcceptor::from(serving.server_config()?);
     let state = Arc::new(AppState::new(

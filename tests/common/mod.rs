@@ -77,6 +77,12 @@ impl Server {
             .args(["--probe-listen", &format!("127.0.0.1:{probe_port}")])
             .args(["--reload-interval", "200ms"])
             .args(extra)
+            // Never watch whatever cluster the developer's kubeconfig points at.
+            .args(if extra.contains(&"--world") {
+                &[][..]
+            } else {
+                &["--world", "none"][..]
+            })
             .env("FAILOVER_GUARD_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

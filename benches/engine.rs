@@ -1,0 +1,167 @@
+//! The engine and the admission adapter alone (no network): JSON decode, rules, patch diff and
+//! encode, for mutate and validate. Each case also runs with every rule off, as the baseline
+//! of the same run: compare the two, not the absolute figures (the machine is shared).
+//!
+//!   cargo bench --bench engine
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use failover_guard::{
+    admission::{self, Webhook},
+    config::{Config, Mode},
+    engine::{Pass, evaluate},
+    rules::RULES,
+};
+use serde_json::{Value, json};
+
+fn review(object: Value) -> Vec<u8> {
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1").to_owned();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", "v1"));
+    let kind = object["kind"].as_str().unwrap_or("").to_owned();
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "3a1e9b4c-0d7f-4e2a-9c61-5b8f2d7e1a40",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": "destinationrules"},
+            "requestKind": {"group": group, "version": version, "kind": kind},
+            "name": object["metadata"]["name"],
+            "namespace": "bookinfo",
+            "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"}
+        }
+    }))
+    .unwrap_or_default()
+}
+
+fn typical_destination_rule() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": "bookinfo", "annotations": {
+            "kubectl.kubernetes.io/last-applied-configuration": "{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"DestinationRule\"}"}},
+        "spec": {
+            "host": "reviews.bookinfo.svc.cluster.local",
+            "trafficPolicy": {
+                "connectionPool": {"http": {"http1MaxPendingRequests": 100}},
+                "loadBalancer": {"simple": "LEAST_REQUEST", "localityLbSetting": {"enabled": true,
+                    "failover": [{"from": "europe-west1", "to": "europe-west4"}]}}
+            },
+            "subsets": [
+                {"name": "v1", "labels": {"version": "v1"}},
+                {"name": "v2", "labels": {"version": "v2"}},
+                {"name": "v3", "labels": {"version": "v3"}}
+            ]
+        }
+    })
+}
+
+fn failover_entry() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "reviews-failover", "namespace": "bookinfo",
+            "annotations": {"failover-guard.io/subset-labels": "version=v1;version=v2;version=v3"}},
+        "spec": {
+            "hosts": ["reviews.bookinfo.svc.cluster.local"],
+            "resolution": "STATIC",
+            "ports": [{"number": 9080, "name": "http", "protocol": "HTTP"}]
+        }
+    })
+}
+
+fn hundred_subsets() -> Value {
+    let subsets: Vec<Value> = (0..100)
+        .map(|i| {
+            json!({
+                "name": format!("v{i}"), "labels": {"version": format!("v{i}")},
+                "trafficPolicy": {"portLevelSettings": [
+                    {"port": {"number": 9080}, "connectionPool": {"tcp": {"maxConnections": 100}}},
+                    {"port": {"number": 9443}, "loadBalancer": {"simple": "ROUND_ROBIN"}}
+                ]}
+            })
+        })
+        .collect();
+    let mut dr = typical_destination_rule();
+    dr["spec"]["subsets"] = Value::Array(subsets);
+    dr["spec"]["trafficPolicy"]["portLevelSettings"] =
+        json!([{"port": {"number": 9080}}, {"port": {"number": 9443}}]);
+    dr
+}
+
+fn one_mebibyte() -> Value {
+    let mut dr = typical_destination_rule();
+    dr["metadata"]["annotations"]["example.com/blob"] = json!("x".repeat(1 << 20));
+    dr
+}
+
+fn rules_off() -> Config {
+    let mut config = Config::example();
+    for rule in RULES {
+        config.rules.insert(rule.id.to_owned(), Mode::Off);
+    }
+    config
+}
+
+fn admission_benches(c: &mut Criterion) {
+    let configs = [("rules", Config::example()), ("rules-off", rules_off())];
+    let cases = [
+        ("typical-destination-rule", typical_destination_rule()),
+        ("failover-service-entry", failover_entry()),
+        ("100-subsets-port-levels", hundred_subsets()),
+        ("1MiB-object", one_mebibyte()),
+    ];
+    for (case, object) in cases {
+        let body = review(object);
+        let mut group = c.benchmark_group(format!("admission/{case}"));
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        if body.len() > 100_000 {
+            group.sample_size(20);
+        }
+        for webhook in [Webhook::Mutate, Webhook::Validate] {
+            for (label, config) in &configs {
+                group.bench_with_input(
+                    BenchmarkId::new(webhook.as_str(), label),
+                    &body,
+                    |b, body| {
+                        b.iter(|| {
+                            let reviewed =
+                                admission::review(black_box(body), webhook, config, None).ok();
+                            reviewed.map(|r| admission::encode(&r.response).map(|v| v.len()))
+                        })
+                    },
+                );
+            }
+        }
+        group.finish();
+    }
+}
+
+fn engine_benches(c: &mut Criterion) {
+    let config = Config::example();
+    let mut group = c.benchmark_group("engine");
+    for (case, object) in [
+        ("typical-destination-rule", typical_destination_rule()),
+        ("failover-service-entry", failover_entry()),
+    ] {
+        group.bench_function(BenchmarkId::new("mutate", case), |b| {
+            b.iter(|| {
+                let mut object = object.clone();
+                evaluate(&mut object, &config, None, "bookinfo", Pass::Mutate)
+                    .findings
+                    .len()
+            })
+        });
+        group.bench_function(BenchmarkId::new("clone-only", case), |b| {
+            b.iter(|| black_box(object.clone()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, engine_benches, admission_benches);
+criterion_main!(benches);

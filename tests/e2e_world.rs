@@ -1,0 +1,237 @@
+//! End to end, cluster-aware: the webhook watches the real API server as its world
+//! (`serve --world cluster`), and `failover-guard audit` reads it once.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use common::{Server, cluster::ControlPlane};
+use serde_json::Value;
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Applies until `accept` is happy with the output (the webhook's watch catches up with
+/// objects created a moment ago), or fails after 10 s.
+fn apply_until(
+    plane: &ControlPlane,
+    yaml: &str,
+    extra: &[&str],
+    accept: impl Fn(&Output) -> bool,
+) -> Output {
+    let started = Instant::now();
+    loop {
+        let out = plane.apply(yaml, extra);
+        if accept(&out) || started.elapsed() > Duration::from_secs(10) {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn cluster_world_and_audit() {
+    let Some(plane) = ControlPlane::start() else {
+        return;
+    };
+    plane.install_istio_crds();
+    assert!(
+        plane
+            .kubectl(&["create", "namespace", "bookinfo"])
+            .status
+            .success()
+    );
+
+    // Objects created while no webhook is registered.
+    let legacy = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: legacy, namespace: bookinfo}
+spec:
+  host: legacy
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy-failover, namespace: bookinfo}
+spec:
+  hosts: [legacy.bookinfo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: \"$(kubectl get svc gw)\", locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http-web, port: 9080}]
+";
+    let out = plane.apply(legacy, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // audit finds them.
+    let audit = Command::new(common::BIN)
+        .args(["audit", "--output", "json", "--kubeconfig"])
+        .arg(&plane.kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(audit.status.code(), Some(1), "{}", text(&audit));
+    let report: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    let has = |rule: &str, name: &str| {
+        findings
+            .iter()
+            .any(|f| f["rule"] == rule && f["name"] == name && f["action"] == "deny")
+    };
+    assert!(has("FG101", "legacy"), "{report:#}");
+    assert!(has("FG209", "legacy-failover"), "{report:#}");
+    assert!(findings.iter().all(|f| f["namespace"] != "kube-system"));
+    let namespaced = Command::new(common::BIN)
+        .args(["audit", "--namespace", "default", "--kubeconfig"])
+        .arg(&plane.kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(
+        namespaced.status.code(),
+        Some(0),
+        "nothing broken in default: {}",
+        text(&namespaced)
+    );
+
+    // The webhook, watching the cluster.
+    let kubeconfig = plane.kubeconfig.display().to_string();
+    let server = Server::start(None, &["--world", "cluster", "--kubeconfig", &kubeconfig]);
+    let started = Instant::now();
+    while !server.probe("/readyz").1.contains("world: synced") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "world never synced: {}",
+            server.probe("/readyz").1
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = server.probe("/metrics");
+    assert!(
+        metrics.contains("failover_guard_world_synced 1"),
+        "{metrics}"
+    );
+    plane.register_webhooks(server.port, &server.ca_pem);
+
+    // A shadowing DestinationRule is denied.
+    let shadow = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: legacy-shadow, namespace: bookinfo}
+spec:
+  host: legacy.bookinfo.svc.cluster.local
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}
+";
+    let out = plane.apply(shadow, &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("FG111 DestinationRule bookinfo/legacy-shadow: "),
+        "{}",
+        text(&out)
+    );
+
+    // A failover entry whose port name differs from the live Service's is renamed.
+    let entry = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews-failover, namespace: bookinfo}
+spec:
+  hosts: [reviews.bookinfo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}
+";
+    let out = plane.apply(entry, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let se = plane
+        .get("serviceentry", "bookinfo", "reviews-failover")
+        .unwrap();
+    assert_eq!(se["spec"]["ports"][0]["name"], "http-web", "{se:#}");
+    assert_eq!(se["spec"]["endpoints"][0]["ports"]["http-web"], 15443);
+    assert!(
+        se["metadata"]["annotations"]["failover-guard.io/mutated"]
+            .as_str()
+            .unwrap()
+            .contains("FG206")
+    );
+
+    // Subsets of the host's DestinationRule get one failover endpoint each.
+    let ratings = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: bookinfo}
+spec:
+  host: ratings
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+";
+    assert!(plane.apply(ratings, &[]).status.success());
+    let ratings_entry = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings-failover, namespace: bookinfo}
+spec:
+  hosts: [ratings.bookinfo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+";
+    // Dry runs until the watch has seen the DestinationRule, then for real.
+    let out = apply_until(
+        &plane,
+        ratings_entry,
+        &["--dry-run=server", "-o", "json"],
+        |out| {
+            serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|se| {
+                se["spec"]["endpoints"]
+                    .as_array()
+                    .is_some_and(|e| e.len() == 2)
+            })
+        },
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(plane.apply(ratings_entry, &[]).status.success());
+    let se = plane
+        .get("serviceentry", "bookinfo", "ratings-failover")
+        .unwrap();
+    let endpoints = se["spec"]["endpoints"].as_array().unwrap();
+    let versions: Vec<&str> = endpoints
+        .iter()
+        .map(|e| e["labels"]["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["v1", "v2"], "{se:#}");
+    assert!(
+        endpoints.iter().all(|e| e["address"] == "203.0.113.10"
+            && e["labels"]["security.istio.io/tlsMode"] == "istio")
+    );
+
+    // A Service with no DestinationRule and no failover entry gets an FG402 warning.
+    let details = "apiVersion: v1
+kind: Service
+metadata: {name: details, namespace: bookinfo}
+spec:
+  selector: {app: details}
+  ports: [{name: http, port: 9080}]
+";
+    let out = plane.apply(details, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Warning: FG402 Service bookinfo/details"),
+        "{}",
+        text(&out)
+    );
+}

@@ -12,6 +12,7 @@ use failover_guard::{
     config::{Config, Mode},
     engine::{Pass, evaluate},
     rules::RULES,
+    world::{ManifestWorld, World},
 };
 use serde_json::{Value, json};
 
@@ -163,5 +164,56 @@ fn engine_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine_benches, admission_benches);
+/// 10,000 objects (Services, DestinationRules, ServiceEntries, AuthorizationPolicies over 250
+/// namespaces), as a large cluster's watch cache holds them.
+fn large_world() -> ManifestWorld {
+    let mut objects = Vec::with_capacity(10_000);
+    for i in 0..2_500 {
+        let ns = format!("team-{}", i % 250);
+        let name = format!("svc-{i}");
+        objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 8080}]}}));
+        objects.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": name, "namespace": ns},
+            "spec": {"host": name, "trafficPolicy": {"outlierDetection": {"consecutive5xxErrors": 5}},
+                     "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}}));
+        objects.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": format!("{name}-failover"), "namespace": ns},
+            "spec": {"hosts": [format!("{name}.{ns}.svc.cluster.local")], "resolution": "STATIC", "location": "MESH_INTERNAL",
+                     "ports": [{"number": 8080, "name": "http", "protocol": "HTTP"}]}}));
+        objects.push(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": name, "namespace": ns},
+            "spec": {"rules": [{"from": [{"source": {"principals": [format!("cluster.local/ns/{ns}/sa/{name}")]}}]}]}}));
+    }
+    ManifestWorld::new(&objects, "default", "svc.cluster.local")
+}
+
+/// Admission latency with a large world against an empty one (target: within 10 %).
+fn world_benches(c: &mut Criterion) {
+    let config = Config::example();
+    let empty = ManifestWorld::new(&[], "default", "svc.cluster.local");
+    let large = large_world();
+    let mut dr = typical_destination_rule();
+    dr["metadata"]["namespace"] = json!("team-7");
+    dr["metadata"]["name"] = json!("svc-7-shadow");
+    dr["spec"]["host"] = json!("svc-7");
+    let mut se = failover_entry();
+    se["metadata"]["namespace"] = json!("team-7");
+    se["spec"]["hosts"] = json!(["svc-7.team-7.svc.cluster.local"]);
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc-7", "namespace": "team-7"},
+        "spec": {"selector": {"app": "svc-7"}, "ports": [{"name": "http", "port": 8080}]}});
+    let mut group = c.benchmark_group("world");
+    for (case, object) in [("destination-rule", dr), ("service-entry", se), ("service", service)] {
+        let body = review(object);
+        for (label, world) in [("empty", &empty), ("10k-objects", &large)] {
+            group.bench_with_input(BenchmarkId::new(case, label), &body, |b, body| {
+                b.iter(|| {
+                    let world: &dyn World = world;
+                    admission::review(black_box(body), Webhook::Validate, &config, Some(world))
+                        .map(|r| r.findings.len())
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, engine_benches, admission_benches, world_benches);
 criterion_main!(benches);

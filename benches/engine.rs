@@ -200,7 +200,11 @@ fn world_benches(c: &mut Criterion) {
     let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc-7", "namespace": "team-7"},
         "spec": {"selector": {"app": "svc-7"}, "ports": [{"name": "http", "port": 8080}]}});
     let mut group = c.benchmark_group("world");
-    for (case, object) in [("destination-rule", dr), ("service-entry", se), ("service", service)] {
+    for (case, object) in [
+        ("destination-rule", dr),
+        ("service-entry", se),
+        ("service", service),
+    ] {
         let body = review(object);
         for (label, world) in [("empty", &empty), ("10k-objects", &large)] {
             group.bench_with_input(BenchmarkId::new(case, label), &body, |b, body| {

@@ -313,13 +313,11 @@ fn check_invariants(original: &Value) -> Result<(), TestCaseError> {
     if let Some(before) = schemas().errors(original)
         && before.is_empty()
     {
-        {
-            let after = schemas().errors(&mutated).unwrap_or_default();
-            prop_assert!(
-                after.is_empty(),
-                "mutated object violates the CRD schema: {after:?}\n{mutated:#}"
-            );
-        }
+        let after = schemas().errors(&mutated).unwrap_or_default();
+        prop_assert!(
+            after.is_empty(),
+            "mutated object violates the CRD schema: {after:?}\n{mutated:#}"
+        );
     }
     Ok(())
 }

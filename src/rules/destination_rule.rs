@@ -635,13 +635,11 @@ fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             if let Some(from) = rule.get("from").and_then(Value::as_str)
                 && !seen.insert(from)
             {
-                {
-                    out.push(
-                        Issue::deny(&at, format!("{at} repeats from {from:?}"))
-                            .because("Istio uses only the first failover rule per from")
-                            .fix("merge the rules for that region into one"),
-                    );
-                }
+                out.push(
+                    Issue::deny(&at, format!("{at} repeats from {from:?}"))
+                        .because("Istio uses only the first failover rule per from")
+                        .fix("merge the rules for that region into one"),
+                );
             }
         }
     }

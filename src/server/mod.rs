@@ -126,71 +126,46 @@ pub async fn run(
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    let serve = |tcp: tokio::net::TcpStream, peer: SocketAddr| {
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            tcp,
+            peer,
+            acceptor.clone(),
+            builder.clone(),
+            TowerToHyperService::new(router.clone()),
+            graceful.watcher(),
+            options.header_timeout,
+        ));
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        // Usually EMFILE: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let service = TowerToHyperService::new(router.clone());
-                let watcher = graceful.watcher();
-                let handshake_timeout = options.header_timeout;
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let connection = builder.serve_connection(TokioIo::new(tls), service);
-                    if let Err(error) = watcher.watch(connection.into_owned()).await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                });
-            }
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => serve(tcp, peer),
+                Err(error) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
             () = &mut shutdown => break,
         }
     }
 
     tracing::info!("shutdown requested: not ready, draining");
     state.draining.store(true, Ordering::Relaxed);
-    if !options.shutdown_delay.is_zero() {
-        // Keep accepting while the endpoint is removed from the Service.
-        let deadline = tokio::time::sleep(options.shutdown_delay);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    if let Ok((tcp, _)) = accepted {
-                        let acceptor = acceptor.clone();
-                        let builder = builder.clone();
-                        let service = TowerToHyperService::new(router.clone());
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                                let connection = builder.serve_connection(TokioIo::new(tls), service);
-                                let _ = watcher.watch(connection.into_owned()).await;
-                            }
-                        });
-                    }
+    // Keep accepting while the endpoint is removed from the Service's endpoints.
+    let delay = tokio::time::sleep(options.shutdown_delay);
+    tokio::pin!(delay);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((tcp, peer)) = accepted {
+                    serve(tcp, peer);
                 }
-                () = &mut deadline => break,
             }
+            () = &mut delay => break,
         }
     }
     drop(listener);
@@ -205,6 +180,34 @@ pub async fn run(
     background.abort_all();
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// One TLS connection: handshake (bounded by `timeout`), then HTTP/1 or HTTP/2 until the
+/// client leaves or the server drains.
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    service: TowerToHyperService<axum::Router>,
+    watcher: hyper_util::server::graceful::Watcher,
+    timeout: Duration,
+) {
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    if let Err(error) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
 }
 
 /// Adds the always-excluded namespaces (the webhook's own) to a configuration.

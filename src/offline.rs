@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::{
     cli::{CheckArgs, MutateArgs, OutputFormat},
     config::{Config, ConfigError},
-    engine::{self, Action, Pass},
+    engine::{self, Action, Finding, Pass},
     object::{Kind, Subject},
     rules::RULES,
     world::ManifestWorld,
@@ -78,6 +78,28 @@ pub struct Located {
     pub action: Action,
     pub path: String,
     pub message: String,
+}
+
+impl Located {
+    fn new(
+        file: String,
+        (document, line): (usize, usize),
+        subject: &Subject,
+        finding: Finding,
+    ) -> Self {
+        Located {
+            file,
+            document,
+            line,
+            kind: subject.kind.as_str(),
+            namespace: subject.namespace.clone(),
+            name: subject.name.clone(),
+            rule: finding.rule,
+            action: finding.action,
+            path: finding.path,
+            message: finding.message,
+        }
+    }
 }
 
 /// Everything `check` found.
@@ -360,18 +382,12 @@ pub fn check(inputs: &[Input], config: &Config) -> Report {
                     .filter(|f| f.action == Action::Mutate)
                     .chain(validated.findings);
                 for finding in findings {
-                    report.findings.push(Located {
-                        file: input.name.clone(),
-                        document: doc.index,
-                        line: doc.line,
-                        kind: kind.as_str(),
-                        namespace: subject.namespace.clone(),
-                        name: subject.name.clone(),
-                        rule: finding.rule,
-                        action: finding.action,
-                        path: finding.path,
-                        message: finding.message,
-                    });
+                    report.findings.push(Located::new(
+                        input.name.clone(),
+                        (doc.index, doc.line),
+                        &subject,
+                        finding,
+                    ));
                 }
             }
         }
@@ -524,23 +540,15 @@ pub fn audit(objects: &[Value], config: &Config) -> Report {
             Pass::Validate,
         );
         for finding in evaluation.findings {
-            report.findings.push(Located {
-                file: format!(
-                    "cluster/{}/{}/{}",
-                    subject.namespace,
-                    kind.as_str(),
-                    subject.name
-                ),
-                document: 0,
-                line: 1,
-                kind: kind.as_str(),
-                namespace: subject.namespace.clone(),
-                name: subject.name.clone(),
-                rule: finding.rule,
-                action: finding.action,
-                path: finding.path,
-                message: finding.message,
-            });
+            let file = format!(
+                "cluster/{}/{}/{}",
+                subject.namespace,
+                kind.as_str(),
+                subject.name
+            );
+            report
+                .findings
+                .push(Located::new(file, (0, 1), &subject, finding));
         }
     }
     report.files = report.objects;

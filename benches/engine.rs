@@ -148,6 +148,7 @@ fn engine_benches(c: &mut Criterion) {
     for (case, object) in [
         ("typical-destination-rule", typical_destination_rule()),
         ("failover-service-entry", failover_entry()),
+        ("100-subsets-port-levels", hundred_subsets()),
     ] {
         group.bench_function(BenchmarkId::new("mutate", case), |b| {
             b.iter(|| {
@@ -159,6 +160,15 @@ fn engine_benches(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("clone-only", case), |b| {
             b.iter(|| black_box(object.clone()))
+        });
+        let mut mutated = object.clone();
+        evaluate(&mut mutated, &config, None, "bookinfo", Pass::Mutate);
+        group.bench_function(BenchmarkId::new("diff-only", case), |b| {
+            b.iter(|| {
+                json_patch::diff(black_box(&object), black_box(&mutated))
+                    .0
+                    .len()
+            })
         });
     }
     group.finish();

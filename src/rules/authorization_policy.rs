@@ -9,17 +9,17 @@ use serde_json::{Value, json};
 use super::{Context, Issue, Rule};
 use crate::{
     config::Mode,
-    object::{Kind, array_at},
+    object::{Kind, Pointer as _, array_at},
 };
 
 fn action(ap: &Value) -> &str {
-    ap.pointer("/spec/action")
+    ap.at("/spec/action")
         .and_then(Value::as_str)
         .unwrap_or("ALLOW")
 }
 
 fn has_target_ref(ap: &Value) -> bool {
-    ap.pointer("/spec/targetRef").is_some() || ap.pointer("/spec/targetRefs").is_some()
+    ap.at("/spec/targetRef").is_some() || ap.at("/spec/targetRefs").is_some()
 }
 
 /// The sources FG301 injects: the policy's own namespace in every configured trust domain,
@@ -78,7 +78,7 @@ fn check_fg301(ap: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         let sources = default_sources(cx);
         let fixed = fix
             && ap
-                .pointer_mut(&format!("/spec/rules/{i}"))
+                .at_mut(&format!("/spec/rules/{i}"))
                 .and_then(Value::as_object_mut)
                 .map(|rule| rule.insert("from".into(), sources))
                 .is_some();

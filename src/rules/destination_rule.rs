@@ -12,7 +12,7 @@ use super::{Context, Issue, Rule};
 use crate::{
     config::Mode,
     locality::{closest, has_partial_wildcard},
-    object::{Kind, as_int, cluster_local_service, fqdn},
+    object::{Kind, Pointer as _, as_int, cluster_local_service, fqdn},
 };
 
 /// Where a traffic policy resolves on its own.
@@ -28,52 +28,105 @@ enum LevelKind {
     SubsetPort,
 }
 
-/// One policy level: its JSON pointer (for access) and its dotted path (for messages).
-#[derive(Debug, Clone)]
+/// One policy level, by position: navigated directly (no pointer strings) and named in
+/// messages by [`Level::path`].
+#[derive(Debug, Clone, Copy)]
 struct Level {
     kind: LevelKind,
-    pointer: String,
-    path: String,
+    subset: Option<usize>,
+    port: Option<usize>,
+}
+
+impl Level {
+    const TOP: Level = Level {
+        kind: LevelKind::Top,
+        subset: None,
+        port: None,
+    };
+
+    /// The policy object at this level.
+    fn get<'a>(&self, dr: &'a Value) -> Option<&'a Value> {
+        let spec = dr.get("spec")?;
+        let policy = match self.subset {
+            None => spec.get("trafficPolicy")?,
+            Some(j) => spec.get("subsets")?.get(j)?.get("trafficPolicy")?,
+        };
+        match self.port {
+            None => Some(policy),
+            Some(i) => policy.get("portLevelSettings")?.get(i),
+        }
+    }
+
+    fn get_mut<'a>(&self, dr: &'a mut Value) -> Option<&'a mut Value> {
+        let spec = dr.get_mut("spec")?;
+        let policy = match self.subset {
+            None => spec.get_mut("trafficPolicy")?,
+            Some(j) => spec
+                .get_mut("subsets")?
+                .get_mut(j)?
+                .get_mut("trafficPolicy")?,
+        };
+        match self.port {
+            None => Some(policy),
+            Some(i) => policy.get_mut("portLevelSettings")?.get_mut(i),
+        }
+    }
+
+    /// The level of the subset a subset port-level entry belongs to.
+    fn subset_level(&self) -> Level {
+        Level {
+            kind: LevelKind::Subset,
+            subset: self.subset,
+            port: None,
+        }
+    }
+
+    /// Where it is, as `spec.subsets[1].trafficPolicy.portLevelSettings[0]`.
+    fn path(&self) -> String {
+        let mut path = match self.subset {
+            None => "spec.trafficPolicy".to_owned(),
+            Some(j) => format!("spec.subsets[{j}].trafficPolicy"),
+        };
+        if let Some(i) = self.port {
+            path.push_str(&format!(".portLevelSettings[{i}]"));
+        }
+        path
+    }
 }
 
 /// Every policy level present in the object; the top level is listed even when absent.
 fn levels(dr: &Value) -> Vec<Level> {
-    let mut out = vec![Level {
-        kind: LevelKind::Top,
-        pointer: "/spec/trafficPolicy".into(),
-        path: "spec.trafficPolicy".into(),
-    }];
-    let port_levels = |out: &mut Vec<Level>, policy: &Value, kind, pointer: &str, path: &str| {
-        if let Some(ports) = policy.get("portLevelSettings").and_then(Value::as_array) {
-            for i in 0..ports.len() {
-                out.push(Level {
-                    kind,
-                    pointer: format!("{pointer}/portLevelSettings/{i}"),
-                    path: format!("{path}.portLevelSettings[{i}]"),
-                });
-            }
-        }
+    let mut out = vec![Level::TOP];
+    let ports = |policy: &Value| {
+        policy
+            .get("portLevelSettings")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
     };
-    if let Some(top) = dr.pointer("/spec/trafficPolicy") {
-        port_levels(
-            &mut out,
-            top,
-            LevelKind::TopPort,
-            "/spec/trafficPolicy",
-            "spec.trafficPolicy",
-        );
+    if let Some(top) = Level::TOP.get(dr) {
+        out.extend((0..ports(top)).map(|i| Level {
+            kind: LevelKind::TopPort,
+            subset: None,
+            port: Some(i),
+        }));
     }
-    if let Some(subsets) = dr.pointer("/spec/subsets").and_then(Value::as_array) {
+    if let Some(subsets) = dr
+        .get("spec")
+        .and_then(|s| s.get("subsets"))
+        .and_then(Value::as_array)
+    {
         for (j, subset) in subsets.iter().enumerate() {
             if let Some(policy) = subset.get("trafficPolicy").filter(|p| p.is_object()) {
-                let pointer = format!("/spec/subsets/{j}/trafficPolicy");
-                let path = format!("spec.subsets[{j}].trafficPolicy");
                 out.push(Level {
                     kind: LevelKind::Subset,
-                    pointer: pointer.clone(),
-                    path: path.clone(),
+                    subset: Some(j),
+                    port: None,
                 });
-                port_levels(&mut out, policy, LevelKind::SubsetPort, &pointer, &path);
+                out.extend((0..ports(policy)).map(|i| Level {
+                    kind: LevelKind::SubsetPort,
+                    subset: Some(j),
+                    port: Some(i),
+                }));
             }
         }
     }
@@ -83,7 +136,7 @@ fn levels(dr: &Value) -> Vec<Level> {
 /// Whether a policy turns locality load balancing off (`enabled: false`).
 fn locality_disabled(policy: &Value) -> bool {
     policy
-        .pointer("/loadBalancer/localityLbSetting/enabled")
+        .at("/loadBalancer/localityLbSetting/enabled")
         .and_then(Value::as_bool)
         == Some(false)
 }
@@ -102,7 +155,7 @@ fn policy_mut<'a>(dr: &'a mut Value, level: &Level) -> Option<&'a mut Map<String
             .or_insert_with(|| json!({}))
             .as_object_mut();
     }
-    dr.pointer_mut(&level.pointer)?.as_object_mut()
+    level.get_mut(dr)?.as_object_mut()
 }
 
 // === FG101 outlier-detection-missing ===
@@ -136,7 +189,7 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             // A subset policy without outlierDetection inherits the top level's.
             continue;
         }
-        let policy = dr.pointer(&level.pointer);
+        let policy = level.get(dr);
         if policy
             .is_some_and(|p| !p.is_object() || has(p, "outlierDetection") || locality_disabled(p))
         {
@@ -153,8 +206,8 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 .is_some();
         out.push(
             Issue::fixable(
-                &level.path,
-                format!("{} has no outlierDetection", level.path),
+                level.path(),
+                format!("{} has no outlierDetection", level.path()),
                 fixed,
             )
             .because(
@@ -163,28 +216,34 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             )
             .fix(format!(
                 "add outlierDetection to {} (failover-guard injects the configured default)",
-                level.path
+                level.path()
             )),
         );
     }
 }
 
 /// Every `outlierDetection` object in the rule, with its level's path.
-fn outlier_detections(dr: &Value) -> Vec<(String, String)> {
+fn outlier_detections(dr: &Value) -> Vec<(Level, String)> {
     levels(dr)
         .into_iter()
         .filter(|l| {
-            dr.pointer(&l.pointer)
+            l.get(dr)
                 .and_then(|p| p.get("outlierDetection"))
                 .is_some_and(Value::is_object)
         })
-        .map(|l| {
-            (
-                format!("{}/outlierDetection", l.pointer),
-                format!("{}.outlierDetection", l.path),
-            )
-        })
+        .map(|l| (l, format!("{}.outlierDetection", l.path())))
         .collect()
+}
+
+/// The `outlierDetection` object of a level, for fixing.
+fn outlier_detection_mut<'a>(
+    dr: &'a mut Value,
+    level: &Level,
+) -> Option<&'a mut Map<String, Value>> {
+    level
+        .get_mut(dr)?
+        .get_mut("outlierDetection")?
+        .as_object_mut()
 }
 
 // === FG102 max-ejection-too-low ===
@@ -207,8 +266,8 @@ pub static FG102: Rule = Rule {
 };
 
 fn check_fg102(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
-    for (pointer, path) in outlier_detections(dr) {
-        let Some(od) = dr.pointer_mut(&pointer).and_then(Value::as_object_mut) else {
+    for (level, path) in outlier_detections(dr) {
+        let Some(od) = outlier_detection_mut(dr, &level) else {
             continue;
         };
         match od.get("maxEjectionPercent") {
@@ -262,8 +321,8 @@ pub static FG103: Rule = Rule {
 };
 
 fn check_fg103(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
-    for (pointer, path) in outlier_detections(dr) {
-        let Some(od) = dr.pointer_mut(&pointer).and_then(Value::as_object_mut) else {
+    for (level, path) in outlier_detections(dr) {
+        let Some(od) = outlier_detection_mut(dr, &level) else {
             continue;
         };
         if has_value(od, "consecutiveErrors") && !has_value(od, "consecutive5xxErrors") {
@@ -311,20 +370,19 @@ fn locality_settings(dr: &Value) -> Vec<(Level, String)> {
     levels(dr)
         .into_iter()
         .filter(|l| {
-            dr.pointer(&l.pointer)
-                .and_then(|p| p.pointer("/loadBalancer/localityLbSetting"))
+            l.get(dr)
+                .and_then(|p| p.at("/loadBalancer/localityLbSetting"))
                 .is_some_and(Value::is_object)
         })
         .map(|l| {
-            let path = format!("{}.loadBalancer.localityLbSetting", l.path);
+            let path = format!("{}.loadBalancer.localityLbSetting", l.path());
             (l, path)
         })
         .collect()
 }
 
 fn setting<'a>(dr: &'a Value, level: &Level) -> Option<&'a Value> {
-    dr.pointer(&level.pointer)?
-        .pointer("/loadBalancer/localityLbSetting")
+    level.get(dr)?.at("/loadBalancer/localityLbSetting")
 }
 
 fn non_empty(value: Option<&Value>) -> bool {
@@ -338,7 +396,7 @@ fn non_empty(value: Option<&Value>) -> bool {
 
 /// The fully qualified host of the rule, when it is a cluster-local service in failover scope.
 fn failover_host(dr: &Value, cx: &Context<'_>) -> Option<String> {
-    let host = dr.pointer("/spec/host")?.as_str()?;
+    let host = dr.at("/spec/host")?.as_str()?;
     let fqdn = fqdn(
         host,
         &cx.subject.namespace,
@@ -372,14 +430,14 @@ pub static FG104: Rule = Rule {
 
 fn check_fg104(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
     let Some(top) = dr
-        .pointer("/spec/trafficPolicy/loadBalancer/localityLbSetting")
+        .at("/spec/trafficPolicy/loadBalancer/localityLbSetting")
         .filter(|v| v.is_object())
         .cloned()
     else {
         return;
     };
     for level in levels(dr) {
-        let Some(policy) = dr.pointer(&level.pointer).filter(|p| p.is_object()) else {
+        let Some(policy) = level.get(dr).filter(|p| p.is_object()) else {
             continue;
         };
         let lb = policy.get("loadBalancer");
@@ -399,32 +457,29 @@ fn check_fg104(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
         }
         let reference = if level.kind == LevelKind::SubsetPort {
             // The subset's own setting, when it has one, is what this port should keep.
-            let subset_pointer = level
-                .pointer
-                .split("/portLevelSettings/")
-                .next()
-                .unwrap_or("");
-            dr.pointer(subset_pointer)
-                .and_then(|p| p.pointer("/loadBalancer/localityLbSetting"))
+            level
+                .subset_level()
+                .get(dr)
+                .and_then(|p| p.at("/loadBalancer/localityLbSetting"))
                 .cloned()
                 .unwrap_or_else(|| top.clone())
         } else {
             top.clone()
         };
         let fixed = fix
-            && dr
-                .pointer_mut(&level.pointer)
+            && level
+                .get_mut(dr)
                 .and_then(|p| crate::object::child_object(p, "loadBalancer"))
                 .map(|lb| lb.insert("localityLbSetting".into(), reference))
                 .is_some();
         out.push(
             Issue::fixable(
-                &level.path,
-                format!("{} has no localityLbSetting while spec.trafficPolicy has one", level.path),
+                level.path(),
+                format!("{} has no localityLbSetting while spec.trafficPolicy has one", level.path()),
                 fixed,
             )
             .because("it replaces the top-level load balancer, so Istio drops the failover settings there")
-            .fix(format!("copy localityLbSetting into {}.loadBalancer", level.path)),
+            .fix(format!("copy localityLbSetting into {}.loadBalancer", level.path())),
         );
     }
 }
@@ -697,7 +752,7 @@ pub static FG108: Rule = Rule {
 
 fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     let dns_host = cx.world.and_then(|world| {
-        let host = dr.pointer("/spec/host")?.as_str()?;
+        let host = dr.at("/spec/host")?.as_str()?;
         let host = fqdn(
             host,
             &cx.subject.namespace,
@@ -708,7 +763,7 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             .iter()
             .any(|se| {
                 matches!(
-                    se.pointer("/spec/resolution").and_then(Value::as_str),
+                    se.at("/spec/resolution").and_then(Value::as_str),
                     Some("DNS" | "DNS_ROUND_ROBIN")
                 )
             })
@@ -768,20 +823,20 @@ pub static FG109: Rule = Rule {
 
 fn check_fg109(dr: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     for level in levels(dr) {
-        let Some(policy) = dr.pointer(&level.pointer) else {
+        let Some(policy) = level.get(dr) else {
             continue;
         };
         if locality_disabled(policy) {
             continue;
         }
         let Some(percent) = policy
-            .pointer("/outlierDetection/minHealthPercent")
+            .at("/outlierDetection/minHealthPercent")
             .and_then(as_int)
             .filter(|p| *p > 0)
         else {
             continue;
         };
-        let path = format!("{}.outlierDetection", level.path);
+        let path = format!("{}.outlierDetection", level.path());
         out.push(
             Issue::warn(&path, format!("{path}.minHealthPercent is {percent}"))
                 .because("below that share of healthy endpoints Envoy panics and sends traffic to ejected local endpoints too")
@@ -815,9 +870,9 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         return;
     };
     for level in levels(dr) {
-        let Some(mode) = dr
-            .pointer(&level.pointer)
-            .and_then(|p| p.pointer("/tls/mode"))
+        let Some(mode) = level
+            .get(dr)
+            .and_then(|p| p.at("/tls/mode"))
             .and_then(Value::as_str)
         else {
             continue;
@@ -825,7 +880,7 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         if mode == "ISTIO_MUTUAL" {
             continue;
         }
-        let path = format!("{}.tls", level.path);
+        let path = format!("{}.tls", level.path());
         out.push(
             Issue::deny(
                 &path,
@@ -860,10 +915,10 @@ pub static FG111: Rule = Rule {
 
 fn check_fg111(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     let Some(world) = cx.world else { return };
-    if dr.pointer("/spec/workloadSelector").is_some() {
+    if dr.at("/spec/workloadSelector").is_some() {
         return;
     }
-    let Some(host) = dr.pointer("/spec/host").and_then(Value::as_str) else {
+    let Some(host) = dr.at("/spec/host").and_then(Value::as_str) else {
         return;
     };
     let host = fqdn(
@@ -878,7 +933,7 @@ fn check_fg111(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             let subject = crate::object::Subject::of(other, Kind::DestinationRule, "default");
             subject.namespace == cx.subject.namespace
                 && subject.name != cx.subject.name
-                && other.pointer("/spec/workloadSelector").is_none()
+                && other.at("/spec/workloadSelector").is_none()
         })
         .map(|other| {
             crate::object::str_at(other, &["metadata", "name"])

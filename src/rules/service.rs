@@ -5,14 +5,14 @@ use serde_json::{Value, json};
 use super::{Context, Issue, Rule};
 use crate::{
     config::Mode,
-    object::{Kind, array_at, label},
+    object::{Kind, Pointer as _, array_at, label},
 };
 
 const NETWORK_LABEL: &str = "topology.istio.io/network";
 
 fn selects_gateway(svc: &Value, cx: &Context<'_>) -> bool {
     let selector = &cx.config.scope.gateway_selector;
-    let Some(actual) = svc.pointer("/spec/selector").and_then(Value::as_object) else {
+    let Some(actual) = svc.at("/spec/selector").and_then(Value::as_object) else {
         return false;
     };
     !selector.is_empty()
@@ -94,10 +94,10 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
     if !cx.config.in_failover_scope(ns)
         || cx.config.scope.gateway_namespaces.contains(ns)
         || svc
-            .pointer("/spec/selector")
+            .at("/spec/selector")
             .and_then(Value::as_object)
             .is_none_or(|s| s.is_empty())
-        || svc.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName")
+        || svc.at("/spec/type").and_then(Value::as_str) == Some("ExternalName")
     {
         return;
     }
@@ -113,7 +113,7 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
     let protected = world.destination_rules(&host).iter().any(|dr| {
         fg101_fixes
             || dr
-                .pointer("/spec/trafficPolicy/outlierDetection")
+                .at("/spec/trafficPolicy/outlierDetection")
                 .is_some_and(|od| !od.is_null())
     });
     let mut missing = Vec::new();
@@ -206,7 +206,7 @@ fn check_fg501(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         host == "*" || host == "*.local" || host == format!("*.{domain}")
     };
     for (i, server) in array_at(gw, &["spec", "servers"]).iter().enumerate() {
-        if server.pointer("/tls/mode").and_then(Value::as_str) != Some("AUTO_PASSTHROUGH") {
+        if server.at("/tls/mode").and_then(Value::as_str) != Some("AUTO_PASSTHROUGH") {
             continue;
         }
         let Some(host) = array_at(server, &["hosts"])

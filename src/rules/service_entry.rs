@@ -15,8 +15,8 @@ use crate::{
     config::{Mode, Remote},
     locality::{Locality, closest},
     object::{
-        FAILOVER_ANNOTATION, Kind, SUBSET_LABELS_ANNOTATION, annotation, array_at, as_int,
-        cluster_local_service, split_list,
+        FAILOVER_ANNOTATION, Kind, Pointer as _, SUBSET_LABELS_ANNOTATION, annotation, array_at,
+        as_int, cluster_local_service, split_list,
     },
 };
 
@@ -65,7 +65,7 @@ fn endpoint_path(i: usize) -> String {
 }
 
 fn endpoints_mut(se: &mut Value) -> Option<&mut Vec<Value>> {
-    se.pointer_mut("/spec/endpoints")?.as_array_mut()
+    se.at_mut("/spec/endpoints")?.as_array_mut()
 }
 
 fn has_locality(endpoint: &Value) -> bool {
@@ -75,7 +75,7 @@ fn has_locality(endpoint: &Value) -> bool {
         .is_some_and(|l| !l.is_empty())
         || LOCALITY_LABELS.iter().any(|l| {
             endpoint
-                .pointer(&format!("/labels/{}", l.replace('/', "~1")))
+                .at(&format!("/labels/{}", l.replace('/', "~1")))
                 .is_some()
         })
 }
@@ -278,7 +278,7 @@ fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                     .any(|p| u16::try_from(*p).is_ok_and(|p| gateway_ports.contains(&p)))
         })
         .filter(|(_, e)| {
-            e.pointer(&format!("/labels/{}", TLS_MODE_LABEL.replace('/', "~1")))
+            e.at(&format!("/labels/{}", TLS_MODE_LABEL.replace('/', "~1")))
                 .and_then(Value::as_str)
                 != Some("istio")
         })
@@ -329,7 +329,7 @@ fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         return;
     }
     let location = se
-        .pointer("/spec/location")
+        .at("/spec/location")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
@@ -461,7 +461,7 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
 
 fn rename_port(se: &mut Value, index: usize, from: &str, to: &str) -> bool {
     let Some(port) = se
-        .pointer_mut(&format!("/spec/ports/{index}"))
+        .at_mut(&format!("/spec/ports/{index}"))
         .and_then(Value::as_object_mut)
     else {
         return false;
@@ -498,11 +498,11 @@ pub static FG207: Rule = Rule {
 };
 
 fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    if !is_failover_entry(se, cx) || se.pointer("/spec/workloadSelector").is_some() {
+    if !is_failover_entry(se, cx) || se.at("/spec/workloadSelector").is_some() {
         return;
     }
     let resolution = se
-        .pointer("/spec/resolution")
+        .at("/spec/resolution")
         .and_then(Value::as_str)
         .unwrap_or("NONE");
     if resolution != "STATIC" {
@@ -643,7 +643,7 @@ fn covers(existing: &Value, remote: &Remote, labels: &BTreeMap<String, String>) 
 fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
     if cx.config.remotes.is_empty()
         || !is_failover_entry(se, cx)
-        || se.pointer("/spec/workloadSelector").is_some()
+        || se.at("/spec/workloadSelector").is_some()
         || !se.get("spec").is_some_and(Value::is_object)
     {
         return;

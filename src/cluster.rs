@@ -5,6 +5,11 @@
 //! indexed [`Index`]; until every watch has listed once, [`ClusterWorld::is_synced`] is false,
 //! the webhook passes no world to the engine and W rules stay silent (`/readyz` and the
 //! `failover_guard_world_synced` metric say so).
+//!
+//! The watches are kube-runtime `watcher` streams (list + watch, resumed with backoff). Their
+//! events feed [`Index`] rather than a `reflector::Store`: a Store answers by object reference
+//! only, and the rules ask "which DestinationRules have this host" or "which policies are in
+//! this namespace", which a Store could only answer by scanning every object.
 
 use std::{
     collections::BTreeMap,

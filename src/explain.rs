@@ -17,6 +17,12 @@ pub fn explain(rule: &Rule) -> String {
         rule.default.as_str(),
         modes.join(", ")
     );
+    if rule.can_mutate && rule.default != crate::config::Mode::Mutate {
+        let _ = writeln!(
+            out,
+            "           unless configured, it also fixes what it can fix (see below)"
+        );
+    }
     if rule.needs_world {
         let _ = writeln!(
             out,

@@ -119,9 +119,9 @@ pub struct ServeArgs {
     /// Debug: write every admission request body into this folder.
     #[arg(long, env = "FAILOVER_GUARD_RECORD")]
     pub record: Option<PathBuf>,
-    /// Where cross-object rules look up other objects.
-    #[arg(long, value_enum, env = "FAILOVER_GUARD_WORLD", default_value = "auto")]
-    pub world: WorldMode,
+    /// Where cross-object rules look up other objects [default: auto; none with --dev].
+    #[arg(long, value_enum, env = "FAILOVER_GUARD_WORLD")]
+    pub world: Option<WorldMode>,
     /// Kubeconfig for the world's watches (default: in-cluster, KUBECONFIG, ~/.kube/config).
     #[arg(long, env = "FAILOVER_GUARD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,

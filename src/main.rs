@@ -101,7 +101,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let metrics = Arc::new(Metrics::new());
         let mut watches = None;
-        let world: Option<Arc<dyn World>> = match args.world {
+        // A development server does not watch whatever cluster the kubeconfig points at
+        // unless asked to.
+        let mode = args.world.unwrap_or(if args.dev { WorldMode::None } else { WorldMode::Auto });
+        let world: Option<Arc<dyn World>> = match mode {
             WorldMode::None => None,
             mode => match cluster::client(args.kubeconfig.as_deref(), None).await {
                 Ok(client) => {

@@ -169,7 +169,8 @@ pub static FG101: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
-    summary: "A policy level without outlierDetection gets the configured default outlier detection.",
+    summary: "A policy level without outlierDetection gets the configured default outlier detection \
+              (a wildcard-host DestinationRule gets a warning instead).",
     istio: "Pilot orders endpoints by locality only when the policy that resolves for that subset \
             and port has a non-nil outlierDetection ({} counts). Without it every endpoint gets \
             priority 0: no locality preference at all, traffic is sprayed across clusters, and \
@@ -182,6 +183,27 @@ pub static FG101: Rule = Rule {
 
 fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
     if dr.get("spec").is_some_and(|s| !s.is_object()) {
+        return;
+    }
+    // A wildcard host (`*.local`, `*.global`) makes this a mesh- or namespace-wide default.
+    // Injecting outlier detection there would start ejecting endpoints of every service that
+    // has no DestinationRule of its own: a change nobody asked for. Say so instead.
+    let wildcard = dr
+        .at("/spec/host")
+        .and_then(Value::as_str)
+        .is_some_and(|h| h.contains('*'));
+    if wildcard {
+        let top = Level::TOP.get(dr);
+        if !top.is_some_and(|p| has(p, "outlierDetection") || locality_disabled(p)) {
+            out.push(
+                Issue::warn(
+                    "spec.trafficPolicy",
+                    "wildcard-host DestinationRule has no outlierDetection",
+                )
+                .because("services that rely on it get no locality failover")
+                .fix("give each failover service its own DestinationRule with outlierDetection"),
+            );
+        }
         return;
     }
     for level in levels(dr) {

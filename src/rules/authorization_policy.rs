@@ -114,29 +114,29 @@ fn check_fg302(ap: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     let known = &cx.config.topology.trust_domains;
     for (i, rule) in array_at(ap, &["spec", "rules"]).iter().enumerate() {
         for (j, from) in array_at(rule, &["from"]).iter().enumerate() {
-            for key in ["principals", "notPrincipals"] {
-                for principal in array_at(from, &["source", key])
-                    .iter()
-                    .filter_map(Value::as_str)
-                {
-                    let Some((domain, _)) = principal
-                        .split_once("/ns/")
-                        .or_else(|| principal.split_once('/'))
-                    else {
-                        continue;
-                    };
-                    if domain.contains('*') || domain.is_empty() || known.contains(domain) {
-                        continue;
-                    }
-                    out.push(
-                        Issue::warn(
-                            format!("spec.rules[{i}].from[{j}].source.{key}"),
-                            format!("principal {principal:?} is of trust domain {domain:?}, which is not configured"),
-                        )
-                        .because("it never matches, so callers from the remote clusters are denied")
-                        .fix("use a configured trust domain (or add it to trustDomainAliases / remotes)"),
-                    );
+            // Only principals deny remote callers; notPrincipals with a foreign trust domain is
+            // the opposite problem (an exclusion that never excludes).
+            for principal in array_at(from, &["source", "principals"])
+                .iter()
+                .filter_map(Value::as_str)
+            {
+                let Some((domain, _)) = principal
+                    .split_once("/ns/")
+                    .or_else(|| principal.split_once('/'))
+                else {
+                    continue;
+                };
+                if domain.contains('*') || domain.is_empty() || known.contains(domain) {
+                    continue;
                 }
+                out.push(
+                    Issue::warn(
+                        format!("spec.rules[{i}].from[{j}].source.principals"),
+                        format!("principal {principal:?} is of trust domain {domain:?}, which is not configured"),
+                    )
+                    .because("it never matches, so callers from the remote clusters are denied")
+                    .fix("use a configured trust domain (or add it to trustDomainAliases / remotes)"),
+                );
             }
         }
     }

@@ -7,17 +7,10 @@
 
 mod common;
 
-use std::process::Output;
-
-use common::{Server, cluster::ControlPlane};
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use common::{
+    Server,
+    cluster::{ControlPlane, text},
+};
 
 const DR_WITHOUT_OUTLIER_DETECTION: &str = "apiVersion: networking.istio.io/v1
 kind: DestinationRule

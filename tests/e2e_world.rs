@@ -9,16 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Server, cluster::ControlPlane};
+use common::{
+    Server,
+    cluster::{ControlPlane, text},
+};
 use serde_json::Value;
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// Applies until `accept` is happy with the output (the webhook's watch catches up with
 /// objects created a moment ago), or fails after 10 s.

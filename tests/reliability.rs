@@ -229,12 +229,14 @@ fn slow_post(
     Ok(String::from_utf8_lossy(&response).into_owned())
 }
 
-#[test]
-fn sigterm_finishes_requests_in_flight() {
-    let mut server = Server::start(None, &["--grace-period", "10s"]);
+/// A /mutate whose body trickles in over 2 s, on its own thread: a request held in flight.
+fn slow_mutate_in_background(
+    server: &Server,
+    uid: &str,
+) -> std::thread::JoinHandle<std::io::Result<String>> {
     let (port, ca) = (server.port, server.ca_pem.clone());
-    let body = review_for("in-flight", "CREATE", &dr()).to_string();
-    let in_flight = std::thread::spawn(move || {
+    let body = review_for(uid, "CREATE", &dr()).to_string();
+    std::thread::spawn(move || {
         slow_post(
             port,
             &ca,
@@ -242,7 +244,14 @@ fn sigterm_finishes_requests_in_flight() {
             body.as_bytes(),
             Duration::from_secs(2),
         )
-    });
+    })
+}
+
+#[test]
+fn sigterm_finishes_requests_in_flight() {
+    let mut server = Server::start(None, &["--grace-period", "10s"]);
+    let port = server.port;
+    let in_flight = slow_mutate_in_background(&server, "in-flight");
     std::thread::sleep(Duration::from_millis(500));
     let child = server.child.as_ref().unwrap();
     common::signal(child, "TERM");
@@ -377,17 +386,7 @@ fn slow_idle_plaintext_and_old_tls_clients() {
 #[test]
 fn overload_is_shed_fast() {
     let server = Server::start(None, &["--max-in-flight", "1"]);
-    let (port, ca) = (server.port, server.ca_pem.clone());
-    let body = review_for("slow", "CREATE", &dr()).to_string();
-    let slow = std::thread::spawn(move || {
-        slow_post(
-            port,
-            &ca,
-            "/mutate",
-            body.as_bytes(),
-            Duration::from_secs(2),
-        )
-    });
+    let slow = slow_mutate_in_background(&server, "slow");
     std::thread::sleep(Duration::from_millis(400));
     let started = Instant::now();
     let (status, text) = server.post(

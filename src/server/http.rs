@@ -226,7 +226,8 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
         tracing::debug!(uid = %reviewed.uid, webhook = webhook.as_str(), kind = %reviewed.kind,
             namespace = %reviewed.namespace, name = %reviewed.name, operation = reviewed.operation,
             decision = reviewed.decision.as_str(), "reviewed");
-    } else {
+    } else if tracing::enabled!(tracing::Level::INFO) {
+        // Built only when it will be logged: this is the request path.
         let rules: Vec<String> = reviewed
             .findings
             .iter()

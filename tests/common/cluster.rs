@@ -16,6 +16,15 @@ use serde_json::{Value, json};
 
 use super::{free_port, repo_path, shared_dir, wait_timeout};
 
+/// A command's stdout and stderr together, for assertion messages and searches.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// How the e2e suite was asked to behave.
 fn policy() -> String {
     std::env::var("FG_E2E").unwrap_or_default()

@@ -73,6 +73,8 @@ pub struct Config {
     #[serde(default)]
     pub outlier_detection: OutlierDetection,
     #[serde(default)]
+    pub authorization: Authorization,
+    #[serde(default)]
     pub rules: BTreeMap<String, Mode>,
     /// Derived once at load time so rules do not recompute it per request.
     #[serde(skip)]
@@ -128,6 +130,10 @@ pub struct Scope {
     pub gateway_namespaces: Vec<String>,
     #[serde(default = "default_gateway_selector")]
     pub gateway_selector: BTreeMap<String, String>,
+    /// Istio's root namespace (meshConfig.rootNamespace): its DestinationRules apply to every
+    /// client, its selector-less AuthorizationPolicies to every workload.
+    #[serde(default = "default_root_namespace")]
+    pub root_namespace: String,
 }
 
 impl Default for Scope {
@@ -136,8 +142,20 @@ impl Default for Scope {
             exclude_namespaces: default_excluded(),
             gateway_namespaces: default_gateway_namespaces(),
             gateway_selector: default_gateway_selector(),
+            root_namespace: default_root_namespace(),
         }
     }
+}
+
+/// AuthorizationPolicy defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Authorization {
+    /// Sources (Istio `Source` objects, e.g. `{namespaces: [istio-system]}`) that FG301 adds,
+    /// when configured to mutate, besides the policy namespace's own principals in every
+    /// trust domain. Empty: the gateway namespaces.
+    #[serde(default)]
+    pub default_sources: Vec<Value>,
 }
 
 /// The outlier detection FG101 injects; field names and formats are Istio's.
@@ -221,6 +239,9 @@ fn default_excluded() -> Vec<String> {
 }
 fn default_gateway_namespaces() -> Vec<String> {
     vec!["istio-system".into()]
+}
+fn default_root_namespace() -> String {
+    "istio-system".into()
 }
 fn default_gateway_selector() -> BTreeMap<String, String> {
     BTreeMap::from([("istio".into(), "eastwestgateway".into())])
@@ -365,6 +386,23 @@ impl Config {
                 problems.push(format!("outlierDetection.{field} must be 0-100"));
             }
         }
+        // What Istio's validation refuses (pkg/config/validation validateOutlierDetection)
+        // and what applyOutlierDetection turns into a detector that never ejects.
+        if od.consecutive_local_origin_failures.unwrap_or(0) > 0
+            && od.split_external_local_origin_errors != Some(true)
+        {
+            problems.push(
+                "outlierDetection.consecutiveLocalOriginFailures needs splitExternalLocalOriginErrors: true (Istio rejects it otherwise)".into(),
+            );
+        }
+        if od.consecutive_5xx_errors == Some(0)
+            && od.consecutive_gateway_errors.unwrap_or(0) == 0
+            && od.split_external_local_origin_errors != Some(true)
+        {
+            problems.push(
+                "outlierDetection can never eject: consecutive5xxErrors is 0 and no gateway or local-origin errors are counted".into(),
+            );
+        }
         for (id, mode) in &self.rules {
             match rules::by_id(id) {
                 None => problems.push(format!(
@@ -460,7 +498,7 @@ remotes:
   - {name: a, network: m, locality: "eu.west", gateway: {address: "gw.example.com"}}
   - {name: b, network: "", locality: "eu/w/x/y", gateway: {address: "10.0.0.1", port: 0}, weight: 0}
 rules: {FG999: warn, FG105: mutate}
-outlierDetection: {interval: soon, maxEjectionPercent: 101}
+outlierDetection: {interval: soon, maxEjectionPercent: 101, consecutive5xxErrors: 0, consecutiveLocalOriginFailures: 3}
 "#;
         let ConfigError::Invalid { problems, .. } = Config::from_yaml(text, "t").unwrap_err()
         else {
@@ -480,6 +518,8 @@ outlierDetection: {interval: soon, maxEjectionPercent: 101}
             "FG105 cannot mutate",
             "interval",
             "maxEjectionPercent",
+            "needs splitExternalLocalOriginErrors",
+            "can never eject",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

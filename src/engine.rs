@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::object::truncate;
 use crate::{
     config::{Config, Mode},
     object::{self, Kind, Subject},
@@ -144,8 +145,15 @@ pub fn evaluate(
             evaluation.skipped.push(rule.id);
             continue;
         }
-        let fix =
-            pass == Pass::Mutate && rule.can_mutate && matches!(mode, None | Some(Mode::Mutate));
+        // Unconfigured, a rule runs its natural behaviour: it fixes what it can unless its
+        // default is to warn (FG301 only narrows a policy when configured to).
+        let fixes = rule.can_mutate
+            && match mode {
+                Some(Mode::Mutate) => true,
+                None => rule.default != Mode::Warn,
+                Some(_) => false,
+            };
+        let fix = pass == Pass::Mutate && fixes;
         issues.clear();
         (rule.check)(object, &cx, fix, &mut issues);
         let mut applied = false;
@@ -154,7 +162,7 @@ pub fn evaluate(
                 (true, _) => Action::Mutate,
                 (false, Some(Mode::Warn)) => Action::Warn,
                 (false, Some(Mode::Deny)) => Action::Deny,
-                (false, _) if issue.fixable => Action::Deny,
+                (false, _) if issue.fixable && fixes => Action::Deny,
                 (false, _) => match issue.severity {
                     Severity::Deny => Action::Deny,
                     Severity::Warn => Action::Warn,
@@ -212,16 +220,6 @@ fn mark_mutated(object: &mut Value, applied: &[&str]) {
     ids.extend(applied.iter().map(|s| (*s).to_owned()));
     let value = ids.into_iter().collect::<Vec<_>>().join(",");
     object::set_annotation(object, object::MUTATED_ANNOTATION, value);
-}
-
-/// Cuts `text` to at most `limit` characters, marking the cut with an ellipsis.
-pub fn truncate(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 #[cfg(test)]
@@ -296,6 +294,43 @@ mod tests {
         config.rules.insert("FG101".into(), Mode::Off);
         let m = evaluate(&mut object, &config, None, "default", Pass::Validate);
         assert!(m.findings.is_empty());
+    }
+
+    #[test]
+    fn fg301_warns_unless_configured_to_mutate() {
+        let mut config = Config::example();
+        let ap = || {
+            yaml(
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: bookinfo}\nspec:\n  rules: [{to: [{operation: {methods: [GET]}}]}]\n",
+            )
+        };
+        let mut object = ap();
+        let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
+        assert!(
+            m.applied.is_empty(),
+            "narrowed a policy nobody asked to narrow"
+        );
+        assert_eq!(object, ap());
+        let v = evaluate(&mut object, &config, None, "default", Pass::Validate);
+        let warning = v.warnings().next().expect("a warning");
+        assert!(
+            warning
+                .message
+                .contains("admits every workload of cluster-b")
+        );
+        assert_eq!(v.denials().count(), 0);
+
+        config.rules.insert("FG301".into(), Mode::Mutate);
+        config.authorization.default_sources = vec![serde_json::json!({"namespaces": ["ops"]})];
+        let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
+        assert_eq!(m.applied, ["FG301"]);
+        assert_eq!(
+            object["spec"]["rules"][0]["from"],
+            serde_json::json!([
+                {"source": {"principals": ["cluster.local/ns/bookinfo/sa/*"]}},
+                {"source": {"namespaces": ["ops"]}}
+            ])
+        );
     }
 
     #[test]

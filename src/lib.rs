@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod explain;
+pub mod istio;
 pub mod locality;
 pub mod metrics;
 pub mod object;

@@ -154,25 +154,14 @@ pub fn split_list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The fully qualified name of a host written in a namespace, as Istio's
-/// `ResolveShortnameToFQDN` computes it: only a name without dots (`reviews`) is expanded with
-/// the namespace and cluster domain; anything with a dot is taken as already qualified.
-pub fn fqdn(host: &str, namespace: &str, cluster_domain: &str) -> String {
-    if host == "*" || host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
-        return host.to_owned();
+/// Cuts `text` to at most `limit` characters, marking the cut with an ellipsis.
+pub fn truncate(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_owned();
     }
-    format!("{host}.{namespace}.{cluster_domain}")
-}
-
-/// `(service, namespace)` when the host is `<svc>.<ns>.<clusterDomain>`.
-pub fn cluster_local_service<'a>(
-    host: &'a str,
-    cluster_domain: &str,
-) -> Option<(&'a str, &'a str)> {
-    let rest = host.strip_suffix(cluster_domain)?.strip_suffix('.')?;
-    let (service, namespace) = rest.split_once('.')?;
-    (!service.is_empty() && !namespace.is_empty() && !namespace.contains('.'))
-        .then_some((service, namespace))
+    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 #[cfg(test)]
@@ -189,31 +178,6 @@ mod tests {
         let other = json!({"apiVersion": "example.com/v1", "kind": "Service"});
         assert_eq!(Kind::of(&other), None);
         assert_eq!(Kind::of(&json!("string")), None);
-    }
-
-    #[test]
-    fn hosts_expand_like_istio() {
-        let d = "svc.cluster.local";
-        assert_eq!(
-            fqdn("reviews", "bookinfo", d),
-            "reviews.bookinfo.svc.cluster.local"
-        );
-        assert_eq!(
-            fqdn("reviews.prod", "bookinfo", d),
-            "reviews.prod",
-            "Istio takes anything with a dot as fully qualified"
-        );
-        assert_eq!(
-            fqdn("reviews.prod.svc.cluster.local", "x", d),
-            "reviews.prod.svc.cluster.local"
-        );
-        assert_eq!(fqdn("api.example.com", "x", d), "api.example.com");
-        assert_eq!(
-            cluster_local_service("reviews.prod.svc.cluster.local", d),
-            Some(("reviews", "prod"))
-        );
-        assert_eq!(cluster_local_service("a.b.c.svc.cluster.local", d), None);
-        assert_eq!(cluster_local_service("api.example.com", d), None);
     }
 
     #[test]

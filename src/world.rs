@@ -11,7 +11,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::object::{Kind, Subject, array_at, fqdn, str_at};
+use crate::{
+    istio::fqdn,
+    object::{Kind, Subject, array_at, str_at},
+};
 
 /// Read access to the other objects of a cluster (or of a set of manifests).
 pub trait World: Send + Sync {

@@ -11,8 +11,9 @@ use serde_json::{Map, Value, json};
 use super::{Context, Issue, Rule};
 use crate::{
     config::Mode,
+    istio::{cluster_local_service, fqdn},
     locality::{closest, has_partial_wildcard},
-    object::{Kind, Pointer as _, as_int, cluster_local_service, fqdn},
+    object::{Kind, Pointer as _, as_int},
 };
 
 /// Where a traffic policy resolves on its own.
@@ -171,15 +172,95 @@ pub static FG101: Rule = Rule {
     needs_world: false,
     summary: "A policy level without outlierDetection gets the configured default outlier detection \
               (a wildcard-host DestinationRule gets a warning instead).",
-    istio: "Pilot orders endpoints by locality only when the policy that resolves for that subset \
-            and port has a non-nil outlierDetection ({} counts). Without it every endpoint gets \
-            priority 0: no locality preference at all, traffic is sprayed across clusters, and \
-            nothing fails over. portLevelSettings entries replace the whole policy for their \
-            port, so each needs its own.",
+    istio: "pilot/pkg/networking/core/loadbalancer LocalityLBSettings.ApplyToCluster enables \
+            failover only when the Envoy cluster has outlier detection (c.OutlierDetection != nil, \
+            {} counts), which applyOutlierDetection sets from the policy that resolves for that \
+            subset and port (model.MergeTrafficPolicy, util.GetPortLevelTrafficPolicy). Without it \
+            ApplyLocalityLoadBalancer skips applyLocalityFailover: every endpoint keeps priority 0, \
+            traffic is sprayed across clusters and nothing fails over. portLevelSettings entries \
+            replace the whole policy for their port, so each needs its own. Only hosts in failover \
+            scope (cluster-local services, hosts of failover entries) get it injected; a second \
+            rule merged with an older one that has a top-level trafficPolicy \
+            (PushContext.mergeDestinationRule) gets none.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews.bookinfo.svc.cluster.local\n  trafficPolicy:\n    portLevelSettings:\n    - port: {number: 9080}\n      connectionPool: {http: {http1MaxPendingRequests: 100}}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews.bookinfo.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, consecutiveGatewayErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 100}\n    portLevelSettings:\n    - port: {number: 9080}\n      connectionPool: {http: {http1MaxPendingRequests: 100}}\n      outlierDetection: {consecutive5xxErrors: 5, consecutiveGatewayErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 100}\n",
     check: check_fg101,
 };
+
+/// Whether a DestinationRule's host is one locality failover is for: a cluster-local service
+/// host, or a host that the world shows fed by a failover entry.
+fn in_failover_scope(dr: &Value, cx: &Context<'_>) -> bool {
+    let Some(host) = dr.at("/spec/host").and_then(Value::as_str) else {
+        return false;
+    };
+    let host = fqdn(
+        host,
+        &cx.subject.namespace,
+        &cx.config.cluster.cluster_domain,
+    );
+    if let Some((_, namespace)) = cluster_local_service(&host, &cx.config.cluster.cluster_domain) {
+        return cx.config.in_scope(namespace);
+    }
+    cx.world.is_some_and(|w| {
+        w.service_entries(&host).iter().any(|se| {
+            crate::object::array_at(se, &["spec", "endpoints"])
+                .iter()
+                .any(|e| {
+                    e.get("address")
+                        .and_then(Value::as_str)
+                        .is_some_and(|a| cx.config.remote_at(a).is_some())
+                })
+        })
+    })
+}
+
+/// Other DestinationRules pilot merges this one with that already bring a top-level
+/// `trafficPolicy` (the merged rule uses the oldest one; see `istio::destination_rules_merge`).
+fn policy_partners(dr: &Value, cx: &Context<'_>) -> Vec<String> {
+    let (Some(world), Some(host)) = (cx.world, dr.at("/spec/host").and_then(Value::as_str)) else {
+        return Vec::new();
+    };
+    let host = fqdn(
+        host,
+        &cx.subject.namespace,
+        &cx.config.cluster.cluster_domain,
+    );
+    world
+        .destination_rules(&host)
+        .iter()
+        .filter(|other| {
+            let subject = crate::object::Subject::of(other, Kind::DestinationRule, "default");
+            subject.namespace == cx.subject.namespace
+                && subject.name != cx.subject.name
+                && other
+                    .at("/spec/trafficPolicy")
+                    .is_some_and(|p| !p.is_null())
+                && crate::istio::destination_rules_merge(other, dr)
+        })
+        .map(|other| {
+            crate::object::str_at(other, &["metadata", "name"])
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Whether a subset's own loadBalancer turns locality load balancing back on under a
+/// top-level `enabled: false` (a subset's loadBalancer replaces the top-level one whole).
+fn subset_reenables_locality(dr: &Value, level: &Level) -> bool {
+    let top = Level::TOP.get(dr);
+    top.is_some_and(locality_disabled)
+        && !top.is_some_and(|p| has(p, "outlierDetection"))
+        && level
+            .get(dr)
+            .and_then(|p| p.get("loadBalancer"))
+            .is_some_and(|lb| {
+                lb.is_object()
+                    && !lb
+                        .at("/localityLbSetting/enabled")
+                        .is_some_and(|e| e == false)
+            })
+}
 
 fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
     if dr.get("spec").is_some_and(|s| !s.is_object()) {
@@ -206,15 +287,38 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         }
         return;
     }
+    // An egress rule for an external host is no failover target: ejecting its endpoints is
+    // the user's call. Warn only when it asks for locality failover explicitly.
+    if !in_failover_scope(dr, cx) {
+        let asks = locality_settings(dr).iter().any(|(level, _)| {
+            setting(dr, level).is_some_and(|s| {
+                non_empty(s.get("failover")) || non_empty(s.get("failoverPriority"))
+            }) && !level.get(dr).is_some_and(|p| has(p, "outlierDetection"))
+        });
+        if asks {
+            out.push(
+                Issue::warn("spec.trafficPolicy", "locality failover is configured without outlierDetection")
+                    .because("pilot applies failover priorities only with outlier detection, so nothing fails over")
+                    .fix("add outlierDetection next to localityLbSetting"),
+            );
+        }
+        return;
+    }
+    let partners = policy_partners(dr, cx);
     for level in levels(dr) {
-        if level.kind == LevelKind::Subset {
-            // A subset policy without outlierDetection inherits the top level's.
-            continue;
+        match level.kind {
+            // A subset inherits the top level's outlierDetection, unless its own load
+            // balancer re-enables locality under a top level that disabled it.
+            LevelKind::Subset if !subset_reenables_locality(dr, &level) => continue,
+            // Merged with an older rule that has a top-level trafficPolicy, this rule's top
+            // level is never used: injecting one would only make a second, ignored policy.
+            LevelKind::Top | LevelKind::TopPort if !partners.is_empty() => continue,
+            _ => {}
         }
         let policy = level.get(dr);
-        if policy
-            .is_some_and(|p| !p.is_object() || has(p, "outlierDetection") || locality_disabled(p))
-        {
+        let disabled_here =
+            level.kind != LevelKind::Subset && policy.is_some_and(locality_disabled);
+        if policy.is_some_and(|p| !p.is_object() || has(p, "outlierDetection") || disabled_here) {
             continue;
         }
         let fixed = fix
@@ -287,7 +391,11 @@ pub static FG102: Rule = Rule {
     check: check_fg102,
 };
 
-fn check_fg102(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg102(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    // An egress rule's ejection budget is the user's call; see FG101.
+    if !in_failover_scope(dr, cx) {
+        return;
+    }
     for (level, path) in outlier_detections(dr) {
         let Some(od) = outlier_detection_mut(dr, &level) else {
             continue;
@@ -334,9 +442,13 @@ pub static FG103: Rule = Rule {
     needs_world: false,
     summary: "Outlier detection that can never eject is denied; the deprecated consecutiveErrors is \
               rewritten to consecutive5xxErrors.",
-    istio: "consecutive5xxErrors: 0 with no consecutiveGatewayErrors and no local-origin errors \
-            disables every ejection: locality failover is configured but never triggers. Pilot \
-            never reads the deprecated consecutiveErrors at all, so its value is silently ignored.",
+    istio: "pilot/pkg/networking/core/cluster_traffic_policy.go applyOutlierDetection: \
+            consecutive5xxErrors: 0 sets enforcing_consecutive_5xx to 0, an unset \
+            consecutiveGatewayErrors leaves Envoy's enforcing_consecutive_gateway_failure at 0, \
+            and without splitExternalLocalOriginErrors no local-origin failure is counted: nothing \
+            is ever ejected, so locality failover is configured but never triggers (with the split \
+            on, Envoy ejects on local-origin failures by default). applyOutlierDetection never \
+            reads the deprecated consecutiveErrors, so its value is silently ignored.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 0, maxEjectionPercent: 100}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
     check: check_fg103,
@@ -362,11 +474,13 @@ fn check_fg103(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
             );
         }
         let count = |key: &str| od.get(key).and_then(as_int);
+        // With the split on, pilot always emits split_external_local_origin_errors and
+        // Envoy ejects on local-origin failures (consecutive_local_origin_failure defaults to
+        // 5, enforcing to 100) even when consecutiveLocalOriginFailures is unset.
         let local_origin = od
             .get("splitExternalLocalOriginErrors")
             .and_then(Value::as_bool)
-            == Some(true)
-            && count("consecutiveLocalOriginFailures").unwrap_or(0) > 0;
+            == Some(true);
         if count("consecutive5xxErrors") == Some(0)
             && count("consecutiveGatewayErrors").unwrap_or(0) == 0
             && !local_origin
@@ -475,6 +589,19 @@ fn check_fg104(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
             }
         };
         if !dropped {
+            continue;
+        }
+        if lb.is_some_and(|lb| has(lb, "zoneAwareLbSetting")) {
+            // Istio's validation rejects localityLbSetting beside zoneAwareLbSetting
+            // (pkg/config/validation: validateLoadBalancer), so there is nothing to copy into.
+            out.push(
+                Issue::warn(
+                    level.path(),
+                    format!("{} uses zoneAwareLbSetting, so spec.trafficPolicy's localityLbSetting does not apply there", level.path()),
+                )
+                .because("GetEffectiveLbSetting takes the zone-aware setting: the top-level failover rules are dropped for it")
+                .fix("configure failover for it in zoneAwareLbSetting, or drop zoneAwareLbSetting to inherit localityLbSetting"),
+            );
             continue;
         }
         let reference = if level.kind == LevelKind::SubsetPort {
@@ -601,6 +728,30 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                 .fix("use either distribute or failoverPriority"),
             );
         }
+        // applyLocalityWeights uses the first rule whose from matches the client; a client
+        // that matches none gets no weighting, and with distribute set no failover either.
+        let unmatched: Vec<String> = cx
+            .config
+            .cluster
+            .localities
+            .iter()
+            .filter_map(|l| crate::locality::Locality::parse(l).ok())
+            .filter(|l| {
+                !rules.iter().any(|r| {
+                    r.get("from")
+                        .and_then(Value::as_str)
+                        .is_some_and(|from| l.matches_rule(from))
+                })
+            })
+            .map(|l| l.to_string())
+            .collect();
+        if !unmatched.is_empty() {
+            out.push(
+                Issue::warn(&path, format!("{path}.distribute has no from matching this cluster's localities {}", unmatched.join(", ")))
+                    .because("clients there get no locality weighting and, with distribute set, no failover priorities: every endpoint has priority 0")
+                    .fix(format!("add a distribute rule with from: {}/*", unmatched[0].split('/').next().unwrap_or("*"))),
+            );
+        }
         for (i, rule) in rules.iter().enumerate() {
             let at = format!("{path}.distribute[{i}]");
             let from = rule.get("from").and_then(Value::as_str).unwrap_or("");
@@ -629,7 +780,9 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                     out.push(
                         Issue::deny(&at, format!("{at}.to leaves out configured localities {}", missing.join(", ")))
                             .because("endpoints there are removed, so those clusters never receive traffic, not even on failover")
-                            .fix(format!("add {} (with a small weight) or \"*\" to to", missing.join(", "))),
+                            // Not "*": beside the existing keys it would overlap them, which
+                            // this rule denies too.
+                            .fix(format!("add {} to to, with a small weight", missing.join(", "))),
                     );
                 }
             }
@@ -750,77 +903,168 @@ pub(crate) fn region_hint(value: &str, cx: &Context<'_>) -> String {
 
 // === FG108 failover-priority-labels ===
 
-/// Labels a remote gateway endpoint carries across networks.
-const CROSS_NETWORK_LABELS: [&str; 2] = ["topology.istio.io/network", "topology.istio.io/cluster"];
-
-/// FG108: failoverPriority labels that remote gateway endpoints cannot carry.
+/// FG108: failoverPriority that cannot tell local endpoints from remote ones.
 pub static FG108: Rule = Rule {
     id: "FG108",
     name: "failover-priority-labels",
     kinds: &[Kind::DestinationRule],
-    default: Mode::Warn,
+    default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
-    summary: "failoverPriority labels that remote gateway endpoints cannot carry are a warning; \
-              failoverPriority on a DNS-resolved ServiceEntry host is denied.",
-    istio: "failoverPriority ranks endpoints by the labels they share with the client. Remote \
-            endpoints reached through an east-west gateway only carry topology.istio.io/network \
-            and topology.istio.io/cluster across networks, so other labels rank every remote \
-            endpoint last or not at all. DNS-resolved ServiceEntry endpoints carry no labels.",
-    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [app.example.com/tier]\n",
-    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [topology.istio.io/network]\n",
+    summary: "failoverPriority that ranks failover entry endpoints beside the local ones (above all \
+              through topology.istio.io/cluster) is denied, or a warning when only custom labels \
+              tie; failoverPriority on a DNS-resolved ServiceEntry host is denied.",
+    istio: "failoverPriority ranks an endpoint by how many leading labels it shares with the client \
+            (pilot/pkg/networking/core/loadbalancer applyFailoverPriorityPerLocality). ServiceEntry \
+            endpoints get topology.kubernetes.io/region, topology.kubernetes.io/zone and \
+            topology.istio.io/subzone from their locality, but their topology.istio.io/cluster is \
+            always overwritten with the local istiod's cluster (serviceentry/conversion.go \
+            convertWorkloadEntryToWorkloadInstance, labelutil.AugmentLabels). So [network, region, \
+            zone] orders failover correctly, while a list that only topology.istio.io/cluster (or a \
+            label no endpoint and no client carries) could tell apart gives the remote gateway \
+            endpoints priority 0 beside the local pods: traffic crosses clusters all the time. A \
+            DNS-resolved host's endpoints form one locality group, so there is nothing to rank.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [topology.istio.io/cluster]\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [topology.istio.io/network, topology.kubernetes.io/region, topology.kubernetes.io/zone]\n",
     check: check_fg108,
 };
 
+/// The labels pilot gives the failover endpoints of a host: those of the world's entries at
+/// configured remote gateways, else those FG208 generates for every configured remote.
+fn failover_endpoint_labels(
+    entries: &[std::sync::Arc<Value>],
+    cx: &Context<'_>,
+) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    let local = &cx.config.cluster.name;
+    let from_entries: Vec<_> = entries
+        .iter()
+        .flat_map(|se| crate::object::array_at(se, &["spec", "endpoints"]).iter())
+        .filter_map(|e| {
+            let remote = cx.config.remote_at(e.get("address")?.as_str()?)?;
+            Some((
+                remote.name.clone(),
+                crate::istio::entry_endpoint_labels(e, local),
+            ))
+        })
+        .collect();
+    if !from_entries.is_empty() {
+        return from_entries;
+    }
+    cx.config
+        .remotes
+        .iter()
+        .map(|r| {
+            let endpoint = json!({"locality": r.locality, "network": r.network});
+            (
+                r.name.clone(),
+                crate::istio::entry_endpoint_labels(&endpoint, local),
+            )
+        })
+        .collect()
+}
+
 fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    let dns_host = cx.world.and_then(|world| {
-        let host = dr.at("/spec/host")?.as_str()?;
-        let host = fqdn(
-            host,
-            &cx.subject.namespace,
-            &cx.config.cluster.cluster_domain,
-        );
-        world
-            .service_entries(&host)
-            .iter()
-            .any(|se| {
-                matches!(
-                    se.at("/spec/resolution").and_then(Value::as_str),
-                    Some("DNS" | "DNS_ROUND_ROBIN")
-                )
-            })
-            .then_some(host)
+    use crate::istio::{augment_labels, failover_priority, labels};
+    let Some(host) = dr.at("/spec/host").and_then(Value::as_str) else {
+        return;
+    };
+    let host = fqdn(
+        host,
+        &cx.subject.namespace,
+        &cx.config.cluster.cluster_domain,
+    );
+    let entries = cx
+        .world
+        .map(|w| w.service_entries(&host))
+        .unwrap_or_default();
+    let dns_host = entries.iter().any(|se| {
+        matches!(
+            se.at("/spec/resolution").and_then(Value::as_str),
+            Some("DNS" | "DNS_ROUND_ROBIN")
+        )
     });
+    // Fed by failover entries: the world shows one, or (no world) the host is a cluster-local
+    // service in failover scope, the hosts failover entries are written for.
+    let fed = if cx.world.is_some() {
+        entries.iter().any(|se| {
+            crate::object::array_at(se, &["spec", "endpoints"])
+                .iter()
+                .any(|e| {
+                    e.get("address")
+                        .and_then(Value::as_str)
+                        .is_some_and(|a| cx.config.remote_at(a).is_some())
+                })
+        })
+    } else {
+        failover_host(dr, cx).is_some()
+    };
+    let client_locality = cx
+        .config
+        .cluster
+        .localities
+        .first()
+        .map_or("", String::as_str);
+    let client = augment_labels(
+        &Default::default(),
+        &cx.config.cluster.name,
+        client_locality,
+        &cx.config.cluster.network,
+    );
     for (level, path) in locality_settings(dr) {
         let Some(setting) = setting(dr, &level) else {
             continue;
         };
-        let labels: Vec<&str> = crate::object::array_at(setting, &["failoverPriority"])
+        // LocalityLBSettings.FailoverPriorityLabels: ignored beside distribute or enabled: false.
+        if non_empty(setting.get("distribute"))
+            || setting.get("enabled").and_then(Value::as_bool) == Some(false)
+        {
+            continue;
+        }
+        let priority: Vec<&str> = crate::object::array_at(setting, &["failoverPriority"])
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        if labels.is_empty() {
+        if priority.is_empty() {
             continue;
         }
-        if let Some(host) = &dns_host {
+        if dns_host {
             out.push(
                 Issue::deny(&path, format!("{path} sets failoverPriority for {host}, a DNS-resolved ServiceEntry host"))
-                    .because("DNS-resolved endpoints carry no labels, so every endpoint gets the same priority")
+                    .because("a DNS cluster's endpoints form a single locality group, so failoverPriority ranks nothing")
                     .fix("use resolution: STATIC with IP endpoints, or drop failoverPriority"),
             );
+            continue;
         }
-        let foreign: Vec<&str> = labels
-            .iter()
-            .map(|l| l.split_once('=').map_or(*l, |(k, _)| k))
-            .filter(|k| !CROSS_NETWORK_LABELS.contains(k))
+        if !fed {
+            continue;
+        }
+        let tied: Vec<String> = failover_endpoint_labels(&entries, cx)
+            .into_iter()
+            .filter(|(_, endpoint)| failover_priority(&priority, &client, endpoint) == 0)
+            .map(|(remote, _)| remote)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
-        if !foreign.is_empty() {
-            out.push(
-                Issue::warn(&path, format!("{path}.failoverPriority uses {} that remote gateway endpoints do not carry", foreign.join(", ")))
-                    .because("remote endpoints behind an east-west gateway rank last, so failover order is not what it says")
-                    .fix("use topology.istio.io/network or topology.istio.io/cluster"),
-            );
+        if tied.is_empty() {
+            continue;
         }
+        let uses_cluster = priority
+            .iter()
+            .any(|l| l.split_once('=').map_or(*l, |(k, _)| k) == labels::CLUSTER);
+        let problem = format!(
+            "{path}.failoverPriority gives the failover endpoints of {} the local endpoints' priority",
+            tied.join(", ")
+        );
+        let remedy = "use [topology.istio.io/network, topology.kubernetes.io/region, topology.kubernetes.io/zone]";
+        out.push(if uses_cluster {
+            Issue::deny(&path, problem)
+                .because("pilot labels ServiceEntry endpoints with this cluster's topology.istio.io/cluster, so local and remote tie and traffic crosses clusters all the time")
+                .fix(remedy)
+        } else {
+            Issue::warn(&path, problem)
+                .because("no label in the list tells them apart, so every endpoint gets the same priority and traffic crosses clusters all the time")
+                .fix(remedy)
+        });
     }
 }
 
@@ -877,7 +1121,8 @@ pub static FG110: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
-    summary: "tls.mode other than ISTIO_MUTUAL for a host with remote gateway endpoints is denied.",
+    summary: "tls.mode other than ISTIO_MUTUAL for a host with remote gateway endpoints is denied \
+              (a warning for a failover host without such evidence).",
     istio: "The east-west gateway passes traffic through in AUTO_PASSTHROUGH mode and routes by \
             the SNI of Istio mTLS. With DISABLE, SIMPLE or MUTUAL, requests to the remote gateway \
             endpoints are sent without Istio mTLS and are dropped there: failover fails exactly \
@@ -891,6 +1136,19 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     let Some(host) = failover_host(dr, cx) else {
         return;
     };
+    // Deny only with evidence of remote gateway endpoints for the host (a failover entry in
+    // the world); without a world, or without such an entry, the host may be local-only.
+    let evidence = cx.world.is_some_and(|w| {
+        w.service_entries(&host).iter().any(|se| {
+            crate::object::array_at(se, &["spec", "endpoints"])
+                .iter()
+                .any(|e| {
+                    e.get("address")
+                        .and_then(Value::as_str)
+                        .is_some_and(|a| cx.config.remote_at(a).is_some())
+                })
+        })
+    });
     for level in levels(dr) {
         let Some(mode) = level
             .get(dr)
@@ -903,22 +1161,28 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             continue;
         }
         let path = format!("{}.tls", level.path());
-        out.push(
+        let issue = if evidence {
             Issue::deny(
                 &path,
                 format!("{path}.mode is {mode} for {host}, which has remote gateway endpoints"),
             )
-            .because(
-                "traffic to the remote east-west gateways is sent without Istio mTLS and dropped",
+        } else {
+            Issue::warn(
+                &path,
+                format!("{path}.mode is {mode} for {host}, a failover host"),
             )
-            .fix("use tls.mode: ISTIO_MUTUAL, or remove tls to use auto mTLS"),
+        };
+        out.push(
+            issue
+                .because("traffic to the remote east-west gateways is sent without Istio mTLS and dropped")
+                .fix("use tls.mode: ISTIO_MUTUAL, or remove tls to use auto mTLS"),
         );
     }
 }
 
 // === FG111 shadowed-destination-rule ===
 
-/// FG111: two DestinationRules for one host in one namespace; Istio uses only one.
+/// FG111: two DestinationRules pilot merges, both with a top-level traffic policy.
 pub static FG111: Rule = Rule {
     id: "FG111",
     name: "shadowed-destination-rule",
@@ -926,50 +1190,40 @@ pub static FG111: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: true,
-    summary: "Another DestinationRule for the same host in the same namespace is denied.",
-    istio: "Istio merges DestinationRules for one host only in limited ways and otherwise uses the \
-            oldest one: the traffic policy of the other, outlier detection and locality settings \
-            included, is silently ignored.",
-    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  host: reviews   # bookinfo/reviews already has a DestinationRule\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
-    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews   # one DestinationRule per host, holding every setting\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    summary: "Another DestinationRule for the same host in the same namespace (same exportTo and \
+              workload selector) that also sets a top-level trafficPolicy is denied.",
+    istio: "pilot/pkg/model/destination_rule.go PushContext.mergeDestinationRule merges the rules \
+            of one host in one namespace that share exportTo and workload selector: subsets are \
+            concatenated, but only the oldest top-level trafficPolicy is kept. A second rule's \
+            traffic policy (outlier detection and locality settings included) is silently \
+            ignored; a second rule with subsets only merges fine.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  host: reviews   # bookinfo/reviews already sets a trafficPolicy for this host\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews   # one trafficPolicy per host, holding every setting\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
     check: check_fg111,
 };
 
 fn check_fg111(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    let Some(world) = cx.world else { return };
-    if dr.at("/spec/workloadSelector").is_some() {
+    if dr.at("/spec/trafficPolicy").is_none_or(Value::is_null) {
         return;
     }
-    let Some(host) = dr.at("/spec/host").and_then(Value::as_str) else {
+    let others = policy_partners(dr, cx);
+    if others.is_empty() {
         return;
-    };
+    }
+    let host = dr.at("/spec/host").and_then(Value::as_str).unwrap_or("");
     let host = fqdn(
         host,
         &cx.subject.namespace,
         &cx.config.cluster.cluster_domain,
     );
-    let others: Vec<String> = world
-        .destination_rules(&host)
-        .iter()
-        .filter(|other| {
-            let subject = crate::object::Subject::of(other, Kind::DestinationRule, "default");
-            subject.namespace == cx.subject.namespace
-                && subject.name != cx.subject.name
-                && other.at("/spec/workloadSelector").is_none()
-        })
-        .map(|other| {
-            crate::object::str_at(other, &["metadata", "name"])
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect();
-    if !others.is_empty() {
-        out.push(
-            Issue::deny("spec.host", format!("host {host} already has DestinationRule {} in this namespace", others.join(", ")))
-                .because("Istio uses only one of them, so the other's outlier detection and locality settings are ignored")
-                .fix("merge the settings into one DestinationRule per host"),
-        );
-    }
+    out.push(
+        Issue::deny(
+            "spec.trafficPolicy",
+            format!("host {host} already has a trafficPolicy in DestinationRule {} of this namespace", others.join(", ")),
+        )
+        .because("Istio merges the rules and keeps only the oldest trafficPolicy, so one of them (outlier detection and locality settings included) is ignored")
+        .fix("keep one top-level trafficPolicy per host; other rules may add subsets only"),
+    );
 }
 
 #[cfg(test)]
@@ -1130,6 +1384,7 @@ subsets:
         for alive in [
             "host: a\ntrafficPolicy:\n  outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 3}",
             "host: a\ntrafficPolicy:\n  outlierDetection: {consecutive5xxErrors: 0, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2}",
+            "host: a\ntrafficPolicy:\n  outlierDetection: {consecutive5xxErrors: 0, splitExternalLocalOriginErrors: true}",
             "host: a\ntrafficPolicy:\n  outlierDetection: {}",
         ] {
             let (_, issues) = run_rule(&FG103, &config, None, &dr(alive), true);
@@ -1149,5 +1404,41 @@ subsets:
         let zero = dr("host: a\ntrafficPolicy:\n  outlierDetection: {consecutiveErrors: 0}");
         let (_, issues) = run_rule(&FG103, &config, None, &zero, true);
         assert_eq!(issues.len(), 2);
+    }
+
+    #[test]
+    fn fg106_remedy_is_accepted_by_fg106() {
+        // Follow the advice literally: add each named locality to `to` with weight 1.
+        let config = Config::example();
+        let object = dr("host: r
+trafficPolicy:
+  loadBalancer:
+    localityLbSetting:
+      distribute:
+      - from: europe-west1/*
+        to: {\"europe-west1/*\": 100}
+");
+        let (_, issues) = run_rule(&FG106, &config, None, &object, false);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        let remedy = &issues[0].remedy;
+        assert!(
+            !remedy.contains('"'),
+            "suggests a key with quotes: {remedy}"
+        );
+        let missing = remedy
+            .trim_start_matches("add ")
+            .split(" to to")
+            .next()
+            .unwrap_or("");
+        let mut fixed = object.clone();
+        for key in missing.split(", ") {
+            fixed["spec"]["trafficPolicy"]["loadBalancer"]["localityLbSetting"]["distribute"][0]
+                ["to"][key] = json!(1);
+        }
+        let (_, again) = run_rule(&FG106, &config, None, &fixed, false);
+        assert!(
+            again.is_empty(),
+            "following the remedy {remedy:?} still fails: {again:?}"
+        );
     }
 }

@@ -222,6 +222,9 @@ pub(crate) mod testing {
         /// Run with a configuration that has no remote clusters.
         #[serde(default)]
         no_remotes: bool,
+        /// A JSON merge patch over the example configuration.
+        #[serde(default)]
+        config: Option<Value>,
         expect: Expect,
     }
 
@@ -258,6 +261,13 @@ pub(crate) mod testing {
             let (mut triggering, mut quiet) = (0, 0);
             for case in cases {
                 let mut config = Config::example();
+                if let Some(patch) = &case.config {
+                    let mut base = serde_json::to_value(&config).expect("config as JSON");
+                    json_patch::merge(&mut base, patch);
+                    let text = serde_yaml_ng::to_string(&base).expect("config as YAML");
+                    config = Config::from_yaml(&text, &id)
+                        .unwrap_or_else(|e| panic!("{id} {:?}: {e}", case.name));
+                }
                 if case.no_remotes {
                     config.remotes.clear();
                 }

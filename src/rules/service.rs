@@ -145,10 +145,12 @@ pub static FG403: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
-    summary: "A Service port without a name or appProtocol is a warning.",
-    istio: "A failover ServiceEntry merges its endpoints into the Service port with the same name. \
-            An unnamed port cannot be matched, so the remote endpoints never join it; without \
-            appProtocol Istio also has to guess the protocol.",
+    summary: "A Service port without a name is a warning (appProtocol does not make it mergeable).",
+    istio: "A failover ServiceEntry's endpoints join a Kubernetes Service port only when the \
+            entry's port name equals the Service port's name (pilot/pkg/serviceregistry/\
+            serviceentry: endpoints are keyed by ServicePortName, and the EDS builder \
+            pilot/pkg/xds/endpoints/endpoint_builder.go keeps only endpoints of the cluster's \
+            port name). An unnamed port cannot be matched by name, whatever its appProtocol.",
     example_bad: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{port: 9080}]\n",
     example_fixed: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080, appProtocol: http}]\n",
     check: check_fg403,
@@ -164,15 +166,15 @@ fn check_fg403(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
                 .and_then(Value::as_str)
                 .is_some_and(|s| !s.is_empty())
         };
-        if !named("name") && !named("appProtocol") {
+        if !named("name") {
             let number = port.get("port").map(|p| p.to_string()).unwrap_or_default();
             out.push(
                 Issue::warn(
                     format!("spec.ports[{i}]"),
-                    format!("port {number} has no name and no appProtocol"),
+                    format!("port {number} has no name"),
                 )
-                .because("a failover ServiceEntry cannot merge its endpoints into an unnamed port")
-                .fix("name the port (e.g. http) and set appProtocol"),
+                .because("a failover ServiceEntry merges its endpoints by port name, so none can join an unnamed port (appProtocol does not help)")
+                .fix("name the port (e.g. http) and use the same name in the failover ServiceEntry"),
             );
         }
     }
@@ -188,8 +190,9 @@ pub static FG501: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: true,
-    summary: "An AUTO_PASSTHROUGH Gateway server with hosts *, *.local or *.svc.<domain> is a \
-              warning listing the namespaces in scope without an AuthorizationPolicy.",
+    summary: "An AUTO_PASSTHROUGH Gateway server with hosts *, *.local, *.cluster.local or \
+              *.svc.<domain> is a warning listing the namespaces in scope without an \
+              AuthorizationPolicy (a mesh-wide policy in the root namespace covers them all).",
     istio: "An AUTO_PASSTHROUGH server for * or *.svc.cluster.local routes mTLS by SNI to every \
             service of the cluster: every workload of every cluster that shares the root CA can \
             reach them all. Namespaces without an AuthorizationPolicy are open to all of them.",
@@ -201,10 +204,26 @@ pub static FG501: Rule = Rule {
 fn check_fg501(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     let Some(world) = cx.world else { return };
     let domain = &cx.config.cluster.cluster_domain;
+    // svc.cluster.local -> cluster.local: `*.cluster.local` matches every service too.
+    let parent = domain.strip_prefix("svc.").unwrap_or(domain);
     let wide = |host: &str| {
         let host = host.split_once('/').map_or(host, |(_, h)| h);
-        host == "*" || host == "*.local" || host == format!("*.{domain}")
+        host == "*"
+            || host == "*.local"
+            || host == format!("*.{domain}")
+            || host == format!("*.{parent}")
     };
+    // A selector-less policy in the root namespace applies to every workload of the mesh
+    // (pilot/pkg/model/authorization.go: root namespace policies are mesh-wide).
+    let root = &cx.config.scope.root_namespace;
+    let mesh_wide = world.authorization_policies(root).iter().any(|ap| {
+        ap.at("/spec/selector").is_none()
+            && ap.at("/spec/targetRef").is_none()
+            && ap.at("/spec/targetRefs").is_none()
+    });
+    if mesh_wide {
+        return;
+    }
     for (i, server) in array_at(gw, &["spec", "servers"]).iter().enumerate() {
         if server.at("/tls/mode").and_then(Value::as_str) != Some("AUTO_PASSTHROUGH") {
             continue;

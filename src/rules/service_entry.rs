@@ -13,10 +13,11 @@ use serde_json::{Map, Value, json};
 use super::{Context, Issue, Rule};
 use crate::{
     config::{Mode, Remote},
+    istio::cluster_local_service,
     locality::{Locality, closest},
     object::{
         FAILOVER_ANNOTATION, Kind, Pointer as _, SUBSET_LABELS_ANNOTATION, annotation, array_at,
-        as_int, cluster_local_service, split_list,
+        as_int, split_list, truncate,
     },
 };
 
@@ -43,6 +44,43 @@ pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
         || endpoints(se)
             .iter()
             .any(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))
+}
+
+/// Whether an endpoint of the entry is at a configured remote gateway.
+fn at_remote_gateway(se: &Value, cx: &Context<'_>) -> bool {
+    endpoints(se)
+        .iter()
+        .any(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))
+}
+
+/// Whether the entry really feeds a failover, rather than merely using a
+/// `*.svc.cluster.local`-looking name: its Service is known (world), an endpoint is at a
+/// configured remote gateway, or it is annotated as a failover entry.
+fn real_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
+    annotated_failover(se)
+        || at_remote_gateway(se, cx)
+        || local_services(se, cx)
+            .iter()
+            .any(|(svc, ns)| cx.world.and_then(|w| w.service(ns, svc)).is_some())
+}
+
+/// Whether pilot merges the entry's endpoints into a Kubernetes Service: a real failover
+/// entry for a Service of its own namespace (pilot/pkg/serviceregistry/aggregate merges
+/// services of one hostname and namespace; endpoints join by port name).
+fn merges_with_service(se: &Value, cx: &Context<'_>) -> bool {
+    local_services(se, cx)
+        .iter()
+        .any(|(_, ns)| *ns == cx.subject.namespace)
+        && real_failover_entry(se, cx)
+}
+
+/// Whether every endpoint address is one Istio's validation accepts with resolution STATIC
+/// (pkg/config/validation validateWorkloadEntry: an IP, unix://, or empty with a network).
+fn static_addresses(se: &Value) -> bool {
+    endpoints(se).iter().all(|e| {
+        address(e)
+            .is_none_or(|a| a.is_empty() || a.starts_with("unix://") || a.parse::<IpAddr>().is_ok())
+    })
 }
 
 fn endpoints(se: &Value) -> &[Value] {
@@ -164,7 +202,7 @@ pub static FG202: Rule = Rule {
 };
 
 fn check_fg202(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    let failover = is_failover_entry(se, cx);
+    let failover = real_failover_entry(se, cx);
     let topology = &cx.config.topology;
     for (i, endpoint) in endpoints(se).iter().enumerate() {
         let Some(text) = endpoint.get("locality").and_then(Value::as_str) else {
@@ -364,18 +402,27 @@ pub static FG205: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
-    summary: "A host <svc>.<ns>.svc... declared from a namespace other than <ns> is denied.",
-    istio: "Istio merges a ServiceEntry's endpoints into a Kubernetes Service only when both live \
-            in the same namespace; from any other namespace the entry creates a second, \
-            conflicting service and its endpoints are never used for failover.",
+    summary: "A failover entry for host <svc>.<ns>.svc... declared from a namespace other than <ns> \
+              is denied (when the Service is known or the entry points at a remote gateway).",
+    istio: "Pilot keeps endpoints per hostname and namespace (pilot/pkg/model/endpointshards.go \
+            EndpointIndex.ShardsForService), and a Service's EDS cluster reads the shards of its \
+            own namespace: an entry in another namespace creates a second service of the same \
+            name whose endpoints never join the Service's, so they are never used for failover. \
+            A standalone entry that merely uses such a name (no such Service, no remote gateway) \
+            is a service of its own and left alone.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: istio-system}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n",
     check: check_fg205,
 };
 
 fn check_fg205(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let gateway = at_remote_gateway(se, cx) || annotated_failover(se);
     for (i, (service, namespace)) in local_services(se, cx).into_iter().enumerate() {
-        if namespace != cx.subject.namespace {
+        let known = cx
+            .world
+            .and_then(|w| w.service(namespace, service))
+            .is_some();
+        if namespace != cx.subject.namespace && (known || gateway) {
             out.push(
                 Issue::deny(
                     format!("spec.hosts[{i}]"),
@@ -408,9 +455,22 @@ pub static FG206: Rule = Rule {
     check: check_fg206,
 };
 
+/// One port rename FG206 makes: the port at `index` from `from` to `to`.
+struct Rename {
+    index: usize,
+    from: String,
+    to: String,
+}
+
 fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
     let Some(world) = cx.world else { return };
-    let mut renames: Vec<(usize, String, String, String)> = Vec::new();
+    let ports = array_at(se, &["spec", "ports"]);
+    let names: Vec<&str> = ports
+        .iter()
+        .map(|p| p.get("name").and_then(Value::as_str).unwrap_or(""))
+        .collect();
+    let mut renames: Vec<(Rename, String)> = Vec::new();
+    let mut unmatched: Vec<(String, Vec<String>)> = Vec::new();
     for (service, namespace) in local_services(se, cx) {
         if namespace != cx.subject.namespace {
             continue;
@@ -418,60 +478,116 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         let Some(svc) = world.service(namespace, service) else {
             continue;
         };
-        let by_number: BTreeMap<i64, &str> = array_at(&svc, &["spec", "ports"])
+        let svc_ports: Vec<(i64, &str)> = array_at(&svc, &["spec", "ports"])
             .iter()
             .filter_map(|p| {
-                let name = p
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .filter(|n| !n.is_empty())?;
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
                 Some((p.get("port").and_then(as_int)?, name))
             })
             .collect();
-        for (i, port) in array_at(se, &["spec", "ports"]).iter().enumerate() {
-            let (Some(number), Some(name)) = (
-                port.get("number").and_then(as_int),
-                port.get("name").and_then(Value::as_str),
-            ) else {
+        let mut matched = false;
+        for (i, port) in ports.iter().enumerate() {
+            let Some(number) = port.get("number").and_then(as_int) else {
                 continue;
             };
-            if let Some(wanted) = by_number.get(&number).filter(|w| **w != name) {
+            if svc_ports
+                .iter()
+                .any(|(_, n)| !n.is_empty() && *n == names[i])
+            {
+                matched = true;
+                continue;
+            }
+            if let Some((_, wanted)) = svc_ports
+                .iter()
+                .find(|(n, name)| *n == number && !name.is_empty())
+            {
+                matched = true;
                 renames.push((
-                    i,
-                    name.to_owned(),
-                    (*wanted).to_owned(),
+                    Rename {
+                        index: i,
+                        from: names[i].to_owned(),
+                        to: (*wanted).to_owned(),
+                    },
                     format!("{namespace}/{service}"),
                 ));
             }
         }
+        if !matched && !ports.is_empty() {
+            unmatched.push((
+                format!("{namespace}/{service}"),
+                svc_ports.iter().map(|(_, n)| (*n).to_owned()).collect(),
+            ));
+        }
     }
-    for (i, from, to, service) in renames {
-        let fixed = fix && rename_port(se, i, &from, &to);
+    // A rename onto a name another port keeps would give the entry two ports of one name,
+    // which Istio rejects: report those instead of fixing them.
+    let renamed: std::collections::BTreeSet<usize> = renames.iter().map(|(r, _)| r.index).collect();
+    let (safe, clashing): (Vec<_>, Vec<_>) = renames.into_iter().partition(|(r, _)| {
+        !names
+            .iter()
+            .enumerate()
+            .any(|(j, n)| *n == r.to && !renamed.contains(&j))
+    });
+    let fixed = fix && !safe.is_empty() && rename_ports(se, safe.iter().map(|(r, _)| r));
+    for (rename, service) in safe {
         out.push(
             Issue::fixable(
-                format!("spec.ports[{i}]"),
-                format!("port {from:?} has the number of Service {service}'s port {to:?} but not its name"),
+                format!("spec.ports[{}]", rename.index),
+                format!("port {:?} has the number of Service {service}'s port {:?} but not its name", rename.from, rename.to),
                 fixed,
             )
             .because("Istio merges endpoints by port name, so these endpoints are dropped from the Service")
-            .fix(format!("rename the port to {to:?} (and the endpoints' port maps with it)")),
+            .fix(format!("rename the port to {:?} (and the endpoints' port maps with it)", rename.to)),
+        );
+    }
+    for (rename, service) in clashing {
+        out.push(
+            Issue::deny(
+                format!("spec.ports[{}]", rename.index),
+                format!("port {:?} has the number of Service {service}'s port {:?}, a name another port of this entry uses", rename.from, rename.to),
+            )
+            .because("Istio merges endpoints by port name, so these endpoints are dropped from the Service")
+            .fix("give each entry port the name of the Service port with its number"),
+        );
+    }
+    for (service, svc_names) in unmatched {
+        out.push(
+            Issue::deny(
+                "spec.ports",
+                format!("no port name of this entry is a port name of Service {service} ({})", svc_names.join(", ")),
+            )
+            .because("Istio merges entry endpoints into a Service port of the same name, so every endpoint is dropped")
+            .fix("name the entry's ports like the Service's ports"),
         );
     }
 }
 
-fn rename_port(se: &mut Value, index: usize, from: &str, to: &str) -> bool {
-    let Some(port) = se
-        .at_mut(&format!("/spec/ports/{index}"))
-        .and_then(Value::as_object_mut)
-    else {
-        return false;
-    };
-    port.insert("name".into(), json!(to));
+/// Renames ports all at once: the endpoints' port maps are rewritten in one pass, so swapped
+/// or chained names (a->b, b->a) cannot overwrite each other.
+fn rename_ports<'a>(se: &mut Value, renames: impl Iterator<Item = &'a Rename>) -> bool {
+    let renames: Vec<&Rename> = renames.collect();
+    let by_name: BTreeMap<&str, &str> = renames
+        .iter()
+        .map(|r| (r.from.as_str(), r.to.as_str()))
+        .collect();
+    for rename in &renames {
+        let Some(port) = se
+            .at_mut(&format!("/spec/ports/{}", rename.index))
+            .and_then(Value::as_object_mut)
+        else {
+            return false;
+        };
+        port.insert("name".into(), json!(rename.to));
+    }
     for endpoint in endpoints_mut(se).into_iter().flatten() {
-        if let Some(ports) = endpoint.get_mut("ports").and_then(Value::as_object_mut)
-            && let Some(value) = ports.remove(from)
-        {
-            ports.insert(to.to_owned(), value);
+        if let Some(ports) = endpoint.get_mut("ports").and_then(Value::as_object_mut) {
+            let old = std::mem::take(ports);
+            for (key, value) in old {
+                let key = by_name
+                    .get(key.as_str())
+                    .map_or(key.clone(), |to| (*to).to_owned());
+                ports.insert(key, value);
+            }
         }
     }
     true
@@ -479,47 +595,38 @@ fn rename_port(se: &mut Value, index: usize, from: &str, to: &str) -> bool {
 
 // === FG207 failover-entry-not-static ===
 
-/// FG207: only STATIC IP endpoints merge into a Service.
+/// FG207: only IP endpoints merge into a Service.
 pub static FG207: Rule = Rule {
     id: "FG207",
     name: "failover-entry-not-static",
     kinds: &[Kind::ServiceEntry],
     default: Mode::Deny,
-    can_mutate: false,
+    can_mutate: true,
     needs_world: false,
-    summary: "A failover entry with resolution other than STATIC, or an endpoint address that is \
-              not an IP, is denied.",
-    istio: "Endpoints of a ServiceEntry merged into a Kubernetes Service are used only when they \
-            are IP addresses with resolution: STATIC. DNS or NONE resolution, or hostname \
-            addresses, are silently dropped from the Service's endpoints.",
-    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: gw.cluster-b.example.com, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    summary: "A non-IP endpoint address in an entry that merges with a Kubernetes Service is \
+              denied; resolution NONE (or unset) with endpoints becomes STATIC, DNS is a warning.",
+    istio: "pilot/pkg/serviceregistry/serviceentry/conversion.go convertWorkloadEntryToWorkloadInstance \
+            marks an endpoint with a hostname (or unix://) address dnsServiceEntryOnly: it never \
+            joins a Kubernetes Service's endpoints, so that failover target silently does not \
+            exist. IP endpoints merge whatever the resolution, so DNS with IPs works but says \
+            something else than what happens (a warning); resolution NONE with endpoints is \
+            rejected by Istio's validation (pkg/config/validation ValidateServiceEntry), so \
+            failover-guard sets STATIC. Standalone entries (no Service to merge with) are left \
+            alone.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n  - {address: gw.cluster-c.example.com, ports: {http: 15443}, locality: europe-west4/europe-west4-b, labels: {security.istio.io/tlsMode: istio}}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
     check: check_fg207,
 };
 
-fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    if !is_failover_entry(se, cx) || se.at("/spec/workloadSelector").is_some() {
+fn check_fg207(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    if se.at("/spec/workloadSelector").is_some() || !merges_with_service(se, cx) {
         return;
-    }
-    let resolution = se
-        .at("/spec/resolution")
-        .and_then(Value::as_str)
-        .unwrap_or("NONE");
-    if resolution != "STATIC" {
-        out.push(
-            Issue::deny(
-                "spec.resolution",
-                format!("failover entry has resolution {resolution}"),
-            )
-            .because("Istio merges only STATIC endpoints into the Service, so these are dropped")
-            .fix("set resolution: STATIC and use the remote gateways' IP addresses"),
-        );
     }
     for (i, endpoint) in endpoints(se).iter().enumerate() {
         let Some(addr) = address(endpoint) else {
             continue;
         };
-        if placeholder(addr) || addr.parse::<IpAddr>().is_ok() || addr.starts_with("unix://") {
+        if placeholder(addr) || addr.parse::<IpAddr>().is_ok() {
             continue;
         }
         out.push(
@@ -527,11 +634,34 @@ fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                 format!("{}.address", endpoint_path(i)),
                 format!("endpoint address {addr:?} is not an IP address"),
             )
-            .because(
-                "Istio drops non-IP endpoints of a failover entry, so this gateway is never used",
-            )
+            .because("pilot never merges a hostname endpoint into the Service's endpoints, so this gateway is never used")
             .fix("use the remote gateway's IP address"),
         );
+    }
+    if endpoints(se).is_empty() {
+        return;
+    }
+    match se.at("/spec/resolution").and_then(Value::as_str).unwrap_or("NONE") {
+        "STATIC" => {}
+        // With a hostname endpoint STATIC would be rejected too; the denial above says why.
+        "NONE" if static_addresses(se) => {
+            let fixed = fix
+                && se
+                    .get_mut("spec")
+                    .and_then(Value::as_object_mut)
+                    .map(|spec| spec.insert("resolution".into(), json!("STATIC")))
+                    .is_some();
+            out.push(
+                Issue::fixable("spec.resolution", "failover entry has endpoints but resolution NONE", fixed)
+                    .because("Istio's validation rejects endpoints with resolution NONE")
+                    .fix("set resolution: STATIC"),
+            );
+        }
+        other => out.push(
+            Issue::warn("spec.resolution", format!("failover entry has resolution {other}"))
+                .because("its IP endpoints are merged into the Service as they are; the resolution says otherwise")
+                .fix("set resolution: STATIC"),
+        ),
     }
 }
 
@@ -678,6 +808,30 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                     .as_array_mut()
             })
             .map(|eps| eps.extend(missing))
+            .is_some()
+        && se
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .map(|spec| {
+                // Endpoints with resolution NONE (the default) are rejected by Istio; STATIC
+                // takes IP endpoints only.
+                if spec
+                    .get("resolution")
+                    .and_then(Value::as_str)
+                    .is_none_or(|r| r == "NONE")
+                    && spec
+                        .get("endpoints")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(address)
+                        .all(|a| {
+                            a.is_empty() || a.starts_with("unix://") || a.parse::<IpAddr>().is_ok()
+                        })
+                {
+                    spec.insert("resolution".into(), json!("STATIC"));
+                }
+            })
             .is_some();
     out.push(
         Issue::fixable(
@@ -715,8 +869,17 @@ fn check_fg209(se: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
         let Some(addr) = endpoint.get("address").map(|a| a.as_str().unwrap_or("")) else {
             continue;
         };
+        let network = endpoint
+            .get("network")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        // An empty address with a network is Istio's way to name a workload reached through
+        // that network's gateway (pkg/config/validation ValidateWorkloadEntry allows it).
+        if addr.is_empty() && network {
+            continue;
+        }
         if placeholder(addr) {
-            let shown = crate::engine::truncate(addr, 60);
+            let shown = truncate(addr, 60);
             out.push(
                 Issue::deny(
                     format!("{}.address", endpoint_path(i)),

@@ -12,6 +12,8 @@ use std::{
 };
 
 pub mod cluster;
+pub mod istio;
+pub mod strategies;
 
 use serde_json::{Value, json};
 

@@ -1,0 +1,239 @@
+//! A model of what Istio does with the objects failover-guard reads, one function per
+//! question, each named after and citing the Istio code it mirrors (istio/istio at the version
+//! pinned in tests/istio/go.mod). Rules ask this module instead of re-deriving Istio in place;
+//! the Istio harness (tests/istio.rs) checks the model's answers against pilot itself.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// Endpoint and proxy label keys that pilot derives from topology.
+pub mod labels {
+    pub const REGION: &str = "topology.kubernetes.io/region";
+    pub const ZONE: &str = "topology.kubernetes.io/zone";
+    pub const SUBZONE: &str = "topology.istio.io/subzone";
+    pub const CLUSTER: &str = "topology.istio.io/cluster";
+    pub const NETWORK: &str = "topology.istio.io/network";
+    pub const HOSTNAME: &str = "kubernetes.io/hostname";
+    /// Every label pilot may add to an endpoint or a proxy by itself.
+    pub const TOPOLOGY: [&str; 6] = [REGION, ZONE, SUBZONE, CLUSTER, NETWORK, HOSTNAME];
+}
+
+/// The fully qualified name of a host written in a namespace, as
+/// `pilot/pkg/model.ResolveShortnameToFQDN` computes it: only a name without dots (`reviews`)
+/// is expanded with the namespace and cluster domain; anything with a dot is taken as already
+/// qualified.
+pub fn fqdn(host: &str, namespace: &str, cluster_domain: &str) -> String {
+    if host == "*" || host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
+        return host.to_owned();
+    }
+    format!("{host}.{namespace}.{cluster_domain}")
+}
+
+/// `(service, namespace)` when the host is `<svc>.<ns>.<clusterDomain>`, the name pilot's
+/// Kubernetes registry gives a Service (`pilot/pkg/serviceregistry/kube.ServiceHostname`).
+pub fn cluster_local_service<'a>(
+    host: &'a str,
+    cluster_domain: &str,
+) -> Option<(&'a str, &'a str)> {
+    let rest = host.strip_suffix(cluster_domain)?.strip_suffix('.')?;
+    let (service, namespace) = rest.split_once('.')?;
+    (!service.is_empty() && !namespace.is_empty() && !namespace.contains('.'))
+        .then_some((service, namespace))
+}
+
+/// `pilot/pkg/serviceregistry/util/label.AugmentLabels`: the labels pilot gives an endpoint
+/// (and, in `pilot/pkg/xds/ads.go initializeProxy`, a proxy) besides its own: region, zone and
+/// subzone from the locality, the cluster *always* overwritten with `cluster`, and the network
+/// only where no network label is set yet.
+pub fn augment_labels(
+    own: &BTreeMap<String, String>,
+    cluster: &str,
+    locality: &str,
+    network: &str,
+) -> BTreeMap<String, String> {
+    let mut out = own.clone();
+    let mut parts = locality.splitn(3, '/');
+    for key in [labels::REGION, labels::ZONE, labels::SUBZONE] {
+        if let Some(value) = parts.next().filter(|v| !v.is_empty()) {
+            out.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    if !cluster.is_empty() {
+        out.insert(labels::CLUSTER.to_owned(), cluster.to_owned());
+    }
+    if !network.is_empty() && out.get(labels::NETWORK).is_none_or(String::is_empty) {
+        out.insert(labels::NETWORK.to_owned(), network.to_owned());
+    }
+    out
+}
+
+/// The labels of a ServiceEntry endpoint as pilot sees them
+/// (`pilot/pkg/serviceregistry/serviceentry/conversion.go convertWorkloadEntryToWorkloadInstance`):
+/// its own labels augmented with its locality (the `locality` field, or the `istio-locality`
+/// label), the *local* istiod's cluster (`local_cluster`: whatever remote cluster the endpoint
+/// stands for), and its `network`.
+pub fn entry_endpoint_labels(endpoint: &Value, local_cluster: &str) -> BTreeMap<String, String> {
+    let own: BTreeMap<String, String> = endpoint
+        .get("labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect();
+    let locality = endpoint
+        .get("locality")
+        .and_then(Value::as_str)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .or_else(|| {
+            // pkg/model.GetLocalityLabel + SanitizeLocalityLabel: dots stand for slashes.
+            own.get("istio-locality").map(|l| l.replace('.', "/"))
+        })
+        .unwrap_or_default();
+    let network = endpoint
+        .get("network")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    augment_labels(&own, local_cluster, &locality, network)
+}
+
+/// The priority `failoverPriority` gives one endpoint for one proxy, before priorities are
+/// renumbered without gaps: `pilot/pkg/networking/core/loadbalancer.
+/// applyFailoverPriorityPerLocality`. The priority is the number of labels minus the index of
+/// the first label whose value differs (0: all match); a `key=value` entry compares the
+/// endpoint with that value instead of the proxy's; a mismatching network in first place does
+/// not stop the comparison but ranks the endpoint after every one of the proxy's network.
+pub fn failover_priority(
+    priority_labels: &[&str],
+    proxy: &BTreeMap<String, String>,
+    endpoint: &BTreeMap<String, String>,
+) -> usize {
+    let lowest = priority_labels.len();
+    let includes_network = priority_labels.first() == Some(&labels::NETWORK);
+    let mut priority = 0;
+    let mut adjust = 0;
+    for (j, entry) in priority_labels.iter().enumerate() {
+        let (key, value_for_proxy) = match entry.split_once('=') {
+            Some((key, value)) => (key, Some(value)),
+            None => (*entry, proxy.get(*entry).map(String::as_str)),
+        };
+        if value_for_proxy.unwrap_or("") != endpoint.get(key).map_or("", String::as_str) {
+            if j == 0 && includes_network {
+                adjust = lowest;
+                continue;
+            }
+            priority = lowest - j;
+            break;
+        }
+    }
+    priority + adjust
+}
+
+/// The `exportTo` of an object as a set ("*" when absent, as the mesh default exports
+/// everywhere).
+fn export_to(object: &Value) -> std::collections::BTreeSet<String> {
+    let set: std::collections::BTreeSet<String> = object
+        .pointer("/spec/exportTo")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some(v.as_str()?.to_owned()))
+        .collect();
+    if set.is_empty() {
+        ["*".to_owned()].into()
+    } else {
+        set
+    }
+}
+
+/// Whether pilot merges two DestinationRules of one (resolved) host and one namespace into
+/// one (`pilot/pkg/model/destination_rule.go PushContext.mergeDestinationRule`): the same
+/// exportTo, and both without a workload selector or with equal ones. Merged, the subsets are
+/// concatenated and only the oldest top-level `trafficPolicy` is used.
+pub fn destination_rules_merge(a: &Value, b: &Value) -> bool {
+    let namespace = |o: &Value| {
+        o.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_owned()
+    };
+    let selector = |o: &Value| o.pointer("/spec/workloadSelector/matchLabels").cloned();
+    let has_selector = |o: &Value| o.pointer("/spec/workloadSelector").is_some();
+    namespace(a) == namespace(b)
+        && export_to(a) == export_to(b)
+        && has_selector(a) == has_selector(b)
+        && selector(a) == selector(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hosts_expand_like_istio() {
+        let d = "svc.cluster.local";
+        assert_eq!(
+            fqdn("reviews", "bookinfo", d),
+            "reviews.bookinfo.svc.cluster.local"
+        );
+        assert_eq!(fqdn("reviews.prod", "bookinfo", d), "reviews.prod");
+        assert_eq!(fqdn("api.example.com", "x", d), "api.example.com");
+        assert_eq!(
+            cluster_local_service("reviews.prod.svc.cluster.local", d),
+            Some(("reviews", "prod"))
+        );
+        assert_eq!(cluster_local_service("a.b.c.svc.cluster.local", d), None);
+    }
+
+    fn client() -> BTreeMap<String, String> {
+        augment_labels(
+            &BTreeMap::new(),
+            "cluster-a",
+            "europe-west1/europe-west1-b",
+            "network-a",
+        )
+    }
+
+    #[test]
+    fn entry_endpoints_get_topology_labels_and_the_local_cluster() {
+        let endpoint = json!({"address": "203.0.113.10", "locality": "europe-west4/europe-west4-a",
+            "network": "network-b", "labels": {"version": "v1", "topology.istio.io/cluster": "cluster-b"}});
+        let labels = entry_endpoint_labels(&endpoint, "cluster-a");
+        assert_eq!(labels[labels::REGION], "europe-west4");
+        assert_eq!(labels[labels::ZONE], "europe-west4-a");
+        assert_eq!(labels[labels::CLUSTER], "cluster-a", "always overwritten");
+        assert_eq!(labels[labels::NETWORK], "network-b");
+        assert_eq!(labels["version"], "v1");
+    }
+
+    #[test]
+    fn failover_priority_counts_leading_matches() {
+        let remote = entry_endpoint_labels(
+            &json!({"locality": "europe-west4/europe-west4-a", "network": "network-b"}),
+            "cluster-a",
+        );
+        let local = client();
+        let recommended = [labels::NETWORK, labels::REGION, labels::ZONE];
+        assert_eq!(failover_priority(&recommended, &local, &local), 0);
+        assert!(failover_priority(&recommended, &local, &remote) > 0);
+        // The cluster label is the local istiod's for entry endpoints: remote ties with local.
+        assert_eq!(failover_priority(&[labels::CLUSTER], &local, &remote), 0);
+        assert_eq!(
+            failover_priority(&[labels::CLUSTER, labels::REGION], &local, &remote),
+            1
+        );
+        // A label nobody carries ties everything.
+        assert_eq!(failover_priority(&["tier"], &local, &remote), 0);
+        // key=value compares with the value, not the proxy's label.
+        assert_eq!(
+            failover_priority(
+                &["topology.kubernetes.io/region=europe-west4"],
+                &local,
+                &remote
+            ),
+            0
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Istio in the loop: Istio's own validation and Istio's own pilot as the judge of what
+//! failover-guard writes. The harness (tests/istio/main.go) is built from the Go module proxy
+//! at the version pinned in tests/istio/go.mod by tests/istio/build.sh and cached outside the
+//! checkout, like the control plane of the end-to-end suite.
+//!
+//! `FG_ISTIO=skip` skips on purpose; `FG_ISTIO=required` (set by .ci/run) turns a missing
+//! harness into a failure; otherwise a machine without Go skips with the reason printed.
+
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::OnceLock,
+};
+
+use failover_guard::config::Config;
+use serde_json::{Value, json};
+
+use super::repo_path;
+
+/// The harness binary, built once per test process (None: skipped, with the reason printed).
+pub fn harness() -> Option<&'static PathBuf> {
+    static HARNESS: OnceLock<Option<PathBuf>> = OnceLock::new();
+    HARNESS.get_or_init(locate).as_ref()
+}
+
+fn locate() -> Option<PathBuf> {
+    let policy = std::env::var("FG_ISTIO").unwrap_or_default();
+    if policy == "skip" {
+        eprintln!("istio: skipped (FG_ISTIO=skip)");
+        return None;
+    }
+    match build() {
+        Ok(path) => Some(path),
+        Err(reason) if policy == "required" => {
+            panic!("the Istio harness is required (FG_ISTIO=required) but: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("istio: skipped: {reason} (set FG_ISTIO=required to make this a failure)");
+            None
+        }
+    }
+}
+
+fn build() -> Result<PathBuf, String> {
+    if Command::new("go").arg("version").output().is_err() {
+        return Err("Go is not installed, so the Istio harness cannot be built".into());
+    }
+    let script = repo_path("tests/istio/build.sh");
+    eprintln!("istio: locating the harness (a cold build takes 10-15 minutes on 2 cores)");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed with {}",
+            script.display(),
+            output.status
+        ));
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().to_owned());
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "build.sh printed {} which is no file",
+            path.display()
+        ))
+    }
+}
+
+/// The harness's view of this cluster and its remotes, from failover-guard's configuration.
+pub fn mesh(config: &Config) -> Value {
+    json!({
+        "cluster": config.cluster.name,
+        "network": config.cluster.network,
+        "localities": config.cluster.localities,
+        "remotes": config.remotes.iter().map(|r| json!({
+            "name": r.name,
+            "network": r.network,
+            "address": r.gateway.address,
+            "port": r.gateway.port,
+            "locality": r.locality,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs a batch of cases through the harness; one result per case, in order.
+pub fn run(harness: &PathBuf, cases: &[Value]) -> Vec<Value> {
+    let mut child = Command::new(harness)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the Istio harness");
+    let request = serde_json::to_vec(&json!({ "cases": cases })).expect("request");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(&request));
+    let output = child.wait_with_output().expect("the Istio harness");
+    writer.join().expect("writer").expect("write request");
+    assert!(
+        output.status.success(),
+        "the Istio harness failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(results.len(), cases.len(), "one result per case");
+    results
+}
+
+/// Istio's validation errors of one object, split into single messages (Istio joins several
+/// with newlines or "; ").
+pub fn error_messages(validation: &Value) -> Vec<String> {
+    validation["error"]
+        .as_str()
+        .unwrap_or("")
+        .split(['\n', ';'])
+        .map(|s| s.trim().trim_start_matches("* ").to_owned())
+        .filter(|s| {
+            !s.is_empty() && !s.ends_with("errors occurred:") && !s.ends_with("error occurred:")
+        })
+        .collect()
+}

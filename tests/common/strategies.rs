@@ -1,0 +1,239 @@
+//! Generators of Istio objects for property tests: DestinationRules with random policy levels,
+//! locality settings and subsets, ServiceEntries with random endpoints, AuthorizationPolicies.
+//! Shared by the invariant tests (tests/properties.rs) and Istio's validation of their
+//! mutations (tests/istio.rs).
+
+use proptest::{collection::vec, option, prelude::*, sample::select};
+use serde_json::{Map, Value, json};
+
+pub fn object(pairs: Vec<(&str, Option<Value>)>) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect::<Map<String, Value>>(),
+    )
+}
+
+pub fn outlier_detection() -> impl Strategy<Value = Value> {
+    (
+        option::of(0u32..6),
+        option::of(0u32..6),
+        option::of(0u32..6),
+        option::of(0u32..=100),
+        option::of(any::<bool>()),
+        option::of(0u32..4),
+        option::of(0u32..=100),
+        option::of(select(vec!["1s", "10s", "30s"])),
+    )
+        .prop_map(|(c5, cg, ce, mep, split, local, minh, interval)| {
+            object(vec![
+                ("consecutive5xxErrors", c5.map(|v| json!(v))),
+                ("consecutiveGatewayErrors", cg.map(|v| json!(v))),
+                ("consecutiveErrors", ce.map(|v| json!(v))),
+                ("maxEjectionPercent", mep.map(|v| json!(v))),
+                ("splitExternalLocalOriginErrors", split.map(|v| json!(v))),
+                ("consecutiveLocalOriginFailures", local.map(|v| json!(v))),
+                ("minHealthPercent", minh.map(|v| json!(v))),
+                ("interval", interval.map(|v| json!(v))),
+            ])
+        })
+}
+
+pub fn region() -> impl Strategy<Value = &'static str> {
+    select(vec![
+        "europe-west1",
+        "europe-west4",
+        "us-east1",
+        "Europe-West4",
+        "europe-west4-a",
+    ])
+}
+
+pub fn locality_setting() -> impl Strategy<Value = Value> {
+    (
+        option::of(any::<bool>()),
+        option::of(vec((region(), region()), 0..3)),
+        option::of(vec(
+            select(vec![
+                "topology.istio.io/network",
+                "topology.kubernetes.io/zone",
+            ]),
+            0..2,
+        )),
+    )
+        .prop_map(|(enabled, failover, priority)| {
+            object(vec![
+                ("enabled", enabled.map(|v| json!(v))),
+                (
+                    "failover",
+                    failover.map(|f| {
+                        json!(
+                            f.into_iter()
+                                .map(|(a, b)| json!({"from": a, "to": b}))
+                                .collect::<Vec<_>>()
+                        )
+                    }),
+                ),
+                ("failoverPriority", priority.map(|p| json!(p))),
+            ])
+        })
+}
+
+pub fn load_balancer() -> impl Strategy<Value = Value> {
+    (
+        option::of(select(vec!["ROUND_ROBIN", "LEAST_REQUEST"])),
+        option::of(locality_setting()),
+    )
+        .prop_map(|(simple, locality)| {
+            object(vec![
+                ("simple", simple.map(|s| json!(s))),
+                ("localityLbSetting", locality),
+            ])
+        })
+}
+
+pub fn policy_fields() -> impl Strategy<Value = Vec<(&'static str, Option<Value>)>> {
+    (
+        option::of(outlier_detection()),
+        option::of(load_balancer()),
+        option::of(select(vec!["ISTIO_MUTUAL", "DISABLE", "SIMPLE"])),
+    )
+        .prop_map(|(od, lb, tls)| {
+            vec![
+                ("outlierDetection", od),
+                ("loadBalancer", lb),
+                ("tls", tls.map(|m| json!({"mode": m}))),
+            ]
+        })
+}
+
+pub fn traffic_policy() -> impl Strategy<Value = Value> {
+    (policy_fields(), vec((1u32..3, policy_fields()), 0..3)).prop_map(|(mut fields, ports)| {
+        if !ports.is_empty() {
+            let ports: Vec<Value> = ports
+                .into_iter()
+                .map(|(n, mut f)| {
+                    f.push(("port", Some(json!({"number": 8000 + n}))));
+                    object(f)
+                })
+                .collect();
+            fields.push(("portLevelSettings", Some(Value::Array(ports))));
+        }
+        object(fields)
+    })
+}
+
+pub fn destination_rule() -> impl Strategy<Value = Value> {
+    (
+        select(vec![
+            "reviews",
+            "reviews.bookinfo.svc.cluster.local",
+            "api.example.com",
+        ]),
+        select(vec!["bookinfo", "kube-system"]),
+        option::of(traffic_policy()),
+        vec(option::of(traffic_policy()), 0..3),
+        select(vec!["v1", "v1beta1", "v1alpha3"]),
+    )
+        .prop_map(|(host, namespace, policy, subsets, version)| {
+            let subsets: Vec<Value> = subsets
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    object(vec![
+                        ("name", Some(json!(format!("v{i}")))),
+                        ("labels", Some(json!({"version": format!("v{i}")}))),
+                        ("trafficPolicy", p),
+                    ])
+                })
+                .collect();
+            json!({
+                "apiVersion": format!("networking.istio.io/{version}"),
+                "kind": "DestinationRule",
+                "metadata": {"name": "r", "namespace": namespace},
+                "spec": object(vec![
+                    ("host", Some(json!(host))),
+                    ("trafficPolicy", policy),
+                    ("subsets", (!subsets.is_empty()).then(|| Value::Array(subsets))),
+                ]),
+            })
+        })
+}
+
+pub fn service_entry() -> impl Strategy<Value = Value> {
+    let endpoint = (
+        select(vec!["203.0.113.10", "198.51.100.7", "gw.example.com", "${GW}"]),
+        option::of(select(vec![15443u32, 9080])),
+        option::of(select(vec!["europe-west4/europe-west4-a", "europe-west4.a", "us-east1"])),
+        option::of(any::<bool>()),
+    )
+        .prop_map(|(address, port, locality, tls_label)| {
+            object(vec![
+                ("address", Some(json!(address))),
+                ("ports", port.map(|p| json!({"http": p}))),
+                ("locality", locality.map(|l| json!(l))),
+                ("labels", tls_label.map(|t| json!({"security.istio.io/tlsMode": if t { "istio" } else { "disabled" }}))),
+            ])
+        });
+    (
+        select(vec!["reviews.bookinfo.svc.cluster.local", "reviews.other.svc.cluster.local", "db.example.com"]),
+        option::of(select(vec!["STATIC", "DNS", "NONE"])),
+        option::of(select(vec!["MESH_INTERNAL", "MESH_EXTERNAL"])),
+        vec(endpoint, 0..3),
+        option::of(select(vec!["true", "false"])),
+        option::of(select(vec!["version=v1;version=v2", "version"])),
+    )
+        .prop_map(|(host, resolution, location, endpoints, failover, subsets)| {
+            let annotations = object(vec![
+                ("failover-guard.io/failover", failover.map(|v| json!(v))),
+                ("failover-guard.io/subset-labels", subsets.map(|v| json!(v))),
+            ]);
+            json!({
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "ServiceEntry",
+                "metadata": {"name": "se", "namespace": "bookinfo", "annotations": annotations},
+                "spec": object(vec![
+                    ("hosts", Some(json!([host]))),
+                    ("ports", Some(json!([{"number": 9080, "name": "http", "protocol": "HTTP"}]))),
+                    ("resolution", resolution.map(|r| json!(r))),
+                    ("location", location.map(|l| json!(l))),
+                    ("endpoints", (!endpoints.is_empty()).then(|| Value::Array(endpoints))),
+                ]),
+            })
+        })
+}
+
+pub fn authorization_policy() -> impl Strategy<Value = Value> {
+    let rule = (
+        option::of(vec(
+            select(vec![
+                "cluster.local/ns/a/sa/b",
+                "other.example/ns/a/sa/b",
+                "*",
+            ]),
+            1..3,
+        )),
+        option::of(select(vec!["GET", "POST"])),
+    )
+        .prop_map(|(principals, method)| {
+            object(vec![
+                (
+                    "from",
+                    principals.map(|p| json!([{"source": {"principals": p}}])),
+                ),
+                (
+                    "to",
+                    method.map(|m| json!([{"operation": {"methods": [m]}}])),
+                ),
+            ])
+        });
+    (option::of(select(vec!["ALLOW", "DENY", "AUDIT"])), option::of(vec(rule, 0..3))).prop_map(|(action, rules)| {
+        json!({
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": {"name": "ap", "namespace": "bookinfo"},
+            "spec": object(vec![("action", action.map(|a| json!(a))), ("rules", rules.map(Value::Array))]),
+        })
+    })
+}

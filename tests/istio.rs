@@ -1,0 +1,495 @@
+//! Istio in the loop: every object failover-guard's mutation produces is accepted by Istio's
+//! own validation (with no error the input did not already have), and the scenarios under
+//! tests/scenarios show, with Istio's own pilot, what Envoy gets before and after `mutate`.
+//!
+//! The harness is tests/istio/main.go (see tests/common/istio.rs); `FG_ISTIO=skip` skips this
+//! suite, `FG_ISTIO=required` (CI) fails it when the harness cannot be built.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+use common::{istio, repo_path, shared_dir, strategies};
+use failover_guard::{
+    config::Config,
+    engine::{Action, Pass, evaluate},
+    object::Kind,
+    offline,
+    world::ManifestWorld,
+};
+use proptest::{
+    strategy::{Strategy, ValueTree},
+    test_runner::TestRunner,
+};
+use serde_json::{Value, json};
+
+/// One object before and after failover-guard's mutation, and where it came from.
+struct Mutation {
+    origin: String,
+    before: Value,
+    after: Value,
+}
+
+fn is_istio(object: &Value) -> bool {
+    matches!(
+        Kind::of(object),
+        Some(
+            Kind::DestinationRule | Kind::ServiceEntry | Kind::AuthorizationPolicy | Kind::Gateway
+        )
+    )
+}
+
+fn mutate_one(object: &Value, config: &Config, world: &ManifestWorld) -> Value {
+    let mut after = object.clone();
+    evaluate(&mut after, config, Some(world), "default", Pass::Mutate);
+    after
+}
+
+/// The rule fixtures' objects (src/rules/fixtures), mutated by every rule.
+fn fixture_mutations() -> Vec<Mutation> {
+    let mut out = Vec::new();
+    let dir = repo_path("src/rules/fixtures");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for path in files {
+        let cases: Vec<Value> =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("yaml");
+        for case in cases {
+            let mut config = Config::example();
+            if case["noRemotes"].as_bool() == Some(true) {
+                config.remotes.clear();
+            }
+            let world_objects: Vec<Value> = case["world"].as_array().cloned().unwrap_or_default();
+            let world = ManifestWorld::new(&world_objects, "default", "svc.cluster.local");
+            let before = case["object"].clone();
+            let after = mutate_one(&before, &config, &world);
+            out.push(Mutation {
+                origin: format!(
+                    "{} {:?}",
+                    path.file_name().unwrap().to_string_lossy(),
+                    case["name"].as_str().unwrap_or("")
+                ),
+                before,
+                after,
+            });
+        }
+    }
+    out
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every object of ../shared/corpus, mutated with the other objects of its file as the world.
+fn corpus_mutations() -> Vec<Mutation> {
+    let config = Config::example();
+    let mut files = Vec::new();
+    yaml_files(&shared_dir().join("corpus"), &mut files);
+    assert!(!files.is_empty(), "the corpus is empty");
+    let mut out = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let input = offline::parse_input(&name, &std::fs::read_to_string(&path).expect("read"));
+        let world = offline::world_of(std::slice::from_ref(&input), &config);
+        for doc in &input.documents {
+            for object in &doc.objects {
+                out.push(Mutation {
+                    origin: format!("{name} document {}", doc.index + 1),
+                    before: object.clone(),
+                    after: mutate_one(object, &config, &world),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Generated objects (the property tests' generators), with a fixed seed.
+fn property_mutations() -> Vec<Mutation> {
+    let config = Config::example();
+    let world = ManifestWorld::new(
+        [
+            &json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+             "metadata": {"name": "reviews", "namespace": "bookinfo"},
+             "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}}),
+        ],
+        "default",
+        "svc.cluster.local",
+    );
+    let mut runner = TestRunner::deterministic();
+    let mut out = Vec::new();
+    let mut sample = |kind: &str, strategy: &dyn Fn(&mut TestRunner) -> Value, n: usize| {
+        for i in 0..n {
+            let before = strategy(&mut runner);
+            out.push(Mutation {
+                origin: format!("generated {kind} #{i}"),
+                after: mutate_one(&before, &config, &world),
+                before,
+            });
+        }
+    };
+    sample(
+        "DestinationRule",
+        &|r| {
+            strategies::destination_rule()
+                .new_tree(r)
+                .unwrap()
+                .current()
+        },
+        200,
+    );
+    sample(
+        "ServiceEntry",
+        &|r| strategies::service_entry().new_tree(r).unwrap().current(),
+        200,
+    );
+    sample(
+        "AuthorizationPolicy",
+        &|r| {
+            strategies::authorization_policy()
+                .new_tree(r)
+                .unwrap()
+                .current()
+        },
+        100,
+    );
+    out
+}
+
+#[test]
+fn istio_accepts_every_mutation() {
+    let Some(harness) = istio::harness() else {
+        return;
+    };
+    let mutations: Vec<Mutation> = [
+        fixture_mutations(),
+        corpus_mutations(),
+        property_mutations(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|m| is_istio(&m.before) && m.before != m.after)
+    .collect();
+    assert!(mutations.len() > 300, "only {} mutations", mutations.len());
+    // One case, validation only: each object is judged on its own.
+    let objects: Vec<&Value> = mutations
+        .iter()
+        .flat_map(|m| [&m.before, &m.after])
+        .collect();
+    let result = &istio::run(
+        harness,
+        &[json!({"name": "mutations", "validate": true, "objects": objects})],
+    )[0];
+    assert!(result["error"].is_null(), "harness: {}", result["error"]);
+    let verdicts = result["validation"].as_array().expect("validation");
+    assert_eq!(verdicts.len(), objects.len());
+    let mut failures = Vec::new();
+    for (i, m) in mutations.iter().enumerate() {
+        let before: BTreeSet<String> = istio::error_messages(&verdicts[2 * i])
+            .into_iter()
+            .collect();
+        let new: Vec<String> = istio::error_messages(&verdicts[2 * i + 1])
+            .into_iter()
+            .filter(|e| !before.contains(e))
+            .collect();
+        if !new.is_empty() {
+            failures.push(format!(
+                "{}: Istio rejects the mutated object: {}\nmutated: {}",
+                m.origin,
+                new.join("; "),
+                serde_json::to_string(&m.after).unwrap()
+            ));
+        }
+    }
+    eprintln!(
+        "istio: {} mutated objects checked by Istio's validation, {} rejected",
+        mutations.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// One scenario folder: `objects.yaml`, `scenario.yaml`, optionally `config.yaml`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Scenario {
+    /// What the scenario shows, in a sentence or two.
+    about: String,
+    /// Rules whose effect on Envoy this scenario proves.
+    #[serde(default)]
+    proves: Vec<String>,
+    /// Clients to ask for; default: one per configured locality, in the first Service's
+    /// namespace.
+    #[serde(default)]
+    clients: Vec<Value>,
+    /// Ask pilot as a multi-network istiod that knows the remote gateways.
+    #[serde(default)]
+    remote_gateways_in_mesh_networks: bool,
+    /// Envoy cluster name -> verdict, for the input as written.
+    before: BTreeMap<String, String>,
+    /// Envoy cluster name -> verdict, after `failover-guard mutate`.
+    after: BTreeMap<String, String>,
+    /// Rules `failover-guard check` denies on this input (exactly).
+    #[serde(default)]
+    denied: Vec<String>,
+    /// Why an `after` verdict other than failover is fine, when nothing denies it.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn scenario_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_path("tests/scenarios"))
+        .expect("tests/scenarios")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The verdicts of a harness result, by Envoy cluster name, per client.
+fn verdicts(result: &Value) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for cluster in result["clusters"].as_array().into_iter().flatten() {
+        let client = format!(
+            "{}@{}",
+            cluster["client"]["namespace"].as_str().unwrap_or(""),
+            cluster["client"]["locality"].as_str().unwrap_or("")
+        );
+        out.entry(cluster["name"].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push((client, cluster["verdict"].as_str().unwrap_or("").to_owned()));
+    }
+    out
+}
+
+fn compare(
+    name: &str,
+    when: &str,
+    want: &BTreeMap<String, String>,
+    result: &Value,
+    failures: &mut Vec<String>,
+) {
+    if !result["error"].is_null() {
+        failures.push(format!(
+            "{name} ({when}): harness error {}",
+            result["error"]
+        ));
+        return;
+    }
+    let got = verdicts(result);
+    for (cluster, verdict) in want {
+        match got.get(cluster) {
+            None => failures.push(format!(
+                "{name} ({when}): pilot built no cluster {cluster}; it built {:?}",
+                got.keys().collect::<Vec<_>>()
+            )),
+            Some(per_client) => {
+                for (client, v) in per_client {
+                    if v != verdict {
+                        let table: Vec<&Value> = result["clusters"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|c| c["name"] == cluster.as_str())
+                            .collect();
+                        failures.push(format!(
+                            "{name} ({when}): {cluster} for {client} is {v}, expected {verdict}\n{}",
+                            serde_json::to_string(&table).unwrap()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scenarios_match_pilot() {
+    let Some(harness) = istio::harness() else {
+        return;
+    };
+    let mut cases = Vec::new();
+    let mut loaded = Vec::new();
+    let mut failures = Vec::new();
+    for dir in scenario_dirs() {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let scenario: Scenario = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(dir.join("scenario.yaml")).expect("scenario.yaml"),
+        )
+        .unwrap_or_else(|e| panic!("{name}/scenario.yaml: {e}"));
+        assert!(
+            !scenario.about.trim().is_empty(),
+            "{name}: say what it shows"
+        );
+        let config = match std::fs::read_to_string(dir.join("config.yaml")) {
+            Ok(text) => Config::from_yaml(&text, "config.yaml").expect("scenario config"),
+            Err(_) => Config::example(),
+        };
+        let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("objects.yaml");
+        let input = offline::parse_input("objects.yaml", &text);
+        assert!(
+            input.documents.iter().all(|d| d.error.is_none()),
+            "{name}: objects.yaml does not parse"
+        );
+        let before: Vec<Value> = input
+            .documents
+            .iter()
+            .flat_map(|d| d.objects.clone())
+            .collect();
+
+        // What failover-guard says and writes: exactly what `check` and `mutate` do.
+        let report = offline::check(std::slice::from_ref(&input), &config);
+        let denied: BTreeSet<&str> = report
+            .findings
+            .iter()
+            .filter(|f| f.action == Action::Deny)
+            .map(|f| f.rule)
+            .collect();
+        let want_denied: BTreeSet<&str> = scenario.denied.iter().map(String::as_str).collect();
+        if denied != want_denied {
+            failures.push(format!(
+                "{name}: check denies {denied:?}, expected {want_denied:?}"
+            ));
+        }
+        let mutated = &offline::mutate(std::slice::from_ref(&input), &config)[0];
+        let after: Vec<Value> = offline::parse_input("mutated.yaml", &mutated.text)
+            .documents
+            .iter()
+            .flat_map(|d| d.objects.clone())
+            .collect();
+        let not_failover: Vec<&String> = scenario
+            .after
+            .iter()
+            .filter(|(_, v)| v.as_str() != "failover")
+            .map(|(k, _)| k)
+            .collect();
+        if !not_failover.is_empty() && denied.is_empty() && scenario.reason.is_none() {
+            failures.push(format!(
+                "{name}: {not_failover:?} not failover after mutate, yet nothing denies it and no reason is written"
+            ));
+        }
+
+        let namespace = before
+            .iter()
+            .find(|o| Kind::of(o) == Some(Kind::Service))
+            .and_then(|o| o["metadata"]["namespace"].as_str())
+            .unwrap_or("default")
+            .to_owned();
+        let clients: Vec<Value> = if scenario.clients.is_empty() {
+            config
+                .cluster
+                .localities
+                .iter()
+                .map(|l| json!({"locality": l, "namespace": namespace}))
+                .collect()
+        } else {
+            scenario.clients.clone()
+        };
+        let mut mesh = istio::mesh(&config);
+        mesh["remoteGatewaysInMeshNetworks"] = json!(scenario.remote_gateways_in_mesh_networks);
+        for (when, objects) in [("before", &before), ("after", &after)] {
+            cases.push(json!({
+                "name": format!("{name} {when}"),
+                "validate": true,
+                "traffic": true,
+                "objects": objects,
+                "mesh": mesh,
+                "clients": clients,
+            }));
+        }
+        loaded.push((name, scenario));
+    }
+    assert!(!loaded.is_empty(), "no scenarios");
+    let results = istio::run(harness, &cases);
+    for (i, (name, scenario)) in loaded.iter().enumerate() {
+        let (before, after) = (&results[2 * i], &results[2 * i + 1]);
+        compare(name, "before", &scenario.before, before, &mut failures);
+        compare(name, "after", &scenario.after, after, &mut failures);
+        // Istio accepts what failover-guard wrote.
+        let errors = |r: &Value| -> BTreeSet<String> {
+            r["validation"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(istio::error_messages)
+                .collect()
+        };
+        let new: Vec<String> = errors(after).difference(&errors(before)).cloned().collect();
+        if !new.is_empty() {
+            failures.push(format!(
+                "{name}: Istio rejects the mutated objects: {new:?}"
+            ));
+        }
+        eprintln!(
+            "scenario {name}: {} before, {} after (proves {})",
+            summary(before),
+            summary(after),
+            if scenario.proves.is_empty() {
+                "-".to_owned()
+            } else {
+                scenario.proves.join(", ")
+            }
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn summary(result: &Value) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for c in result["clusters"].as_array().into_iter().flatten() {
+        *counts
+            .entry(c["verdict"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(v, n)| format!("{n} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The README's table says, per rule, which scenario proves it; keep both honest.
+#[test]
+fn every_proven_rule_has_its_scenario_in_the_readme() {
+    let readme = std::fs::read_to_string(repo_path("README.md")).expect("README");
+    for dir in scenario_dirs() {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let scenario: Scenario =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("scenario.yaml")).unwrap())
+                .unwrap();
+        for rule in &scenario.proves {
+            assert!(
+                failover_guard::rules::by_id(rule).is_some(),
+                "{name} proves unknown rule {rule}"
+            );
+            assert!(
+                readme
+                    .lines()
+                    .any(|l| l.starts_with(&format!("| {rule} "))
+                        && l.contains(&format!("`{name}`"))),
+                "README's Istio table lacks {rule} proven by `{name}`"
+            );
+        }
+    }
+}

@@ -1,0 +1,734 @@
+// Command istio-harness answers two questions about a set of Kubernetes and Istio objects with
+// Istio's own code, at the version pinned in go.mod:
+//
+//  1. validation: what istiod's validating webhook says about each Istio object
+//     (pkg/config/validation, reached through the schema collections, as
+//     pilot/pkg/config/kube/crd.ParseInputs does);
+//  2. traffic: what a sidecar client in a given locality and namespace receives from pilot:
+//     the Envoy clusters (CDS: is outlier detection set) and each cluster's
+//     ClusterLoadAssignment (EDS, or CDS for STATIC/DNS clusters: per locality, the priority, the
+//     weight and the endpoints), built by pilot's own test harness
+//     (istio.io/istio/pilot/test/xds.FakeDiscoveryServer, the one Istio's xDS tests use).
+//
+// It reads one JSON request on stdin ({"cases": [...]}, see Case) and prints one JSON line per
+// case on stdout, so many cases share one process start. Istio's logs go to stderr at error
+// level only. Nothing here is shipped: it is a test oracle for failover-guard.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+	"istio.io/istio/pilot/pkg/config/kube/crd"
+	"istio.io/istio/pilot/pkg/model"
+	labelutil "istio.io/istio/pilot/pkg/serviceregistry/util/label"
+	"istio.io/istio/pilot/test/xds"
+	istiocluster "istio.io/istio/pkg/cluster"
+	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/config/mesh/meshwatcher"
+	"istio.io/istio/pkg/config/schema/collections"
+	"istio.io/istio/pkg/config/schema/resource"
+	istiolog "istio.io/istio/pkg/log"
+	"istio.io/istio/pkg/network"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// Request is the whole input.
+type Request struct {
+	Cases []Case `json:"cases"`
+}
+
+// Case is one set of objects and the questions asked about it.
+type Case struct {
+	Name string `json:"name"`
+	// Objects are Kubernetes (Service, Pod, Node, EndpointSlice, Namespace) and Istio objects,
+	// as JSON. Other kinds are ignored.
+	Objects  []json.RawMessage `json:"objects"`
+	Validate bool              `json:"validate"`
+	Traffic  bool              `json:"traffic"`
+	Mesh     Mesh              `json:"mesh"`
+	// Clients to ask for; default: one per local locality in namespace "default".
+	Clients []Client `json:"clients"`
+	// Hosts to report; default: every Service and ServiceEntry host in Objects.
+	Hosts []string `json:"hosts"`
+}
+
+// Mesh is this cluster and the remote clusters, as failover-guard's config names them.
+type Mesh struct {
+	Cluster    string   `json:"cluster"`
+	Network    string   `json:"network"`
+	Localities []string `json:"localities"`
+	Remotes    []Remote `json:"remotes"`
+	// List the remote networks' gateways in meshNetworks (a multi-network install whose
+	// istiod knows the remote gateways); by default only this cluster's network is declared,
+	// as in the replicated-control-plane pattern where the ServiceEntries name the gateways.
+	RemoteGatewaysInMeshNetworks bool `json:"remoteGatewaysInMeshNetworks"`
+}
+
+// Remote is a remote cluster reached through its east-west gateway.
+type Remote struct {
+	Name     string `json:"name"`
+	Network  string `json:"network"`
+	Address  string `json:"address"`
+	Port     uint32 `json:"port"`
+	Locality string `json:"locality"`
+}
+
+// Client is a sidecar that asks pilot for its configuration.
+type Client struct {
+	Locality  string `json:"locality"`
+	Namespace string `json:"namespace"`
+}
+
+// Result is the answer for one case.
+type Result struct {
+	Name       string       `json:"name"`
+	Error      string       `json:"error,omitempty"`
+	Validation []Validation `json:"validation,omitempty"`
+	Clusters   []Cluster    `json:"clusters,omitempty"`
+	// Local workloads the harness made up for Services that had none in the input.
+	Synthesized []string `json:"synthesized,omitempty"`
+}
+
+// Validation is Istio's verdict on one object.
+type Validation struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Error     string `json:"error,omitempty"`
+	Warning   string `json:"warning,omitempty"`
+}
+
+// Cluster is one outbound Envoy cluster as one client receives it.
+type Cluster struct {
+	Name             string     `json:"name"`
+	Host             string     `json:"host"`
+	Port             int        `json:"port"`
+	Subset           string     `json:"subset,omitempty"`
+	Client           Client     `json:"client"`
+	Type             string     `json:"type"`
+	OutlierDetection bool       `json:"outlierDetection"`
+	Priorities       []Priority `json:"priorities"`
+	Verdict          string     `json:"verdict"`
+}
+
+// Priority is one LocalityLbEndpoints of a ClusterLoadAssignment.
+type Priority struct {
+	Priority  uint32     `json:"priority"`
+	Locality  string     `json:"locality"`
+	Weight    uint32     `json:"weight"`
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is one LbEndpoint; Cluster names the remote cluster whose gateway it is.
+type Endpoint struct {
+	Address string `json:"address"`
+	Port    uint32 `json:"port"`
+	Cluster string `json:"cluster,omitempty"`
+	Weight  uint32 `json:"weight,omitempty"`
+}
+
+func main() {
+	quietIstioLogs()
+	var req Request
+	dec := json.NewDecoder(bufio.NewReader(os.Stdin))
+	if err := dec.Decode(&req); err != nil {
+		fmt.Fprintf(os.Stderr, "istio-harness: bad request: %v\n", err)
+		os.Exit(2)
+	}
+	out := json.NewEncoder(os.Stdout)
+	for _, c := range req.Cases {
+		if err := out.Encode(run(c)); err != nil {
+			fmt.Fprintf(os.Stderr, "istio-harness: %v\n", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func quietIstioLogs() {
+	for _, s := range istiolog.Scopes() {
+		s.SetOutputLevel(istiolog.NoneLevel)
+	}
+}
+
+// run answers one case; a panic inside Istio's code (or a Fatal of the harness) becomes the
+// case's error rather than ending the batch.
+func run(c Case) (res Result) {
+	res.Name = c.Name
+	t := &failer{}
+	defer func() {
+		if r := recover(); r != nil {
+			if f, ok := r.(fatal); ok {
+				res.Error = string(f)
+			} else {
+				res.Error = fmt.Sprintf("panic: %v\n%s", r, debug.Stack())
+			}
+		}
+		t.cleanup()
+	}()
+	istio, kube, err := decode(c.Objects)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	if c.Validate {
+		res.Validation = validate(istio)
+	}
+	if c.Traffic {
+		res.Clusters, res.Synthesized = traffic(t, c, istio, kube)
+	}
+	return res
+}
+
+// object is one input Istio object: its converted config, or why it could not be converted.
+type object struct {
+	kind, namespace, name string
+	schema                resource.Schema
+	cfg                   *config.Config
+	err                   error
+}
+
+// decode splits the input into Istio configs (namespaced like istiod's CRD client does, with
+// creation times in input order so "oldest wins" rules follow the input) and Kubernetes objects.
+func decode(raws []json.RawMessage) ([]object, []runtime.Object, error) {
+	var istio []object
+	var kube []runtime.Object
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, raw := range raws {
+		var meta struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			// Not a Kubernetes object at all: nothing here reads it.
+			continue
+		}
+		group, version := "", meta.APIVersion
+		if g, v, ok := strings.Cut(meta.APIVersion, "/"); ok {
+			group, version = g, v
+		}
+		gvk := config.GroupVersionKind{Group: group, Version: version, Kind: meta.Kind}
+		if s, ok := collections.PilotGatewayAPI().FindByGroupVersionAliasesKind(gvk); ok && group != "" {
+			var obj crd.IstioKind
+			if err := json.Unmarshal(raw, &obj); err != nil {
+				// Not even an object of this kind (a spec that is a string): istiod's CRD
+				// client could not read it either. Judge it as unreadable; keep going.
+				istio = append(istio, object{kind: meta.Kind, schema: s, err: err})
+				continue
+			}
+			if obj.Namespace == "" {
+				obj.Namespace = "default"
+			}
+			if obj.CreationTimestamp.IsZero() {
+				obj.CreationTimestamp = metav1.NewTime(base.Add(time.Duration(i) * time.Second))
+			}
+			cfg, err := crd.ConvertObject(s, &obj, "cluster.local")
+			istio = append(istio, object{kind: meta.Kind, namespace: obj.Namespace, name: obj.Name, schema: s, cfg: cfg, err: err})
+			continue
+		}
+		var target runtime.Object
+		switch gvk {
+		case config.GroupVersionKind{Version: "v1", Kind: "Service"}:
+			target = &corev1.Service{}
+		case config.GroupVersionKind{Version: "v1", Kind: "Pod"}:
+			target = &corev1.Pod{}
+		case config.GroupVersionKind{Version: "v1", Kind: "Node"}:
+			target = &corev1.Node{}
+		case config.GroupVersionKind{Version: "v1", Kind: "Namespace"}:
+			target = &corev1.Namespace{}
+		case config.GroupVersionKind{Group: "discovery.k8s.io", Version: "v1", Kind: "EndpointSlice"}:
+			target = &discoveryv1.EndpointSlice{}
+		default:
+			continue
+		}
+		if err := json.Unmarshal(raw, target); err != nil {
+			return nil, nil, fmt.Errorf("object %d (%s): %v", i, meta.Kind, err)
+		}
+		if m, ok := target.(metav1.Object); ok && m.GetNamespace() == "" && meta.Kind != "Node" && meta.Kind != "Namespace" {
+			m.SetNamespace("default")
+		}
+		kube = append(kube, target)
+	}
+	return istio, kube, nil
+}
+
+// validate runs the validation behind istiod's webhook on every Istio object.
+func validate(objects []object) []Validation {
+	out := make([]Validation, 0, len(objects))
+	for _, o := range objects {
+		v := Validation{Kind: o.kind, Namespace: o.namespace, Name: o.name}
+		if o.err != nil {
+			v.Error = "cannot convert: " + o.err.Error()
+		} else {
+			warning, err := o.schema.ValidateConfig(*o.cfg)
+			if err != nil {
+				v.Error = err.Error()
+			}
+			if warning != nil {
+				v.Warning = warning.Error()
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// traffic builds pilot with the case's objects and reports what each client receives.
+func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluster, []string) {
+	var configs []config.Config
+	for _, o := range istio {
+		if o.err == nil {
+			configs = append(configs, *o.cfg)
+		}
+	}
+	kube, synthesized, expected := synthesizeWorkloads(c.Mesh, configs, kube)
+	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
+		DefaultClusterName: clusterIDOf(c.Mesh),
+		Configs:            configs,
+		KubernetesObjects:  kube,
+		NetworksWatcher:    meshwatcher.NewFixedNetworksWatcher(meshNetworks(c.Mesh)),
+	})
+	hosts := c.Hosts
+	if len(hosts) == 0 {
+		hosts = inputHosts(configs, kube)
+	}
+	want := map[string]bool{}
+	for _, h := range hosts {
+		want[h] = true
+	}
+	clients := c.Clients
+	if len(clients) == 0 {
+		for _, l := range c.Mesh.Localities {
+			clients = append(clients, Client{Locality: l, Namespace: "default"})
+		}
+	}
+	var out []Cluster
+	for i, client := range clients {
+		proxy := s.SetupProxy(sidecar(c.Mesh, client, i))
+		out = append(out, stableClusters(s, proxy, client, c.Mesh, want, expected)...)
+	}
+	return out, synthesized
+}
+
+// stableClusters reads CDS and EDS until every synthesized pod has reached EDS and two reads
+// agree: endpoints reach pilot's index asynchronously.
+func stableClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client, mesh Mesh, want map[string]bool, expected []string) []Cluster {
+	deadline := time.Now().Add(10 * time.Second)
+	var last []Cluster
+	for {
+		got := readClusters(s, proxy, client, mesh, want)
+		if sameClusters(got, last) && allPresent(got, expected) || time.Now().After(deadline) {
+			return got
+		}
+		last = got
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client, mesh Mesh, want map[string]bool) []Cluster {
+	cds := s.Clusters(proxy)
+	eds := map[string]*endpoint.ClusterLoadAssignment{}
+	for _, cla := range s.Endpoints(proxy) {
+		eds[cla.ClusterName] = cla
+	}
+	remotes := map[string]string{}
+	for _, r := range mesh.Remotes {
+		remotes[r.Address] = r.Name
+	}
+	var out []Cluster
+	for _, c := range cds {
+		dir, subset, hostname, port := model.ParseSubsetKey(c.Name)
+		if dir != model.TrafficDirectionOutbound || !want[string(hostname)] {
+			continue
+		}
+		cla := c.LoadAssignment
+		typ := "EDS"
+		switch ct := c.ClusterDiscoveryType.(type) {
+		case *cluster.Cluster_Type:
+			typ = ct.Type.String()
+		case *cluster.Cluster_ClusterType:
+			typ = "CUSTOM"
+		}
+		if typ == "EDS" {
+			cla = eds[c.Name]
+		}
+		out = append(out, Cluster{
+			Name:             c.Name,
+			Host:             string(hostname),
+			Port:             port,
+			Subset:           subset,
+			Client:           client,
+			Type:             typ,
+			OutlierDetection: c.OutlierDetection != nil,
+			Priorities:       priorities(cla, remotes),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	for i := range out {
+		out[i].Verdict = verdict(out[i])
+	}
+	return out
+}
+
+func priorities(cla *endpoint.ClusterLoadAssignment, remotes map[string]string) []Priority {
+	out := []Priority{}
+	for _, group := range cla.GetEndpoints() {
+		p := Priority{
+			Priority:  group.GetPriority(),
+			Locality:  locality(group.GetLocality()),
+			Weight:    group.GetLoadBalancingWeight().GetValue(),
+			Endpoints: []Endpoint{},
+		}
+		for _, lb := range group.GetLbEndpoints() {
+			sock := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			addr := sock.GetAddress()
+			p.Endpoints = append(p.Endpoints, Endpoint{
+				Address: addr,
+				Port:    sock.GetPortValue(),
+				Cluster: remotes[addr],
+				Weight:  lb.GetLoadBalancingWeight().GetValue(),
+			})
+		}
+		sort.Slice(p.Endpoints, func(i, j int) bool {
+			a, b := p.Endpoints[i], p.Endpoints[j]
+			return a.Address < b.Address || a.Address == b.Address && a.Port < b.Port
+		})
+		out = append(out, p)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.Priority < b.Priority || a.Priority == b.Priority && a.Locality < b.Locality
+	})
+	return out
+}
+
+func locality(l *core.Locality) string {
+	parts := []string{l.GetRegion(), l.GetZone(), l.GetSubZone()}
+	for len(parts) > 0 && parts[len(parts)-1] == "" {
+		parts = parts[:len(parts)-1]
+	}
+	return strings.Join(parts, "/")
+}
+
+// verdict says what the priorities mean for failover from this client's point of view.
+// Local endpoints are every endpoint not at a configured remote gateway.
+//
+//	no-endpoints  the cluster has no endpoint at all
+//	no-local      only remote gateway endpoints (every request crosses clusters)
+//	no-remote     only local endpoints (nothing to fail over to)
+//	inert         both, but no outlier detection: pilot puts everything at priority 0 and
+//	              nothing is ever ejected, so traffic is spread across clusters
+//	spread        both, outlier detection on, but a remote endpoint shares the best local
+//	              priority: traffic crosses clusters all the time
+//	remote-first  a remote endpoint ranks above every local one
+//	failover      both, outlier detection on, every remote endpoint ranks below the best
+//	              local priority: traffic stays local and fails over when local is ejected
+func verdict(c Cluster) string {
+	const none = ^uint32(0)
+	bestLocal, bestRemote := none, none
+	for _, p := range c.Priorities {
+		for _, e := range p.Endpoints {
+			if e.Cluster != "" {
+				bestRemote = min(bestRemote, p.Priority)
+			} else {
+				bestLocal = min(bestLocal, p.Priority)
+			}
+		}
+	}
+	switch {
+	case bestLocal == none && bestRemote == none:
+		return "no-endpoints"
+	case bestLocal == none:
+		return "no-local"
+	case bestRemote == none:
+		return "no-remote"
+	case !c.OutlierDetection:
+		return "inert"
+	case bestRemote == bestLocal:
+		return "spread"
+	case bestRemote < bestLocal:
+		return "remote-first"
+	default:
+		return "failover"
+	}
+}
+
+func sameClusters(a, b []Cluster) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func allPresent(clusters []Cluster, ips []string) bool {
+	seen := map[string]bool{}
+	for _, c := range clusters {
+		for _, p := range c.Priorities {
+			for _, e := range p.Endpoints {
+				seen[e.Address] = true
+			}
+		}
+	}
+	for _, ip := range ips {
+		if !seen[ip] {
+			return false
+		}
+	}
+	return true
+}
+
+func clusterID(m Mesh) string {
+	if m.Cluster == "" {
+		return "Kubernetes"
+	}
+	return m.Cluster
+}
+
+// meshNetworks declares this cluster's network (so local endpoints carry its network label)
+// and, when asked, the remote networks' gateways.
+func meshNetworks(m Mesh) *meshconfig.MeshNetworks {
+	if m.Network == "" {
+		return nil
+	}
+	nets := &meshconfig.MeshNetworks{Networks: map[string]*meshconfig.Network{
+		m.Network: {Endpoints: []*meshconfig.Network_NetworkEndpoints{{
+			Ne: &meshconfig.Network_NetworkEndpoints_FromRegistry{FromRegistry: clusterID(m)},
+		}}},
+	}}
+	if m.RemoteGatewaysInMeshNetworks {
+		for _, r := range m.Remotes {
+			n, ok := nets.Networks[r.Network]
+			if !ok {
+				n = &meshconfig.Network{Endpoints: []*meshconfig.Network_NetworkEndpoints{{
+					Ne: &meshconfig.Network_NetworkEndpoints_FromRegistry{FromRegistry: r.Name},
+				}}}
+				nets.Networks[r.Network] = n
+			}
+			n.Gateways = append(n.Gateways, &meshconfig.Network_IstioNetworkGateway{
+				Gw:   &meshconfig.Network_IstioNetworkGateway_Address{Address: r.Address},
+				Port: r.Port,
+			})
+		}
+	}
+	return nets
+}
+
+// sidecar is a client proxy as istiod sees it after initializeProxy: its locality, and its
+// labels augmented with the topology labels (pilot/pkg/xds/ads.go, labelutil.AugmentLabels).
+func sidecar(m Mesh, c Client, i int) *model.Proxy {
+	ns := c.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	region, zone, subzone := labelutil.SplitLocalityLabel(c.Locality)
+	labels := labelutil.AugmentLabels(map[string]string{"app": "failover-guard-client"}, clusterIDOf(m), c.Locality, "", networkOf(m))
+	return &model.Proxy{
+		ID:              fmt.Sprintf("client-%d.%s", i, ns),
+		ConfigNamespace: ns,
+		IPAddresses:     []string{fmt.Sprintf("10.255.%d.%d", i/250, i%250+1)},
+		Locality:        &core.Locality{Region: region, Zone: zone, SubZone: subzone},
+		Labels:          labels,
+		Metadata: &model.NodeMetadata{
+			Namespace: ns,
+			Network:   networkOf(m),
+			ClusterID: clusterIDOf(m),
+			Labels:    labels,
+		},
+	}
+}
+
+func inputHosts(configs []config.Config, kube []runtime.Object) []string {
+	var hosts []string
+	for _, o := range kube {
+		if svc, ok := o.(*corev1.Service); ok {
+			hosts = append(hosts, svc.Name+"."+svc.Namespace+".svc.cluster.local")
+		}
+	}
+	for _, c := range configs {
+		if c.GroupVersionKind.Kind != "ServiceEntry" {
+			continue
+		}
+		raw, _ := json.Marshal(c.Spec)
+		var spec struct {
+			Hosts []string `json:"hosts"`
+		}
+		_ = json.Unmarshal(raw, &spec)
+		for _, h := range spec.Hosts {
+			if !strings.Contains(h, "*") {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	return hosts
+}
+
+// synthesizeWorkloads gives every Service without workloads in the input one ready pod per
+// local locality and per subset label set of the DestinationRules for its host (so that
+// subset clusters have local endpoints too), on nodes labelled with that locality, with the
+// EndpointSlice the endpoint controller would write. It returns the pod IPs to wait for.
+func synthesizeWorkloads(m Mesh, configs []config.Config, kube []runtime.Object) ([]runtime.Object, []string, []string) {
+	covered := map[string]bool{}
+	for _, o := range kube {
+		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+			covered[es.Namespace+"/"+es.Labels[discoveryv1.LabelServiceName]] = true
+		}
+	}
+	var names, ips []string
+	nodes := map[string]bool{}
+	next := 0
+	var extra []runtime.Object
+	for _, o := range kube {
+		svc, ok := o.(*corev1.Service)
+		if !ok || covered[svc.Namespace+"/"+svc.Name] || svc.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		sets := subsetLabelSets(configs, svc.Name+"."+svc.Namespace+".svc.cluster.local")
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: svc.Name + "-fg", Namespace: svc.Namespace,
+				Labels: map[string]string{discoveryv1.LabelServiceName: svc.Name},
+			},
+			AddressType: discoveryv1.AddressTypeIPv4,
+		}
+		for _, p := range svc.Spec.Ports {
+			port := p.Port
+			if p.TargetPort.IntValue() > 0 {
+				port = int32(p.TargetPort.IntValue())
+			}
+			slice.Ports = append(slice.Ports, discoveryv1.EndpointPort{Name: ptr(p.Name), Port: ptr(port), Protocol: ptr(corev1.ProtocolTCP)})
+		}
+		for li, l := range m.Localities {
+			node := fmt.Sprintf("failover-guard-node-%d", li)
+			if !nodes[node] {
+				nodes[node] = true
+				region, zone, subzone := labelutil.SplitLocalityLabel(l)
+				extra = append(extra, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, Labels: map[string]string{
+					labelutil.LabelTopologyRegion: region, labelutil.LabelTopologyZone: zone, labelutil.LabelTopologySubzone: subzone,
+				}}})
+			}
+			for si, set := range sets {
+				next++
+				ip := fmt.Sprintf("10.%d.%d.%d", 100+next/62500, next/250%250, next%250+1)
+				labels := map[string]string{"security.istio.io/tlsMode": "istio"}
+				for k, v := range svc.Spec.Selector {
+					labels[k] = v
+				}
+				for k, v := range set {
+					labels[k] = v
+				}
+				name := fmt.Sprintf("%s-%d-%d", svc.Name, li, si)
+				extra = append(extra, &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: svc.Namespace, Labels: labels},
+					Spec:       corev1.PodSpec{NodeName: node},
+					Status: corev1.PodStatus{
+						Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
+						Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+					},
+				})
+				slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+					Addresses:  []string{ip},
+					Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)},
+					NodeName:   ptr(node),
+					TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: name, Namespace: svc.Namespace},
+				})
+				names = append(names, svc.Namespace+"/"+name+"@"+l)
+				ips = append(ips, ip)
+			}
+		}
+		if len(slice.Endpoints) > 0 {
+			extra = append(extra, slice)
+		}
+	}
+	return append(kube, extra...), names, ips
+}
+
+// subsetLabelSets are the distinct label sets of the subsets of every DestinationRule whose
+// host resolves (in its namespace, like model.ResolveShortnameToFQDN) to host; {} when none.
+func subsetLabelSets(configs []config.Config, host string) []map[string]string {
+	var sets []map[string]string
+	seen := map[string]bool{}
+	for _, c := range configs {
+		if c.GroupVersionKind.Kind != "DestinationRule" {
+			continue
+		}
+		raw, _ := json.Marshal(c.Spec)
+		var spec struct {
+			Host    string `json:"host"`
+			Subsets []struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"subsets"`
+		}
+		_ = json.Unmarshal(raw, &spec)
+		if string(model.ResolveShortnameToFQDN(spec.Host, c.Meta)) != host {
+			continue
+		}
+		for _, s := range spec.Subsets {
+			key, _ := json.Marshal(s.Labels)
+			if len(s.Labels) > 0 && !seen[string(key)] {
+				seen[string(key)] = true
+				sets = append(sets, s.Labels)
+			}
+		}
+	}
+	if len(sets) == 0 {
+		sets = []map[string]string{{}}
+	}
+	return sets
+}
+
+func clusterIDOf(m Mesh) istiocluster.ID { return istiocluster.ID(clusterID(m)) }
+
+func networkOf(m Mesh) network.ID { return network.ID(m.Network) }
+
+func ptr[T any](v T) *T { return &v }
+
+// fatal is what failer.Fatal panics with; run turns it into the case's error.
+type fatal string
+
+// failer stands in for *testing.T: pilot's harness reports through test.Failer, and a plain
+// program starts much faster than `go test` and can answer many cases per process.
+type failer struct{ cleanups []func() }
+
+func (f *failer) Fail()                          { panic(fatal("failed")) }
+func (f *failer) FailNow()                       { panic(fatal("failed")) }
+func (f *failer) Fatal(args ...any)              { panic(fatal(fmt.Sprint(args...))) }
+func (f *failer) Fatalf(format string, a ...any) { panic(fatal(fmt.Sprintf(format, a...))) }
+func (f *failer) Log(args ...any)                {}
+func (f *failer) Logf(format string, a ...any)   {}
+func (f *failer) Helper()                        {}
+func (f *failer) Skip(args ...any)               { panic(fatal("skipped: " + fmt.Sprint(args...))) }
+func (f *failer) Cleanup(fn func())              { f.cleanups = append(f.cleanups, fn) }
+func (f *failer) TempDir() string {
+	dir, err := os.MkdirTemp("", "istio-harness")
+	if err != nil {
+		panic(fatal(err.Error()))
+	}
+	f.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+// cleanup runs the registered cleanups in reverse order, like testing.T does.
+func (f *failer) cleanup() {
+	for i := len(f.cleanups) - 1; i >= 0; i-- {
+		func() {
+			defer func() { _ = recover() }()
+			f.cleanups[i]()
+		}()
+	}
+	f.cleanups = nil
+}

@@ -245,7 +245,7 @@ struct Scenario {
     /// Ask pilot as a multi-network istiod that knows the remote gateways.
     #[serde(default)]
     remote_gateways_in_mesh_networks: bool,
-    /// Envoy cluster name -> verdict, for the input as written.
+    /// Envoy cluster name (or `name@client locality`) -> verdict, for the input as written.
     before: BTreeMap<String, String>,
     /// Envoy cluster name -> verdict, after `failover-guard mutate`.
     after: BTreeMap<String, String>,
@@ -298,14 +298,32 @@ fn compare(
         return;
     }
     let got = verdicts(result);
-    for (cluster, verdict) in want {
-        match got.get(cluster) {
+    for (key, verdict) in want {
+        // `cluster@locality` expects the verdict for the clients in that locality only.
+        let (cluster, only) = match key.split_once('@') {
+            Some((cluster, locality)) => (cluster.to_owned(), Some(locality)),
+            None => (key.clone(), None),
+        };
+        let cluster = &cluster;
+        let got_for = got
+            .get(cluster)
+            .map(|per_client| {
+                per_client
+                    .iter()
+                    .filter(|(client, _)| {
+                        only.is_none_or(|l| client.split_once('@').is_some_and(|(_, c)| c == l))
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|v| !v.is_empty());
+        match got_for {
             None => failures.push(format!(
                 "{name} ({when}): pilot built no cluster {cluster}; it built {:?}",
                 got.keys().collect::<Vec<_>>()
             )),
             Some(per_client) => {
-                for (client, v) in per_client {
+                for (client, v) in &per_client {
                     if v != verdict {
                         let table: Vec<&Value> = result["clusters"]
                             .as_array()

@@ -158,6 +158,7 @@ pub static RULES: &[&Rule] = &[
     &service_entry::FG207,
     &service_entry::FG208,
     &service_entry::FG209,
+    &service_entry::FG210,
     &authorization_policy::FG301,
     &authorization_policy::FG302,
     &authorization_policy::FG303,

@@ -893,3 +893,77 @@ fn check_fg209(se: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
         }
     }
 }
+
+// === FG210 endpoint-locality-mismatch ===
+
+/// FG210: a remote gateway endpoint that claims another locality than its cluster's.
+pub static FG210: Rule = Rule {
+    id: "FG210",
+    name: "endpoint-locality-mismatch",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    summary: "A failover endpoint at a configured remote gateway whose locality differs from that \
+              remote's configured locality gets the remote's locality.",
+    istio: "Pilot ranks endpoints by locality (pilot/pkg/networking/core/loadbalancer \
+            applyLocalityFailover, util.LbPriority) and takes an entry endpoint's locality as \
+            written (serviceentry/conversion.go convertWorkloadEntryToWorkloadInstance). A remote \
+            gateway endpoint that carries one of this cluster's localities lands at priority 0 \
+            beside the local pods: traffic crosses clusters all the time and nothing fails over. \
+            Any other wrong locality misorders failover between remotes.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10   # cluster-b's gateway\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n    locality: europe-west1/europe-west1-b   # this cluster's locality\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n    locality: europe-west4/europe-west4-a\n",
+    check: check_fg210,
+};
+
+fn check_fg210(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    let local: Vec<&str> = cx
+        .config
+        .cluster
+        .localities
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let wrong: Vec<(usize, String, String, String)> = endpoints(se)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let remote = cx.config.remote_at(address(e)?)?;
+            let written = e
+                .get("locality")
+                .and_then(Value::as_str)
+                .filter(|l| !l.is_empty())?;
+            (written != remote.locality).then(|| {
+                (
+                    i,
+                    written.to_owned(),
+                    remote.locality.clone(),
+                    remote.name.clone(),
+                )
+            })
+        })
+        .collect();
+    for (i, written, wanted, remote) in wrong {
+        let fixed = fix
+            && endpoints_mut(se)
+                .and_then(|eps| eps.get_mut(i))
+                .and_then(Value::as_object_mut)
+                .map(|e| e.insert("locality".into(), json!(wanted)))
+                .is_some();
+        let consequence = if local.contains(&written.as_str()) {
+            "that is this cluster's locality, so pilot ranks the remote gateway beside the local pods and traffic crosses clusters all the time"
+        } else {
+            "pilot ranks it by the locality written, so failover goes to the wrong place first"
+        };
+        out.push(
+            Issue::fixable(
+                format!("{}.locality", endpoint_path(i)),
+                format!("endpoint of {remote}'s gateway has locality {written}, but {remote} is in {wanted}"),
+                fixed,
+            )
+            .because(consequence)
+            .fix(format!("set locality: {wanted}")),
+        );
+    }
+}

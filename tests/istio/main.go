@@ -28,6 +28,7 @@ import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	"istio.io/istio/pilot/pkg/config/kube/crd"
 	"istio.io/istio/pilot/pkg/model"
@@ -40,6 +41,7 @@ import (
 	"istio.io/istio/pkg/config/schema/resource"
 	istiolog "istio.io/istio/pkg/log"
 	"istio.io/istio/pkg/network"
+	"istio.io/istio/pkg/wellknown"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -114,15 +116,17 @@ type Validation struct {
 
 // Cluster is one outbound Envoy cluster as one client receives it.
 type Cluster struct {
-	Name             string     `json:"name"`
-	Host             string     `json:"host"`
-	Port             int        `json:"port"`
-	Subset           string     `json:"subset,omitempty"`
-	Client           Client     `json:"client"`
-	Type             string     `json:"type"`
-	OutlierDetection bool       `json:"outlierDetection"`
-	Priorities       []Priority `json:"priorities"`
-	Verdict          string     `json:"verdict"`
+	Name             string `json:"name"`
+	Host             string `json:"host"`
+	Port             int    `json:"port"`
+	Subset           string `json:"subset,omitempty"`
+	Client           Client `json:"client"`
+	Type             string `json:"type"`
+	OutlierDetection bool   `json:"outlierDetection"`
+	// MaxEjectionPercent is Envoy's max_ejection_percent (0: unset, Envoy's default of 10).
+	MaxEjectionPercent uint32     `json:"maxEjectionPercent,omitempty"`
+	Priorities         []Priority `json:"priorities"`
+	Verdict            string     `json:"verdict"`
 }
 
 // Priority is one LocalityLbEndpoints of a ClusterLoadAssignment.
@@ -133,12 +137,14 @@ type Priority struct {
 	Endpoints []Endpoint `json:"endpoints"`
 }
 
-// Endpoint is one LbEndpoint; Cluster names the remote cluster whose gateway it is.
+// Endpoint is one LbEndpoint; Cluster names the remote cluster whose gateway it is; MTLS says
+// whether the client talks Istio mTLS to it (the east-west gateway accepts nothing else).
 type Endpoint struct {
 	Address string `json:"address"`
 	Port    uint32 `json:"port"`
 	Cluster string `json:"cluster,omitempty"`
 	Weight  uint32 `json:"weight,omitempty"`
+	MTLS    bool   `json:"mtls"`
 }
 
 func main() {
@@ -366,14 +372,15 @@ func readClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client,
 			cla = eds[c.Name]
 		}
 		out = append(out, Cluster{
-			Name:             c.Name,
-			Host:             string(hostname),
-			Port:             port,
-			Subset:           subset,
-			Client:           client,
-			Type:             typ,
-			OutlierDetection: c.OutlierDetection != nil,
-			Priorities:       priorities(cla, remotes),
+			Name:               c.Name,
+			Host:               string(hostname),
+			Port:               port,
+			Subset:             subset,
+			Client:             client,
+			Type:               typ,
+			OutlierDetection:   c.OutlierDetection != nil,
+			MaxEjectionPercent: c.GetOutlierDetection().GetMaxEjectionPercent().GetValue(),
+			Priorities:         priorities(cla, remotes, c),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -383,7 +390,47 @@ func readClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client,
 	return out
 }
 
-func priorities(cla *endpoint.ClusterLoadAssignment, remotes map[string]string) []Priority {
+// istioMTLS says whether a transport socket is Istio mTLS: TLS with the workload certificate
+// pilot's SDS names "default" (cluster_tls.go buildUpstreamClusterTLSContext, ISTIO_MUTUAL).
+func istioMTLS(ts *core.TransportSocket) bool {
+	if ts.GetName() != wellknown.TransportSocketTLS {
+		return false
+	}
+	var ctx tlsv3.UpstreamTlsContext
+	if err := ts.GetTypedConfig().UnmarshalTo(&ctx); err != nil {
+		return false
+	}
+	for _, sds := range ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+		if sds.GetName() == "default" {
+			return true
+		}
+	}
+	return false
+}
+
+// endpointMTLS mirrors Envoy's choice of transport socket for one endpoint: the cluster's own
+// socket, or the first transport_socket_match whose match the endpoint's
+// envoy.transport_socket_match metadata satisfies (auto mTLS: tlsMode=istio).
+func endpointMTLS(c *cluster.Cluster, lb *endpoint.LbEndpoint) bool {
+	if len(c.GetTransportSocketMatches()) == 0 {
+		return istioMTLS(c.GetTransportSocket())
+	}
+	meta := lb.GetMetadata().GetFilterMetadata()["envoy.transport_socket_match"].GetFields()
+	for _, m := range c.GetTransportSocketMatches() {
+		matches := true
+		for k, v := range m.GetMatch().GetFields() {
+			if meta[k].GetStringValue() != v.GetStringValue() {
+				matches = false
+			}
+		}
+		if matches {
+			return istioMTLS(m.GetTransportSocket())
+		}
+	}
+	return istioMTLS(c.GetTransportSocket())
+}
+
+func priorities(cla *endpoint.ClusterLoadAssignment, remotes map[string]string, c *cluster.Cluster) []Priority {
 	out := []Priority{}
 	for _, group := range cla.GetEndpoints() {
 		p := Priority{
@@ -400,6 +447,7 @@ func priorities(cla *endpoint.ClusterLoadAssignment, remotes map[string]string) 
 				Port:    sock.GetPortValue(),
 				Cluster: remotes[addr],
 				Weight:  lb.GetLoadBalancingWeight().GetValue(),
+				MTLS:    endpointMTLS(c, lb),
 			})
 		}
 		sort.Slice(p.Endpoints, func(i, j int) bool {
@@ -429,18 +477,28 @@ func locality(l *core.Locality) string {
 //	no-endpoints  the cluster has no endpoint at all
 //	no-local      only remote gateway endpoints (every request crosses clusters)
 //	no-remote     only local endpoints (nothing to fail over to)
+//	plaintext     both, but the client sends a remote gateway endpoint no Istio mTLS (no
+//	              tlsMode=istio label, auto mTLS off, or a tls mode other than ISTIO_MUTUAL):
+//	              the gateway's AUTO_PASSTHROUGH port rejects it, failover traffic fails
 //	inert         both, but no outlier detection: pilot puts everything at priority 0 and
 //	              nothing is ever ejected, so traffic is spread across clusters
 //	spread        both, outlier detection on, but a remote endpoint shares the best local
 //	              priority: traffic crosses clusters all the time
 //	remote-first  a remote endpoint ranks above every local one
+//	capped        failover by priority, but Envoy's max_ejection_percent (10 when unset,
+//	              enforced strictly) lets fewer hosts be ejected than the best local priority
+//	              holds: that priority never empties, so traffic does not fully fail over
 //	failover      both, outlier detection on, every remote endpoint ranks below the best
 //	              local priority: traffic stays local and fails over when local is ejected
 func verdict(c Cluster) string {
 	const none = ^uint32(0)
 	bestLocal, bestRemote := none, none
+	total := 0
+	plaintext := false
 	for _, p := range c.Priorities {
 		for _, e := range p.Endpoints {
+			total++
+			plaintext = plaintext || e.Cluster != "" && !e.MTLS
 			if e.Cluster != "" {
 				bestRemote = min(bestRemote, p.Priority)
 			} else {
@@ -448,6 +506,17 @@ func verdict(c Cluster) string {
 			}
 		}
 	}
+	atBestLocal := 0
+	for _, p := range c.Priorities {
+		if p.Priority == bestLocal {
+			atBestLocal += len(p.Endpoints)
+		}
+	}
+	maxEjection := c.MaxEjectionPercent
+	if maxEjection == 0 {
+		maxEjection = 10
+	}
+	ejectable := int(maxEjection) * total / 100
 	switch {
 	case bestLocal == none && bestRemote == none:
 		return "no-endpoints"
@@ -455,12 +524,16 @@ func verdict(c Cluster) string {
 		return "no-local"
 	case bestRemote == none:
 		return "no-remote"
+	case plaintext:
+		return "plaintext"
 	case !c.OutlierDetection:
 		return "inert"
 	case bestRemote == bestLocal:
 		return "spread"
 	case bestRemote < bestLocal:
 		return "remote-first"
+	case ejectable < atBestLocal:
+		return "capped"
 	default:
 		return "failover"
 	}

@@ -245,7 +245,8 @@ struct Scenario {
     /// Ask pilot as a multi-network istiod that knows the remote gateways.
     #[serde(default)]
     remote_gateways_in_mesh_networks: bool,
-    /// Envoy cluster name (or `name@client locality`) -> verdict, for the input as written.
+    /// Envoy cluster name (or `name@locality`, `name@namespace@locality` for some clients
+    /// only) -> verdict, for the input as written.
     before: BTreeMap<String, String>,
     /// Envoy cluster name -> verdict, after `failover-guard mutate`.
     after: BTreeMap<String, String>,
@@ -299,7 +300,8 @@ fn compare(
     }
     let got = verdicts(result);
     for (key, verdict) in want {
-        // `cluster@locality` expects the verdict for the clients in that locality only.
+        // `cluster@locality` (or `cluster@namespace@locality`) expects the verdict for those
+        // clients only.
         let (cluster, only) = match key.split_once('@') {
             Some((cluster, locality)) => (cluster.to_owned(), Some(locality)),
             None => (key.clone(), None),
@@ -311,7 +313,11 @@ fn compare(
                 per_client
                     .iter()
                     .filter(|(client, _)| {
-                        only.is_none_or(|l| client.split_once('@').is_some_and(|(_, c)| c == l))
+                        // `namespace@locality`, or the locality alone.
+                        only.is_none_or(|want| {
+                            client == want
+                                || client.split_once('@').is_some_and(|(_, l)| l == want)
+                        })
                     })
                     .cloned()
                     .collect::<Vec<_>>()

@@ -1226,6 +1226,162 @@ fn check_fg111(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     );
 }
 
+// === FG112 subset-export-hides-from-gateway ===
+
+/// FG112: subsets the east-west gateway cannot see.
+pub static FG112: Rule = Rule {
+    id: "FG112",
+    name: "subset-export-hides-from-gateway",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "A DestinationRule with subsets whose exportTo excludes the east-west gateway \
+              namespaces is a warning.",
+    istio: "A client failing over to a subset sends SNI outbound_.<port>_.<subset>_.<host> to the \
+            remote east-west gateway, which routes it in AUTO_PASSTHROUGH mode to its own Envoy \
+            cluster of that name. The gateway builds subset clusters only from DestinationRules \
+            visible in its namespace (pilot/pkg/model/push_context.go destinationRule honours \
+            exportTo), so with istio-system excluded it has no such cluster and the failover \
+            connection is dropped.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  exportTo: [\".\"]\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n  subsets:\n  - {name: v1, labels: {version: v1}}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  exportTo: [\".\", istio-system]\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n  subsets:\n  - {name: v1, labels: {version: v1}}\n",
+    check: check_fg112,
+};
+
+fn check_fg112(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    if crate::object::array_at(dr, &["spec", "subsets"]).is_empty() || failover_host(dr, cx).is_none() {
+        return;
+    }
+    let Some(export) = dr.at("/spec/exportTo").and_then(Value::as_array) else {
+        return;
+    };
+    let export: Vec<&str> = export.iter().filter_map(Value::as_str).collect();
+    if export.is_empty() {
+        return;
+    }
+    let own = cx.subject.namespace.as_str();
+    let hidden: Vec<&str> = cx
+        .config
+        .scope
+        .gateway_namespaces
+        .iter()
+        .map(String::as_str)
+        .filter(|gw| !export.iter().any(|e| *e == "*" || e == gw || (*e == "." && own == *gw)))
+        .collect();
+    if !hidden.is_empty() {
+        out.push(
+            Issue::warn("spec.exportTo", format!("subsets are not exported to the east-west gateway namespace {}", hidden.join(", ")))
+                .because("the remote gateway has no cluster for subset traffic, so failover to a subset is dropped there")
+                .fix(format!("add {} to exportTo", hidden.join(", "))),
+        );
+    }
+}
+
+// === FG113 destination-rule-outside-service-namespace ===
+
+/// FG113: a rule only the clients of its own namespace see.
+pub static FG113: Rule = Rule {
+    id: "FG113",
+    name: "destination-rule-outside-service-namespace",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "A DestinationRule for a cluster-local service host kept outside that service's \
+              namespace and the root namespace is a warning.",
+    istio: "pilot/pkg/model/push_context.go PushContext.destinationRule looks a rule up in the \
+            client's namespace, then the service's namespace, then the root namespace. A rule for \
+            reviews.bookinfo.svc.cluster.local kept in default is seen by clients in default only: \
+            every other client gets the service's own rule, or none, and so no outlier detection \
+            and no failover.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: default}\nspec:\n  host: reviews.bookinfo.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews.bookinfo.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    check: check_fg113,
+};
+
+fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let Some(host) = dr.at("/spec/host").and_then(Value::as_str) else {
+        return;
+    };
+    let host = fqdn(host, &cx.subject.namespace, &cx.config.cluster.cluster_domain);
+    let Some((service, namespace)) = cluster_local_service(&host, &cx.config.cluster.cluster_domain) else {
+        return;
+    };
+    let own = cx.subject.namespace.as_str();
+    if own == namespace || own == cx.config.scope.root_namespace || dr.at("/spec/workloadSelector").is_some() {
+        return;
+    }
+    out.push(
+        Issue::warn("metadata.namespace", format!("DestinationRule for {namespace}/{service} lives in namespace {own}"))
+            .because(format!("only clients in {own} see it; clients elsewhere get no outlier detection from it and no failover"))
+            .fix(format!("move it to namespace {namespace} (or the root namespace {})", cx.config.scope.root_namespace)),
+    );
+}
+
+// === FG405 headless-or-passthrough ===
+
+/// FG405: locality settings where Envoy does no load balancing.
+pub static FG405: Rule = Rule {
+    id: "FG405",
+    name: "headless-or-passthrough",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: true,
+    summary: "Locality settings for a headless Service, a resolution NONE or DYNAMIC_DNS entry, or \
+              a simple: PASSTHROUGH load balancer are a warning: they do nothing.",
+    istio: "For a headless Service, an entry with resolution NONE and a PASSTHROUGH load balancer \
+            pilot builds an ORIGINAL_DST cluster (pilot/pkg/networking/core/cluster_builder.go \
+            buildCluster, convertResolution): the connection goes to the address the client asked \
+            for, with no endpoints, no priorities and no failover; DYNAMIC_DNS resolves per \
+            request. Outlier detection and localityLbSetting there configure nothing.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db, namespace: data}\nspec:\n  host: db\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer: {simple: PASSTHROUGH}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db, namespace: data}\nspec:\n  host: db\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer: {simple: ROUND_ROBIN}\n",
+    check: check_fg405,
+};
+
+fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let asks = levels(dr).iter().any(|l| {
+        l.get(dr).is_some_and(|p| has(p, "outlierDetection") || p.at("/loadBalancer/localityLbSetting").is_some())
+    });
+    if !asks {
+        return;
+    }
+    for level in levels(dr) {
+        if level.get(dr).and_then(|p| p.at("/loadBalancer/simple")).and_then(Value::as_str) == Some("PASSTHROUGH") {
+            out.push(
+                Issue::warn(format!("{}.loadBalancer", level.path()), format!("{} uses simple: PASSTHROUGH", level.path()))
+                    .because("Envoy connects to the address the client asked for: no endpoints, no priorities, no failover")
+                    .fix("use ROUND_ROBIN or LEAST_REQUEST where failover is wanted"),
+            );
+        }
+    }
+    let (Some(world), Some(host)) = (cx.world, dr.at("/spec/host").and_then(Value::as_str)) else {
+        return;
+    };
+    let host = fqdn(host, &cx.subject.namespace, &cx.config.cluster.cluster_domain);
+    let headless = cluster_local_service(&host, &cx.config.cluster.cluster_domain)
+        .and_then(|(svc, ns)| world.service(ns, svc))
+        .is_some_and(|svc| svc.at("/spec/clusterIP").and_then(Value::as_str) == Some("None"));
+    let resolution = world.service_entries(&host).iter().find_map(|se| {
+        let r = se.at("/spec/resolution").and_then(Value::as_str).unwrap_or("NONE");
+        matches!(r, "NONE" | "DYNAMIC_DNS").then(|| r.to_owned())
+    });
+    let what = if headless {
+        Some(format!("{host} is a headless Service"))
+    } else {
+        resolution.map(|r| format!("{host} is a ServiceEntry with resolution {r}"))
+    };
+    if let Some(what) = what {
+        out.push(
+            Issue::warn("spec.host", what)
+                .because("pilot builds no load-balanced cluster for it, so outlier detection and locality settings do nothing")
+                .fix("fail over a ClusterIP Service (or a STATIC entry) instead"),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,6 +149,8 @@ pub static RULES: &[&Rule] = &[
     &destination_rule::FG109,
     &destination_rule::FG110,
     &destination_rule::FG111,
+    &destination_rule::FG112,
+    &destination_rule::FG113,
     &service_entry::FG201,
     &service_entry::FG202,
     &service_entry::FG203,
@@ -159,6 +161,7 @@ pub static RULES: &[&Rule] = &[
     &service_entry::FG208,
     &service_entry::FG209,
     &service_entry::FG210,
+    &service_entry::FG211,
     &authorization_policy::FG301,
     &authorization_policy::FG302,
     &authorization_policy::FG303,
@@ -166,6 +169,8 @@ pub static RULES: &[&Rule] = &[
     &service::FG401,
     &service::FG402,
     &service::FG403,
+    &service::FG404,
+    &destination_rule::FG405,
     &service::FG501,
 ];
 

@@ -110,7 +110,14 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
         .rules
         .get("FG101")
         .is_none_or(|m| *m == Mode::Mutate);
-    let protected = world.destination_rules(&host).iter().any(|dr| {
+    // PushContext.destinationRule looks in the client's namespace, then the service's, then
+    // the root namespace: only rules in the last two protect every client (see FG113).
+    let root = &cx.config.scope.root_namespace;
+    let visible = |dr: &Value| {
+        let dr_ns = dr.at("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+        dr_ns == ns.as_str() || dr_ns == root
+    };
+    let protected = world.destination_rules(&host).iter().filter(|dr| visible(dr)).any(|dr| {
         fg101_fixes
             || dr
                 .at("/spec/trafficPolicy/outlierDetection")
@@ -178,6 +185,39 @@ fn check_fg403(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
             );
         }
     }
+}
+
+// === FG404 internal-traffic-policy-local ===
+
+/// FG404: `internalTrafficPolicy: Local` drops every failover endpoint.
+pub static FG404: Rule = Rule {
+    id: "FG404",
+    name: "internal-traffic-policy-local",
+    kinds: &[Kind::Service],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "A Service in failover scope with internalTrafficPolicy: Local is a warning.",
+    istio: "With internalTrafficPolicy: Local pilot keeps only endpoints on the client's own node \
+            (pilot/pkg/xds/endpoints/endpoint_builder.go: NodeLocal filters by the proxy's node \
+            name). ServiceEntry endpoints have no node, so every failover endpoint is dropped and \
+            there is nothing to fail over to.",
+    example_bad: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  internalTrafficPolicy: Local\n  ports: [{name: http, port: 9080}]\n",
+    example_fixed: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    check: check_fg404,
+};
+
+fn check_fg404(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    if !cx.config.in_failover_scope(&cx.subject.namespace)
+        || svc.at("/spec/internalTrafficPolicy").and_then(Value::as_str) != Some("Local")
+    {
+        return;
+    }
+    out.push(
+        Issue::warn("spec.internalTrafficPolicy", "Service has internalTrafficPolicy: Local")
+            .because("pilot keeps only endpoints on the client's node, so every failover endpoint (which has no node) is dropped")
+            .fix("remove internalTrafficPolicy: Local from Services that should fail over"),
+    );
 }
 
 // === FG501 gateway-exposes-all ===

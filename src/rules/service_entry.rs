@@ -355,8 +355,12 @@ pub static FG204: Rule = Rule {
     can_mutate: true,
     needs_world: false,
     summary: "A failover entry with location unset or MESH_EXTERNAL becomes MESH_INTERNAL.",
-    istio: "location defaults to MESH_EXTERNAL, and for MESH_EXTERNAL entries Istio turns auto \
-            mTLS off: the remote gateway endpoints receive plaintext and reject it.",
+    istio: "location defaults to MESH_EXTERNAL, and for a mesh-external service pilot turns auto \
+            mTLS off (pilot/pkg/networking/core/cluster_tls.go buildUpstreamTLSSettings sends no \
+            Istio mTLS when meshExternal), so the remote gateway endpoints of a standalone \
+            failover entry receive plaintext and reject it. For an entry merged into a Kubernetes \
+            Service the Service's attributes decide and location changes nothing; MESH_INTERNAL \
+            is still what the entry is.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
     check: check_fg204,
@@ -515,7 +519,10 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         if !matched && !ports.is_empty() {
             unmatched.push((
                 format!("{namespace}/{service}"),
-                svc_ports.iter().map(|(_, n)| (*n).to_owned()).collect(),
+                svc_ports
+                    .iter()
+                    .map(|(number, n)| if n.is_empty() { format!("unnamed {number}") } else { (*n).to_owned() })
+                    .collect(),
             ));
         }
     }
@@ -965,5 +972,67 @@ fn check_fg210(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             .because(consequence)
             .fix(format!("set locality: {wanted}")),
         );
+    }
+}
+
+// === FG211 failover-endpoint-subset-labels ===
+
+/// FG211: subsets whose labels no failover endpoint carries have no remote fallback.
+pub static FG211: Rule = Rule {
+    id: "FG211",
+    name: "failover-endpoint-subset-labels",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: true,
+    summary: "Hand-written failover endpoints without the labels of a DestinationRule subset are a \
+              warning: that subset's Envoy cluster gets no remote endpoint.",
+    istio: "A subset's Envoy cluster holds only the endpoints whose labels match the subset's \
+            (pilot/pkg/xds/endpoints/endpoint_builder.go filters by subset labels). Failover \
+            endpoints without them join the plain cluster only: clients routed to the subset by \
+            a VirtualService have nothing to fail over to.",
+    example_bad: "# DestinationRule bookinfo/reviews has subsets v1 (version: v1) and v2 (version: v2)\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: reviews-failover\n  namespace: bookinfo\n  annotations: {failover-guard.io/failover: \"true\", failover-guard.io/subset-labels: version}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n",
+    check: check_fg211,
+};
+
+fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let Some(world) = cx.world else { return };
+    // Generated endpoints (FG208) follow the subsets already.
+    if annotated_failover(se) {
+        return;
+    }
+    let remote: Vec<&Value> = endpoints(se)
+        .iter()
+        .filter(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))
+        .collect();
+    if remote.is_empty() {
+        return;
+    }
+    for (service, namespace) in local_services(se, cx) {
+        let host = format!("{service}.{namespace}.{}", cx.config.cluster.cluster_domain);
+        for dr in world.destination_rules(&host) {
+            for subset in array_at(&dr, &["spec", "subsets"]) {
+                let Some(labels) = subset.get("labels").and_then(Value::as_object) else {
+                    continue;
+                };
+                let carried = remote.iter().any(|e| {
+                    labels.iter().all(|(k, v)| e.get("labels").and_then(|l| l.get(k)) == Some(v))
+                });
+                if carried {
+                    continue;
+                }
+                let name = subset.get("name").and_then(Value::as_str).unwrap_or("");
+                let wanted: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect();
+                out.push(
+                    Issue::warn("spec.endpoints", format!("no failover endpoint carries the labels of subset {name} ({})", wanted.join(", ")))
+                        .because("that subset's Envoy cluster gets no remote endpoint, so its clients have nothing to fail over to")
+                        .fix(format!("add an endpoint per remote gateway with labels {}, or annotate the entry failover-guard.io/failover: \"true\" to generate them", wanted.join(", "))),
+                );
+            }
+        }
     }
 }

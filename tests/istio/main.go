@@ -329,19 +329,47 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 	return out, synthesized
 }
 
-// stableClusters reads CDS and EDS until every synthesized pod has reached EDS and two reads
-// agree: endpoints reach pilot's index asynchronously.
-func stableClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client, mesh Mesh, want map[string]bool, expected []string) []Cluster {
+// stableClusters reads CDS and EDS once every synthesized pod has reached pilot's endpoint
+// index (pods reach it asynchronously), and again until two reads agree.
+func stableClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client, mesh Mesh, want map[string]bool, expected []expected) []Cluster {
 	deadline := time.Now().Add(10 * time.Second)
-	var last []Cluster
-	for {
+	for !indexed(s, expected) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	last := readClusters(s, proxy, client, mesh, want)
+	for time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 		got := readClusters(s, proxy, client, mesh, want)
-		if sameClusters(got, last) && allPresent(got, expected) || time.Now().After(deadline) {
+		if sameClusters(got, last) {
 			return got
 		}
 		last = got
-		time.Sleep(20 * time.Millisecond)
 	}
+	return last
+}
+
+// indexed says whether every expected address is in pilot's endpoint index.
+func indexed(s *xds.FakeDiscoveryServer, expected []expected) bool {
+	for _, e := range expected {
+		shards, ok := s.Discovery.Env.EndpointIndex.ShardsForService(e.host, e.namespace)
+		if !ok {
+			return false
+		}
+		found := false
+		shards.RLock()
+		for _, eps := range shards.Shards {
+			for _, ep := range eps {
+				for _, a := range ep.Addresses {
+					found = found || a == e.ip
+				}
+			}
+		}
+		shards.RUnlock()
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 func readClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client, mesh Mesh, want map[string]bool) []Cluster {
@@ -548,23 +576,6 @@ func sameClusters(a, b []Cluster) bool {
 	return string(x) == string(y)
 }
 
-func allPresent(clusters []Cluster, ips []string) bool {
-	seen := map[string]bool{}
-	for _, c := range clusters {
-		for _, p := range c.Priorities {
-			for _, e := range p.Endpoints {
-				seen[e.Address] = true
-			}
-		}
-	}
-	for _, ip := range ips {
-		if !seen[ip] {
-			return false
-		}
-	}
-	return true
-}
-
 func clusterID(m Mesh) string {
 	if m.Cluster == "" {
 		return "Kubernetes"
@@ -609,7 +620,15 @@ func sidecar(m Mesh, c Client, i int) *model.Proxy {
 		ns = "default"
 	}
 	region, zone, subzone := labelutil.SplitLocalityLabel(c.Locality)
-	labels := labelutil.AugmentLabels(map[string]string{"app": "failover-guard-client"}, clusterIDOf(m), c.Locality, "", networkOf(m))
+	// A client in one of this cluster's localities runs on that locality's synthesized node
+	// (internalTrafficPolicy: Local keeps only endpoints on the client's node).
+	node := ""
+	for li, l := range m.Localities {
+		if l == c.Locality {
+			node = fmt.Sprintf("failover-guard-node-%d", li)
+		}
+	}
+	labels := labelutil.AugmentLabels(map[string]string{"app": "failover-guard-client"}, clusterIDOf(m), c.Locality, node, networkOf(m))
 	return &model.Proxy{
 		ID:              fmt.Sprintf("client-%d.%s", i, ns),
 		ConfigNamespace: ns,
@@ -617,6 +636,7 @@ func sidecar(m Mesh, c Client, i int) *model.Proxy {
 		Locality:        &core.Locality{Region: region, Zone: zone, SubZone: subzone},
 		Labels:          labels,
 		Metadata: &model.NodeMetadata{
+			NodeName:  node,
 			Namespace: ns,
 			Network:   networkOf(m),
 			ClusterID: clusterIDOf(m),
@@ -650,18 +670,24 @@ func inputHosts(configs []config.Config, kube []runtime.Object) []string {
 	return hosts
 }
 
+// expected is a synthesized pod's address and the Service it backs.
+type expected struct {
+	host, namespace, ip string
+}
+
 // synthesizeWorkloads gives every Service without workloads in the input one ready pod per
 // local locality and per subset label set of the DestinationRules for its host (so that
 // subset clusters have local endpoints too), on nodes labelled with that locality, with the
 // EndpointSlice the endpoint controller would write. It returns the pod IPs to wait for.
-func synthesizeWorkloads(m Mesh, configs []config.Config, kube []runtime.Object) ([]runtime.Object, []string, []string) {
+func synthesizeWorkloads(m Mesh, configs []config.Config, kube []runtime.Object) ([]runtime.Object, []string, []expected) {
 	covered := map[string]bool{}
 	for _, o := range kube {
 		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
 			covered[es.Namespace+"/"+es.Labels[discoveryv1.LabelServiceName]] = true
 		}
 	}
-	var names, ips []string
+	var names []string
+	var ips []expected
 	nodes := map[string]bool{}
 	next := 0
 	var extra []runtime.Object
@@ -720,7 +746,7 @@ func synthesizeWorkloads(m Mesh, configs []config.Config, kube []runtime.Object)
 					TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: name, Namespace: svc.Namespace},
 				})
 				names = append(names, svc.Namespace+"/"+name+"@"+l)
-				ips = append(ips, ip)
+				ips = append(ips, expected{host: svc.Name + "." + svc.Namespace + ".svc.cluster.local", namespace: svc.Namespace, ip: ip})
 			}
 		}
 		if len(slice.Endpoints) > 0 {

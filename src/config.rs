@@ -8,13 +8,13 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{locality::Locality, rules};
+use crate::locality::Locality;
 
 /// The example configuration shipped in deploy/, also used by `serve --dev`.
 pub const EXAMPLE: &str = include_str!("../deploy/base/config.yaml");
@@ -248,16 +248,9 @@ fn default_gateway_selector() -> BTreeMap<String, String> {
 }
 
 impl Config {
-    /// Reads and validates a configuration file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_yaml(&text, &path.display().to_string())
-    }
-
-    /// Parses and validates configuration text; `origin` names it in errors.
+    /// Parses and validates configuration text; `origin` names it in errors. The rule IDs and
+    /// modes under `rules` are checked against the catalog by `engine::parse_config`, the
+    /// entry point every loader uses (the catalog sits above this module).
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let mut config: Config = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
             origin: origin.to_owned(),
@@ -287,8 +280,8 @@ impl Config {
     /// default): fix what it can fix, and give everything else the severity the rule assigns
     /// (FG103 rewrites consecutiveErrors but denies inert detection; FG108 warns, but denies on
     /// DNS-resolved hosts).
-    pub fn mode(&self, rule: &rules::Rule) -> Option<Mode> {
-        self.rules.get(rule.id).copied()
+    pub fn mode(&self, rule_id: &str) -> Option<Mode> {
+        self.rules.get(rule_id).copied()
     }
 
     /// Whether objects in this namespace are looked at at all.
@@ -403,23 +396,6 @@ impl Config {
                 "outlierDetection can never eject: consecutive5xxErrors is 0 and no gateway or local-origin errors are counted".into(),
             );
         }
-        for (id, mode) in &self.rules {
-            match rules::by_id(id) {
-                None => problems.push(format!(
-                    "rules.{id}: no such rule (see `failover-guard explain`)"
-                )),
-                Some(rule) if !rule.supports(*mode) => problems.push(format!(
-                    "rules.{id}: {id} cannot {}; it supports {}",
-                    mode.as_str(),
-                    rule.supported_modes()
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                Some(_) => {}
-            }
-        }
         problems
     }
 
@@ -497,7 +473,6 @@ cluster: {name: a, network: n, localities: ["eu/*"]}
 remotes:
   - {name: a, network: m, locality: "eu.west", gateway: {address: "gw.example.com"}}
   - {name: b, network: "", locality: "eu/w/x/y", gateway: {address: "10.0.0.1", port: 0}, weight: 0}
-rules: {FG999: warn, FG105: mutate}
 outlierDetection: {interval: soon, maxEjectionPercent: 101, consecutive5xxErrors: 0, consecutiveLocalOriginFailures: 3}
 "#;
         let ConfigError::Invalid { problems, .. } = Config::from_yaml(text, "t").unwrap_err()
@@ -514,8 +489,6 @@ outlierDetection: {interval: soon, maxEjectionPercent: 101, consecutive5xxErrors
             "segments",
             "gateway.port",
             "weight",
-            "FG999: no such rule",
-            "FG105 cannot mutate",
             "interval",
             "maxEjectionPercent",
             "needs splitExternalLocalOriginErrors",

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 pub use crate::object::truncate;
 use crate::{
-    config::{Config, Mode},
+    config::{Config, ConfigError, Mode},
     object::{self, Kind, Subject},
     rules::{Context, Issue, RULES, Severity},
     world::World,
@@ -19,6 +19,30 @@ use crate::{
 
 /// Admission warnings are limited to this many characters (Kubernetes truncates longer ones).
 pub const WARNING_LIMIT: usize = 120;
+
+/// Parses and validates a configuration, including the rule IDs and modes under `rules`
+/// against the catalog; every loader (server, CLI, offline) goes through here.
+pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let config = Config::from_yaml(text, origin)?;
+    let problems = crate::rules::mode_problems(&config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        })
+    }
+}
+
+/// Reads a configuration file and validates it like [`parse_config`].
+pub fn load_config(path: &std::path::Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_config(&text, &path.display().to_string())
+}
 
 /// Which pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +161,7 @@ pub fn evaluate(
     };
     let mut issues = Vec::new();
     for rule in RULES.iter().filter(|r| r.kinds.contains(&kind)) {
-        let mode = config.mode(rule);
+        let mode = config.mode(rule.id);
         if mode == Some(Mode::Off) {
             continue;
         }
@@ -349,6 +373,21 @@ mod tests {
                 .kind
                 .is_none()
         );
+    }
+
+    #[test]
+    fn config_rule_ids_and_modes_are_checked_against_the_catalog() {
+        let text = format!(
+            "{}\nrules: {{FG999: warn, FG105: mutate, FG101: warn}}\n",
+            crate::config::EXAMPLE.replace("rules: {}", "")
+        );
+        let Err(ConfigError::Invalid { problems, .. }) = parse_config(&text, "t") else {
+            panic!("expected Invalid");
+        };
+        let all = problems.join("\n");
+        assert!(all.contains("FG999: no such rule"), "{all}");
+        assert!(all.contains("FG105 cannot mutate"), "{all}");
+        assert!(!all.contains("FG101"), "{all}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use failover_guard::{
     cluster,
     cluster::ClusterWorld,
     config::{self, Config},
-    explain,
+    engine, explain,
     metrics::Metrics,
     offline, rules,
     server::{self, tls::CertFiles},
@@ -65,11 +65,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
     };
     let (config, config_path) = match (&args.config, args.dev) {
-        (Some(path), _) => (Config::load(path)?, Some(path.clone())),
+        (Some(path), _) => (engine::load_config(path)?, Some(path.clone())),
         (None, true) => (Config::example(), None),
         (None, false) => {
             let path = PathBuf::from(config::DEFAULT_PATH);
-            (Config::load(&path)?, Some(path))
+            (engine::load_config(&path)?, Some(path))
         }
     };
     let cert = match (args.tls_cert, args.tls_key) {

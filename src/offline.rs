@@ -484,7 +484,7 @@ fn render(value: &Value, json: bool) -> String {
 /// Loads `--config`, or the built-in example.
 pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
     match path {
-        Some(path) => Config::load(path),
+        Some(path) => engine::load_config(path),
         None => Ok(Config::example()),
     }
 }
@@ -570,6 +570,7 @@ pub fn mutate_command(args: &MutateArgs) -> ExitCode {
     }
     let mut stdout = std::io::stdout().lock();
     let outputs = mutate(&inputs, &config);
+    let mut open_line_closed = true;
     for (i, file) in outputs.iter().enumerate() {
         let (name, text) = (&file.name, &file.text);
         if args.diff {
@@ -591,10 +592,16 @@ pub fn mutate_command(args: &MutateArgs) -> ExitCode {
                 );
             }
         } else {
+            // A file without a final newline must not glue the next separator (or document)
+            // onto its last line.
+            if i > 0 && !open_line_closed {
+                let _ = writeln!(stdout);
+            }
             if i > 0 && !text.starts_with("---") {
                 let _ = writeln!(stdout, "---");
             }
             let _ = stdout.write_all(text.as_bytes());
+            open_line_closed = text.is_empty() || text.ends_with('\n');
         }
     }
     ExitCode::from(if errors.is_empty() { 0 } else { 2 })

@@ -229,6 +229,34 @@ fn mutate_keeps_untouched_documents_byte_for_byte() {
 }
 
 #[test]
+fn mutate_of_several_files_keeps_every_document_when_one_lacks_a_final_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(
+        &a,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  selector: {app: a}",
+    )
+    .unwrap();
+    std::fs::write(
+        &b,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec:\n  selector: {app: b}\n",
+    )
+    .unwrap();
+    let output = run(&["mutate", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert!(text.contains("selector: {app: a}\n---\n"), "{text}");
+    let names: Vec<String> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| {
+            let doc: Value = serde::Deserialize::deserialize(d).unwrap();
+            doc["metadata"]["name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["a", "b"], "{text}");
+}
+
+#[test]
 fn explain_and_certs() {
     let output = run(&["explain", "FG204"]);
     assert_eq!(output.status.code(), Some(0));

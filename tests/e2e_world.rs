@@ -52,6 +52,8 @@ kind: DestinationRule
 metadata: {name: legacy, namespace: bookinfo}
 spec:
   host: legacy
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -138,6 +140,21 @@ spec:
         "{}",
         text(&out)
     );
+    // A second rule with subsets only merges fine: admitted, and FG101 gives it no
+    // trafficPolicy of its own (pilot would use the older rule's anyway).
+    let subsets = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: legacy-subsets, namespace: bookinfo}
+spec:
+  host: legacy.bookinfo.svc.cluster.local
+  subsets: [{name: v1, labels: {version: v1}}]
+";
+    let out = plane.apply(subsets, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stored = plane
+        .get("destinationrule", "bookinfo", "legacy-subsets")
+        .expect("stored");
+    assert!(stored["spec"].get("trafficPolicy").is_none(), "{stored:#}");
 
     // A failover entry whose port name differs from the live Service's is renamed.
     let entry = "apiVersion: networking.istio.io/v1

@@ -315,8 +315,7 @@ fn compare(
                     .filter(|(client, _)| {
                         // `namespace@locality`, or the locality alone.
                         only.is_none_or(|want| {
-                            client == want
-                                || client.split_once('@').is_some_and(|(_, l)| l == want)
+                            client == want || client.split_once('@').is_some_and(|(_, l)| l == want)
                         })
                     })
                     .cloned()

@@ -1250,7 +1250,9 @@ pub static FG112: Rule = Rule {
 };
 
 fn check_fg112(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    if crate::object::array_at(dr, &["spec", "subsets"]).is_empty() || failover_host(dr, cx).is_none() {
+    if crate::object::array_at(dr, &["spec", "subsets"]).is_empty()
+        || failover_host(dr, cx).is_none()
+    {
         return;
     }
     let Some(export) = dr.at("/spec/exportTo").and_then(Value::as_array) else {
@@ -1267,7 +1269,11 @@ fn check_fg112(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         .gateway_namespaces
         .iter()
         .map(String::as_str)
-        .filter(|gw| !export.iter().any(|e| *e == "*" || e == gw || (*e == "." && own == *gw)))
+        .filter(|gw| {
+            !export
+                .iter()
+                .any(|e| *e == "*" || e == gw || (*e == "." && own == *gw))
+        })
         .collect();
     if !hidden.is_empty() {
         out.push(
@@ -1304,12 +1310,21 @@ fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     let Some(host) = dr.at("/spec/host").and_then(Value::as_str) else {
         return;
     };
-    let host = fqdn(host, &cx.subject.namespace, &cx.config.cluster.cluster_domain);
-    let Some((service, namespace)) = cluster_local_service(&host, &cx.config.cluster.cluster_domain) else {
+    let host = fqdn(
+        host,
+        &cx.subject.namespace,
+        &cx.config.cluster.cluster_domain,
+    );
+    let Some((service, namespace)) =
+        cluster_local_service(&host, &cx.config.cluster.cluster_domain)
+    else {
         return;
     };
     let own = cx.subject.namespace.as_str();
-    if own == namespace || own == cx.config.scope.root_namespace || dr.at("/spec/workloadSelector").is_some() {
+    if own == namespace
+        || own == cx.config.scope.root_namespace
+        || dr.at("/spec/workloadSelector").is_some()
+    {
         return;
     }
     out.push(
@@ -1343,13 +1358,20 @@ pub static FG405: Rule = Rule {
 
 fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     let asks = levels(dr).iter().any(|l| {
-        l.get(dr).is_some_and(|p| has(p, "outlierDetection") || p.at("/loadBalancer/localityLbSetting").is_some())
+        l.get(dr).is_some_and(|p| {
+            has(p, "outlierDetection") || p.at("/loadBalancer/localityLbSetting").is_some()
+        })
     });
     if !asks {
         return;
     }
     for level in levels(dr) {
-        if level.get(dr).and_then(|p| p.at("/loadBalancer/simple")).and_then(Value::as_str) == Some("PASSTHROUGH") {
+        if level
+            .get(dr)
+            .and_then(|p| p.at("/loadBalancer/simple"))
+            .and_then(Value::as_str)
+            == Some("PASSTHROUGH")
+        {
             out.push(
                 Issue::warn(format!("{}.loadBalancer", level.path()), format!("{} uses simple: PASSTHROUGH", level.path()))
                     .because("Envoy connects to the address the client asked for: no endpoints, no priorities, no failover")
@@ -1360,12 +1382,19 @@ fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     let (Some(world), Some(host)) = (cx.world, dr.at("/spec/host").and_then(Value::as_str)) else {
         return;
     };
-    let host = fqdn(host, &cx.subject.namespace, &cx.config.cluster.cluster_domain);
+    let host = fqdn(
+        host,
+        &cx.subject.namespace,
+        &cx.config.cluster.cluster_domain,
+    );
     let headless = cluster_local_service(&host, &cx.config.cluster.cluster_domain)
         .and_then(|(svc, ns)| world.service(ns, svc))
         .is_some_and(|svc| svc.at("/spec/clusterIP").and_then(Value::as_str) == Some("None"));
     let resolution = world.service_entries(&host).iter().find_map(|se| {
-        let r = se.at("/spec/resolution").and_then(Value::as_str).unwrap_or("NONE");
+        let r = se
+            .at("/spec/resolution")
+            .and_then(Value::as_str)
+            .unwrap_or("NONE");
         matches!(r, "NONE" | "DYNAMIC_DNS").then(|| r.to_owned())
     });
     let what = if headless {

@@ -174,6 +174,29 @@ pub static RULES: &[&Rule] = &[
     &service::FG501,
 ];
 
+/// What is wrong with the `rules` section of a configuration: unknown IDs, unsupported modes.
+pub fn mode_problems(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (id, mode) in &config.rules {
+        match by_id(id) {
+            None => problems.push(format!(
+                "rules.{id}: no such rule (see `failover-guard explain`)"
+            )),
+            Some(rule) if !rule.supports(*mode) => problems.push(format!(
+                "rules.{id}: {id} cannot {}; it supports {}",
+                mode.as_str(),
+                rule.supported_modes()
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
 /// The rule with this ID (case-insensitive).
 pub fn by_id(id: &str) -> Option<&'static Rule> {
     RULES
@@ -271,7 +294,7 @@ pub(crate) mod testing {
                     let mut base = serde_json::to_value(&config).expect("config as JSON");
                     json_patch::merge(&mut base, patch);
                     let text = serde_yaml_ng::to_string(&base).expect("config as YAML");
-                    config = Config::from_yaml(&text, &id)
+                    config = crate::engine::parse_config(&text, &id)
                         .unwrap_or_else(|e| panic!("{id} {:?}: {e}", case.name));
                 }
                 if case.no_remotes {

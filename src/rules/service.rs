@@ -114,15 +114,22 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
     // the root namespace: only rules in the last two protect every client (see FG113).
     let root = &cx.config.scope.root_namespace;
     let visible = |dr: &Value| {
-        let dr_ns = dr.at("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+        let dr_ns = dr
+            .at("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
         dr_ns == ns.as_str() || dr_ns == root
     };
-    let protected = world.destination_rules(&host).iter().filter(|dr| visible(dr)).any(|dr| {
-        fg101_fixes
-            || dr
-                .at("/spec/trafficPolicy/outlierDetection")
-                .is_some_and(|od| !od.is_null())
-    });
+    let protected = world
+        .destination_rules(&host)
+        .iter()
+        .filter(|dr| visible(dr))
+        .any(|dr| {
+            fg101_fixes
+                || dr
+                    .at("/spec/trafficPolicy/outlierDetection")
+                    .is_some_and(|od| !od.is_null())
+        });
     let mut missing = Vec::new();
     if !protected {
         missing.push("DestinationRule with outlierDetection");
@@ -209,7 +216,10 @@ pub static FG404: Rule = Rule {
 
 fn check_fg404(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     if !cx.config.in_failover_scope(&cx.subject.namespace)
-        || svc.at("/spec/internalTrafficPolicy").and_then(Value::as_str) != Some("Local")
+        || svc
+            .at("/spec/internalTrafficPolicy")
+            .and_then(Value::as_str)
+            != Some("Local")
     {
         return;
     }

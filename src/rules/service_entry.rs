@@ -521,7 +521,13 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 format!("{namespace}/{service}"),
                 svc_ports
                     .iter()
-                    .map(|(number, n)| if n.is_empty() { format!("unnamed {number}") } else { (*n).to_owned() })
+                    .map(|(number, n)| {
+                        if n.is_empty() {
+                            format!("unnamed {number}")
+                        } else {
+                            (*n).to_owned()
+                        }
+                    })
                     .collect(),
             ));
         }
@@ -1017,7 +1023,9 @@ fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                     continue;
                 };
                 let carried = remote.iter().any(|e| {
-                    labels.iter().all(|(k, v)| e.get("labels").and_then(|l| l.get(k)) == Some(v))
+                    labels
+                        .iter()
+                        .all(|(k, v)| e.get("labels").and_then(|l| l.get(k)) == Some(v))
                 });
                 if carried {
                     continue;

@@ -246,7 +246,8 @@ async fn watch_config(
         let parsed = std::str::from_utf8(&current)
             .map_err(|e| e.to_string())
             .and_then(|text| {
-                Config::from_yaml(text, &path.display().to_string()).map_err(|e| e.to_string())
+                crate::engine::parse_config(text, &path.display().to_string())
+                    .map_err(|e| e.to_string())
             });
         last = Some(current);
         match parsed {

@@ -126,7 +126,13 @@ pub fn error_messages(validation: &Value) -> Vec<String> {
             s.trim()
                 .trim_start_matches("* ")
                 .split(' ')
-                .map(|word| if word.contains(['/', '*']) { "<locality>" } else { word })
+                .map(|word| {
+                    if word.contains(['/', '*']) {
+                        "<locality>"
+                    } else {
+                        word
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         })

@@ -220,8 +220,10 @@ pub static FG303: Rule = Rule {
     can_mutate: false,
     needs_world: false,
     summary: "An ALLOW policy with no rules (allow-nothing) in failover scope is a warning.",
-    istio: "An ALLOW policy with no rules denies every request, including the failover traffic \
-            remote clusters send here through the east-west gateway.",
+    istio: "An ALLOW policy without rules selects workloads but allows nothing \
+            (pilot/pkg/security/authz/builder: an ALLOW RBAC filter with no policies denies every \
+            request). Failover traffic from remote clusters arrives at the same workloads and is \
+            denied as well.",
     example_bad: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: bookinfo}\nspec: {}\n",
     example_fixed: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: bookinfo}\nspec: {}\n# plus ALLOW policies for the callers that need the services, local and remote\n",
     check: check_fg303,
@@ -254,9 +256,10 @@ pub static FG304: Rule = Rule {
     can_mutate: false,
     needs_world: false,
     summary: "A targetRef/targetRefs policy is a warning: sidecars ignore it.",
-    istio: "Policies attached with targetRef or targetRefs apply to waypoints and gateways only; \
-            sidecars ignore them, so in a sidecar mesh the policy protects nothing against \
-            cross-cluster callers.",
+    istio: "Policies with targetRef or targetRefs attach to Gateways, waypoints and Services seen by \
+            waypoints (pilot/pkg/model/policyattachment.go GetTargetRefs); a sidecar selects \
+            policies by workload selector only, so it ignores them: the policy does nothing for \
+            sidecar-served failover traffic.",
     example_bad: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  targetRefs: [{kind: Service, group: \"\", name: reviews}]\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/bookinfo/sa/productpage]}}]\n",
     example_fixed: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/bookinfo/sa/productpage]}}]\n",
     check: check_fg304,

@@ -383,9 +383,11 @@ pub static FG102: Rule = Rule {
     can_mutate: true,
     needs_world: false,
     summary: "outlierDetection without maxEjectionPercent gets 100; an explicit value below 100 is a warning.",
-    istio: "maxEjectionPercent defaults to 10 % of the whole cluster and modern Envoy enforces it \
-            strictly: with fewer than 10 endpoints no host may ever be ejected, so the local \
-            endpoints are never emptied and traffic never fails over to the remote cluster.",
+    istio: "applyOutlierDetection (pilot/pkg/networking/core/cluster_traffic_policy.go) sets \
+            max_ejection_percent only when maxEjectionPercent is above 0; unset, Envoy's default of \
+            10 % of the whole cluster applies, and modern Envoy enforces it strictly (unless \
+            always_eject_one_host): with fewer than 10 endpoints no host may ever be ejected, the \
+            local priority never empties and traffic never fails over to the remote cluster.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 3}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 3, maxEjectionPercent: 100}\n",
     check: check_fg102,
@@ -555,10 +557,14 @@ pub static FG104: Rule = Rule {
     needs_world: false,
     summary: "A subset or port-level loadBalancer without localityLbSetting, while the top level \
               has one, gets a copy of it.",
-    istio: "A subset's loadBalancer replaces the top-level one including localityLbSetting, and a \
-            portLevelSettings entry replaces the whole policy for its port. Istio then falls back \
-            to the mesh-wide locality settings there, silently dropping the DestinationRule's \
-            failover, failoverPriority or distribute rules for that subset or port.",
+    istio: "A subset's loadBalancer replaces the top-level one, localityLbSetting included \
+            (pilot/pkg/model/destination_rule.go MergeTrafficPolicy), and a portLevelSettings entry \
+            replaces the whole policy for its port (pilot/pkg/networking/util \
+            GetPortLevelTrafficPolicy). loadbalancer.GetEffectiveLbSetting then falls back to the \
+            mesh-wide setting there, silently dropping the DestinationRule's failover, \
+            failoverPriority or distribute for that subset or port. Beside a zoneAwareLbSetting \
+            nothing is copied: Istio's validation rejects both in one loadBalancer, and the \
+            zone-aware setting wins.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failover: [{from: europe-west1, to: europe-west4}]\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy:\n      loadBalancer: {simple: ROUND_ROBIN}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failover: [{from: europe-west1, to: europe-west4}]\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy:\n      loadBalancer:\n        simple: ROUND_ROBIN\n        localityLbSetting:\n          failover: [{from: europe-west1, to: europe-west4}]\n",
     check: check_fg104,
@@ -645,9 +651,9 @@ pub static FG105: Rule = Rule {
     needs_world: false,
     summary: "localityLbSetting with enabled: false together with failover, failoverPriority or \
               distribute is denied.",
-    istio: "With enabled: false Istio turns locality load balancing off and discards the other \
-            fields of the setting without a word: the failover, failoverPriority or distribute \
-            rules that sit next to it never apply.",
+    istio: "pilot/pkg/networking/core/loadbalancer GetEffectiveLbSetting returns no setting at all \
+            for enabled: false, so the failover, failoverPriority or distribute beside it are \
+            discarded without a word and every endpoint keeps priority 0.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    loadBalancer:\n      localityLbSetting:\n        enabled: false\n        failover: [{from: europe-west1, to: europe-west4}]\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        enabled: true\n        failover: [{from: europe-west1, to: europe-west4}]\n",
     check: check_fg105,
@@ -696,11 +702,14 @@ pub static FG106: Rule = Rule {
     needs_world: false,
     summary: "distribute that leaves out a configured cluster's locality, uses partial wildcards or \
               overlapping keys, or is combined with failoverPriority is denied.",
-    istio: "distribute is weighting, not failover: endpoints in localities its `to` keys do not \
-            list are removed, so that cluster can never receive traffic, even when every other \
-            endpoint is down. Partial wildcards (us-east*) never match anything, overlapping keys \
-            weight the same endpoints twice, and distribute cannot be combined with \
-            failoverPriority.",
+    istio: "distribute is weighting, not failover: pilot/pkg/networking/core/loadbalancer \
+            applyLocalityWeights uses the first rule whose from matches the client and empties every \
+            locality group its to keys do not list, so that cluster never receives traffic, even \
+            when every other endpoint is down; with distribute set, ApplyLocalityLoadBalancer \
+            applies no failover priorities at all. Locality keys match whole segments \
+            (pilot/pkg/networking/util LocalityMatch), so partial wildcards (us-east*) never match; \
+            overlapping keys are rejected by Istio's validation; distribute and failoverPriority \
+            cannot be combined.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        distribute:\n        - from: europe-west1/*\n          to: {\"europe-west1/*\": 100}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        distribute:\n        - from: europe-west1/*\n          to: {\"europe-west1/*\": 90, \"europe-west4/*\": 10}\n",
     check: check_fg106,
@@ -823,9 +832,10 @@ pub static FG107: Rule = Rule {
     needs_world: false,
     summary: "failover.from or .to that is not a region of the configured topology, or a duplicate \
               from, is denied (with the closest known region).",
-    istio: "failover rules name regions. A region that no endpoint has (a typo, a zone, a \
-            different case) matches nothing and the rule does nothing; only the first failover \
-            rule per from counts, later ones are ignored.",
+    istio: "pilot/pkg/networking/core/loadbalancer applyLocalityFailover compares failover.from with \
+            the client's region and failover.to with the endpoint's region, and stops at the first \
+            rule whose from matches: a region no endpoint has (a typo, a zone, another case) matches \
+            nothing and the rule does nothing, and later rules for the same from are ignored.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failover: [{from: europe-west1, to: europe-west4-a}]\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failover: [{from: europe-west1, to: europe-west4}]\n",
     check: check_fg107,
@@ -1079,9 +1089,10 @@ pub static FG109: Rule = Rule {
     can_mutate: false,
     needs_world: false,
     summary: "outlierDetection.minHealthPercent above 0 with locality load balancing is a warning.",
-    istio: "minHealthPercent sets Envoy's panic threshold: once fewer endpoints than that are \
-            healthy, Envoy ignores health and locality and sends traffic to every endpoint, \
-            including the ejected local ones, exactly when failover should move it away.",
+    istio: "applyOutlierDetection (pilot/pkg/networking/core/cluster_traffic_policy.go) turns \
+            minHealthPercent into Envoy's healthy_panic_threshold: once fewer endpoints than that \
+            are healthy, Envoy ignores health and priorities and sends traffic to every endpoint, \
+            the ejected local ones included, exactly when failover should move it away.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100, minHealthPercent: 50}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
     check: check_fg109,
@@ -1123,10 +1134,12 @@ pub static FG110: Rule = Rule {
     needs_world: false,
     summary: "tls.mode other than ISTIO_MUTUAL for a host with remote gateway endpoints is denied \
               (a warning for a failover host without such evidence).",
-    istio: "The east-west gateway passes traffic through in AUTO_PASSTHROUGH mode and routes by \
-            the SNI of Istio mTLS. With DISABLE, SIMPLE or MUTUAL, requests to the remote gateway \
-            endpoints are sent without Istio mTLS and are dropped there: failover fails exactly \
-            when it is needed.",
+    istio: "The east-west gateway routes AUTO_PASSTHROUGH traffic by the SNI of Istio mTLS. \
+            pilot/pkg/networking/core/cluster_tls.go buildUpstreamTLSSettings gives DISABLE no TLS \
+            at all and SIMPLE or MUTUAL the user's certificates, for every endpoint of the cluster, \
+            remote gateways included: those requests are dropped at the gateway and failover fails \
+            exactly when it is needed. Denied with evidence of remote gateway endpoints (a failover \
+            entry in the world), a warning otherwise.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews.bookinfo.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    tls: {mode: DISABLE}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews.bookinfo.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    tls: {mode: ISTIO_MUTUAL}\n",
     check: check_fg110,

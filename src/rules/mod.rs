@@ -385,6 +385,12 @@ pub(crate) mod testing {
             );
             assert!(!rule.example_bad.is_empty() && !rule.example_fixed.is_empty());
             assert!(rule.supports(rule.default), "{}", rule.id);
+            // Istio is the judge: each rationale names the Istio code it relies on.
+            assert!(
+                ["pilot/", "pkg/"].iter().any(|p| rule.istio.contains(p)),
+                "{}'s istio text cites no Istio file",
+                rule.id
+            );
             yaml(rule.example_bad);
             yaml(rule.example_fixed);
         }

@@ -33,9 +33,11 @@ pub static FG401: Rule = Rule {
     needs_world: false,
     summary: "The east-west gateway Service without topology.istio.io/network gets this cluster's \
               network; a different value is denied.",
-    istio: "Istio finds the gateway of a network through the topology.istio.io/network label of \
-            its Service. Without it (or with another network's name) remote clusters do not \
-            route cross-network traffic to this gateway and failover into this cluster fails.",
+    istio: "pilot finds a network's gateway through the topology.istio.io/network label of its \
+            Service (pilot/pkg/serviceregistry/kube/controller/network.go \
+            extractGatewaysFromService, getGatewayDetails). Without it, or with another network's \
+            name, remote clusters do not route cross-network traffic to this gateway and failover \
+            into this cluster fails.",
     example_bad: "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system}\nspec:\n  type: LoadBalancer\n  selector: {istio: eastwestgateway}\n  ports: [{name: tls, port: 15443}]\n",
     example_fixed: "apiVersion: v1\nkind: Service\nmetadata:\n  name: istio-eastwestgateway\n  namespace: istio-system\n  labels: {topology.istio.io/network: network-a}\nspec:\n  type: LoadBalancer\n  selector: {istio: eastwestgateway}\n  ports: [{name: tls, port: 15443}]\n",
     check: check_fg401,
@@ -80,9 +82,11 @@ pub static FG402: Rule = Rule {
     needs_world: true,
     summary: "A Service in failover scope with no DestinationRule that gives it outlier detection, \
               or with no failover ServiceEntry, is a warning.",
-    istio: "Without a DestinationRule with outlier detection Istio never fails over, and without \
-            a failover ServiceEntry listing the remote gateways there is nowhere to fail over to: \
-            the Service silently has no cross-cluster protection.",
+    istio: "Without a DestinationRule with outlier detection visible to every client \
+            (pilot/pkg/model/push_context.go destinationRule: client namespace, service namespace, \
+            root namespace), LocalityLBSettings.ApplyToCluster orders no failover; without a \
+            failover ServiceEntry listing the remote gateways there is nothing to fail over to: the \
+            Service silently has no cross-cluster protection.",
     example_bad: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n# and no DestinationRule or ServiceEntry for reviews.bookinfo.svc.cluster.local\n",
     example_fixed: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n# plus a DestinationRule (outlierDetection) and a failover ServiceEntry for the same host\n",
     check: check_fg402,
@@ -243,9 +247,12 @@ pub static FG501: Rule = Rule {
     summary: "An AUTO_PASSTHROUGH Gateway server with hosts *, *.local, *.cluster.local or \
               *.svc.<domain> is a warning listing the namespaces in scope without an \
               AuthorizationPolicy (a mesh-wide policy in the root namespace covers them all).",
-    istio: "An AUTO_PASSTHROUGH server for * or *.svc.cluster.local routes mTLS by SNI to every \
-            service of the cluster: every workload of every cluster that shares the root CA can \
-            reach them all. Namespaces without an AuthorizationPolicy are open to all of them.",
+    istio: "An AUTO_PASSTHROUGH server builds one SNI filter chain per service its hosts match \
+            (pilot/pkg/networking/core/gateway.go builtAutoPassthroughFilterChains): for *, *.local, \
+            *.cluster.local or *.svc.cluster.local that is every service of the cluster, reachable \
+            by every workload of every cluster that shares the root CA. Namespaces without an \
+            AuthorizationPolicy (and no mesh-wide one in the root namespace) are open to all of \
+            them.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-system}\nspec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: AUTO_PASSTHROUGH}\n    hosts: [\"*.local\"]\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-system}\nspec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: AUTO_PASSTHROUGH}\n    hosts: [\"*.local\"]\n# plus an AuthorizationPolicy in every namespace it exposes\n",
     check: check_fg501,

@@ -130,9 +130,11 @@ pub static FG201: Rule = Rule {
     needs_world: false,
     summary: "A failover entry endpoint without locality gets the locality of the remote cluster \
               whose gateway it points at; if none matches, it is denied.",
-    istio: "An endpoint without locality is treated as local to every client whose node has no \
-            locality labels, and as a stranger to the rest: locality load balancing sends local \
-            traffic to the remote gateway, or never fails over to it.",
+    istio: "An entry endpoint's locality is its locality field or istio-locality label \
+            (pilot/pkg/serviceregistry/serviceentry/conversion.go \
+            convertWorkloadEntryToWorkloadInstance); without one, pilot/pkg/networking/util \
+            LbPriority matches its empty locality with a client on a node without topology labels \
+            (priority 0, ahead of the local pods) and ranks it last for everyone else.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n    locality: europe-west4/europe-west4-a\n",
     check: check_fg201,
@@ -193,9 +195,12 @@ pub static FG202: Rule = Rule {
     needs_world: false,
     summary: "An endpoint locality that is not region[/zone[/subzone]], or (in a failover entry) \
               names a region the topology does not know, is denied.",
-    istio: "Istio never validates the locality field: a.b is one region called a.b, a fourth \
-            segment is dropped, * is literal, and matching is case-sensitive. A malformed locality \
-            matches no failover rule and no client, so the endpoint gets the lowest priority.",
+    istio: "pilot takes an entry endpoint's locality as written (serviceentry/conversion.go) and \
+            splits it on '/' (pkg/model ConvertLocality): a.b is one region called a.b, a fourth \
+            segment is dropped, * is literal, and matching is case-sensitive \
+            (pilot/pkg/networking/util LocalityMatch, LbPriority). A malformed locality or an \
+            unknown region matches no failover rule and no client, so the endpoint is ranked as a \
+            stranger.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n    locality: europe-west4.europe-west4-a\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    labels: {security.istio.io/tlsMode: istio}\n    locality: europe-west4/europe-west4-a\n",
     check: check_fg202,
@@ -273,9 +278,11 @@ pub static FG203: Rule = Rule {
     needs_world: false,
     summary: "An endpoint on a gateway port (15443 or configured) without \
               security.istio.io/tlsMode: istio gets that label.",
-    istio: "Auto mTLS only sends Istio mTLS to endpoints labelled security.istio.io/tlsMode: \
-            istio. Without it the sidecar sends plaintext to the remote gateway's mTLS port \
-            15443, which resets the connection: failover traffic fails.",
+    istio: "With auto mTLS, pilot/pkg/networking/core/cluster_tls.go applyUpstreamTLSSettings puts \
+            Istio mTLS in a transport socket match for endpoints whose metadata says tlsMode istio, \
+            which pilot sets from the security.istio.io/tlsMode label; every other endpoint gets \
+            plaintext. The remote gateway's AUTO_PASSTHROUGH port 15443 accepts only Istio mTLS, so \
+            failover traffic to an unlabelled gateway endpoint fails.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    locality: europe-west4/europe-west4-a\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - address: 203.0.113.10\n    ports: {http: 15443}\n    locality: europe-west4/europe-west4-a\n    labels: {security.istio.io/tlsMode: istio}\n",
     check: check_fg203,
@@ -451,9 +458,11 @@ pub static FG206: Rule = Rule {
     needs_world: true,
     summary: "A port whose number matches the Service's port but whose name differs is renamed to \
               the Service's port name (endpoint port maps follow).",
-    istio: "Istio merges a failover entry's endpoints into the Service port with the same name. \
-            With another name the endpoints land on a port no client uses and are silently \
-            dropped from the Service's load balancing.",
+    istio: "Entry endpoints join a Kubernetes Service port by name: pilot keys them by \
+            ServicePortName (pilot/pkg/serviceregistry/serviceentry) and the EDS builder keeps only \
+            endpoints of the cluster's port name (pilot/pkg/xds/endpoints/endpoint_builder.go). With \
+            another name the endpoints land on a port no client uses and are silently dropped; \
+            numbers do not matter, so ports whose names already match are left alone.",
     example_bad: "# Service bookinfo/reviews has port {name: http-web, port: 9080}\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http-web, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http-web: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
     check: check_fg206,
@@ -690,9 +699,13 @@ pub static FG208: Rule = Rule {
     needs_world: false,
     summary: "A failover entry with no endpoints, or annotated failover-guard.io/failover: \"true\", \
               gets one endpoint per remote cluster (and per subset label set).",
-    istio: "A failover entry only fails over to the endpoints it lists. Hand-written endpoints \
-            drift from the real topology (a new cluster, a new gateway address, a new version \
-            subset), and a subset whose labels no remote endpoint carries has no remote fallback.",
+    istio: "A failover entry only fails over to the endpoints it lists. Hand-written endpoints drift \
+            from the real topology (a new cluster, a new gateway address, a new version subset), and \
+            a subset's Envoy cluster keeps only endpoints with its labels \
+            (pilot/pkg/xds/endpoints/endpoint_builder.go), so a subset without labelled remote \
+            endpoints has no fallback. Endpoints need resolution STATIC: Istio's validation \
+            (pkg/config/validation ValidateServiceEntry) rejects endpoints with resolution NONE, the \
+            default.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: reviews-failover\n  namespace: bookinfo\n  annotations: {failover-guard.io/subset-labels: \"version=v1;version=v2\"}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: reviews-failover\n  namespace: bookinfo\n  annotations: {failover-guard.io/subset-labels: \"version=v1;version=v2\"}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, network: network-b, labels: {security.istio.io/tlsMode: istio, version: v1}, weight: 1}\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, network: network-b, labels: {security.istio.io/tlsMode: istio, version: v2}, weight: 1}\n",
     check: check_fg208,
@@ -869,9 +882,11 @@ pub static FG209: Rule = Rule {
     needs_world: false,
     summary: "An empty endpoint address, or one holding $, {, (, backticks or spaces (an \
               unexpanded shell substitution), is denied.",
-    istio: "Istio accepts any string as an endpoint address. A $(kubectl ...) or ${GW_ADDR} that \
-            was not expanded (a heredoc with quotes, a failed command) leaves an endpoint that \
-            resolves to nothing: the failover target silently does not exist.",
+    istio: "Istio's validation (pkg/config/validation validateWorkloadEntry) accepts an empty \
+            address only with a network, and a hostname only with DNS resolution; a $(kubectl ...) \
+            or ${GW_ADDR} that was not expanded (a heredoc with quotes, a failed command) is either \
+            rejected with a message that does not say why, or, in a DNS entry, kept as an endpoint \
+            that resolves to nothing: the failover target silently does not exist.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: \"${CLUSTER2_GW_ADDR}\", ports: {http: 15443}, locality: europe-west4/europe-west4-a}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
     check: check_fg209,

@@ -279,17 +279,34 @@ func validate(objects []object) []Validation {
 		if o.err != nil {
 			v.Error = "cannot convert: " + o.err.Error()
 		} else {
-			warning, err := o.schema.ValidateConfig(*o.cfg)
-			if err != nil {
-				v.Error = err.Error()
+			// Istio's validation walks Go maps (distribute's to keys, say) in random order, and
+			// some of its checks depend on that order: run it several times and keep every
+			// message any run gave, so one object always gets the same answer.
+			errs, warns := map[string]bool{}, map[string]bool{}
+			for range 16 {
+				warning, err := o.schema.ValidateConfig(*o.cfg)
+				if err != nil {
+					errs[err.Error()] = true
+				}
+				if warning != nil {
+					warns[warning.Error()] = true
+				}
 			}
-			if warning != nil {
-				v.Warning = warning.Error()
-			}
+			v.Error, v.Warning = joined(errs), joined(warns)
 		}
 		out = append(out, v)
 	}
 	return out
+}
+
+// joined is the sorted union of messages, one per line.
+func joined(messages map[string]bool) string {
+	var out []string
+	for m := range messages {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
 }
 
 // traffic builds pilot with the case's objects and reports what each client receives.

@@ -474,6 +474,24 @@ fn check_fg103(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
                 .because("pilot never reads it, so Envoy's default of 5 consecutive 5xx applies")
                 .fix("rename consecutiveErrors to consecutive5xxErrors"),
             );
+        } else if has_value(od, "consecutiveErrors") {
+            // Both: a GitOps re-apply sent the old form back beside the rewritten one (the
+            // three-way merge re-adds what the manifest still says). Pilot reads only
+            // consecutive5xxErrors, so dropping the other converges without changing behaviour.
+            if fix {
+                od.remove("consecutiveErrors");
+            }
+            out.push(
+                Issue::fixable(
+                    &path,
+                    format!(
+                        "{path} has the deprecated consecutiveErrors beside consecutive5xxErrors"
+                    ),
+                    fix,
+                )
+                .because("pilot reads only consecutive5xxErrors; the other is ignored")
+                .fix("remove consecutiveErrors"),
+            );
         }
         let count = |key: &str| od.get(key).and_then(as_int);
         // With the split on, pilot always emits split_external_local_origin_errors and

@@ -541,16 +541,33 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             ));
         }
     }
-    // A rename onto a name another port keeps would give the entry two ports of one name,
-    // which Istio rejects: report those instead of fixing them.
+    // A rename onto a name another port keeps would give the entry two ports of one name.
+    // With the same number that other port *is* the renamed one: a GitOps re-apply (server-side
+    // apply merges ports by name) brought the old name back beside it, and dropping the old
+    // entry converges. With another number it is a real clash: report it.
     let renamed: std::collections::BTreeSet<usize> = renames.iter().map(|(r, _)| r.index).collect();
-    let (safe, clashing): (Vec<_>, Vec<_>) = renames.into_iter().partition(|(r, _)| {
-        !names
+    let numbers: Vec<Option<i64>> = ports
+        .iter()
+        .map(|p| p.get("number").and_then(as_int))
+        .collect();
+    let kept_as = |r: &Rename| {
+        names
             .iter()
             .enumerate()
-            .any(|(j, n)| *n == r.to && !renamed.contains(&j))
-    });
-    let fixed = fix && !safe.is_empty() && rename_ports(se, safe.iter().map(|(r, _)| r));
+            .find(|(j, n)| **n == r.to && !renamed.contains(j))
+            .map(|(j, _)| j)
+    };
+    let (mut safe, mut duplicate, mut clashing) = (Vec::new(), Vec::new(), Vec::new());
+    for (rename, service) in renames {
+        match kept_as(&rename) {
+            None => safe.push((rename, service)),
+            Some(j) if numbers[j] == numbers[rename.index] => duplicate.push((rename, service)),
+            Some(_) => clashing.push((rename, service)),
+        }
+    }
+    let fixed = fix
+        && rename_ports(se, safe.iter().map(|(r, _)| r))
+        && drop_duplicate_ports(se, duplicate.iter().map(|(r, _)| r));
     for (rename, service) in safe {
         out.push(
             Issue::fixable(
@@ -560,6 +577,17 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             )
             .because("Istio merges endpoints by port name, so these endpoints are dropped from the Service")
             .fix(format!("rename the port to {:?} (and the endpoints' port maps with it)", rename.to)),
+        );
+    }
+    for (rename, service) in duplicate {
+        out.push(
+            Issue::fixable(
+                format!("spec.ports[{}]", rename.index),
+                format!("port {:?} duplicates port {:?} (Service {service}'s name for the same number)", rename.from, rename.to),
+                fixed,
+            )
+            .because("a re-apply of the manifest brought back the old port name beside the renamed one; Istio rejects two ports of one number")
+            .fix(format!("name the port {:?} in the manifest", rename.to)),
         );
     }
     for (rename, service) in clashing {
@@ -582,6 +610,31 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             .fix("name the entry's ports like the Service's ports"),
         );
     }
+}
+
+/// Removes ports that duplicate a port of the Service's name (highest index first), moving
+/// their endpoint port keys to that name where it has none.
+fn drop_duplicate_ports<'a>(se: &mut Value, duplicates: impl Iterator<Item = &'a Rename>) -> bool {
+    let mut duplicates: Vec<&Rename> = duplicates.collect();
+    duplicates.sort_by_key(|r| std::cmp::Reverse(r.index));
+    for rename in &duplicates {
+        let Some(ports) = se.at_mut("/spec/ports").and_then(Value::as_array_mut) else {
+            return false;
+        };
+        if rename.index < ports.len() {
+            ports.remove(rename.index);
+        }
+    }
+    for endpoint in endpoints_mut(se).into_iter().flatten() {
+        if let Some(ports) = endpoint.get_mut("ports").and_then(Value::as_object_mut) {
+            for rename in &duplicates {
+                if let Some(value) = ports.remove(&rename.from) {
+                    ports.entry(rename.to.clone()).or_insert(value);
+                }
+            }
+        }
+    }
+    true
 }
 
 /// Renames ports all at once: the endpoints' port maps are rewritten in one pass, so swapped
@@ -623,24 +676,24 @@ pub static FG207: Rule = Rule {
     name: "failover-entry-not-static",
     kinds: &[Kind::ServiceEntry],
     default: Mode::Deny,
-    can_mutate: true,
+    can_mutate: false,
     needs_world: false,
     summary: "A non-IP endpoint address in an entry that merges with a Kubernetes Service is \
-              denied; resolution NONE (or unset) with endpoints becomes STATIC, DNS is a warning.",
+              denied; resolution DNS there is a warning (FG208 sets STATIC where it is unset).",
     istio: "pilot/pkg/serviceregistry/serviceentry/conversion.go convertWorkloadEntryToWorkloadInstance \
             marks an endpoint with a hostname (or unix://) address dnsServiceEntryOnly: it never \
             joins a Kubernetes Service's endpoints, so that failover target silently does not \
             exist. IP endpoints merge whatever the resolution, so DNS with IPs works but says \
             something else than what happens (a warning); resolution NONE with endpoints is \
-            rejected by Istio's validation (pkg/config/validation ValidateServiceEntry), so \
-            failover-guard sets STATIC. Standalone entries (no Service to merge with) are left \
+            rejected by Istio's validation (pkg/config/validation ValidateServiceEntry), and \
+            FG208 sets STATIC there. Standalone entries (no Service to merge with) are left \
             alone.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n  - {address: gw.cluster-c.example.com, ports: {http: 15443}, locality: europe-west4/europe-west4-b, labels: {security.istio.io/tlsMode: istio}}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
     check: check_fg207,
 };
 
-fn check_fg207(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     if se.at("/spec/workloadSelector").is_some() || !merges_with_service(se, cx) {
         return;
     }
@@ -664,21 +717,8 @@ fn check_fg207(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         return;
     }
     match se.at("/spec/resolution").and_then(Value::as_str).unwrap_or("NONE") {
-        "STATIC" => {}
-        // With a hostname endpoint STATIC would be rejected too; the denial above says why.
-        "NONE" if static_addresses(se) => {
-            let fixed = fix
-                && se
-                    .get_mut("spec")
-                    .and_then(Value::as_object_mut)
-                    .map(|spec| spec.insert("resolution".into(), json!("STATIC")))
-                    .is_some();
-            out.push(
-                Issue::fixable("spec.resolution", "failover entry has endpoints but resolution NONE", fixed)
-                    .because("Istio's validation rejects endpoints with resolution NONE")
-                    .fix("set resolution: STATIC"),
-            );
-        }
+        // NONE is FG208's to fix (it owns the resolution of the entries it fills).
+        "STATIC" | "NONE" => {}
         other => out.push(
             Issue::warn("spec.resolution", format!("failover entry has resolution {other}"))
                 .because("its IP endpoints are merged into the Service as they are; the resolution says otherwise")
@@ -698,7 +738,8 @@ pub static FG208: Rule = Rule {
     can_mutate: true,
     needs_world: false,
     summary: "A failover entry with no endpoints, or annotated failover-guard.io/failover: \"true\", \
-              gets one endpoint per remote cluster (and per subset label set).",
+              gets one endpoint per remote cluster (and per subset label set); resolution unset or \
+              NONE with IP endpoints becomes STATIC.",
     istio: "A failover entry only fails over to the endpoints it lists. Hand-written endpoints drift \
             from the real topology (a new cluster, a new gateway address, a new version subset), and \
             a subset's Envoy cluster keeps only endpoints with its labels \
@@ -797,30 +838,42 @@ fn covers(existing: &Value, remote: &Remote, labels: &BTreeMap<String, String>) 
 }
 
 fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
-    if cx.config.remotes.is_empty()
-        || !is_failover_entry(se, cx)
+    if !is_failover_entry(se, cx)
         || se.at("/spec/workloadSelector").is_some()
         || !se.get("spec").is_some_and(Value::is_object)
     {
         return;
     }
-    let annotated = annotated_failover(se);
-    if !annotated && !endpoints(se).is_empty() {
-        return;
+    let mut missing: Vec<Value> = Vec::new();
+    if !cx.config.remotes.is_empty() && (annotated_failover(se) || endpoints(se).is_empty()) {
+        let mut sets = subset_label_sets(se, cx);
+        if sets.is_empty() {
+            sets.push(BTreeMap::new());
+        }
+        missing = cx
+            .config
+            .remotes
+            .iter()
+            .flat_map(|remote| sets.iter().map(move |set| (remote, set)))
+            .filter(|(remote, set)| !endpoints(se).iter().any(|e| covers(e, remote, set)))
+            .map(|(remote, set)| generated_endpoint(se, remote, set))
+            .collect();
     }
-    let mut sets = subset_label_sets(se, cx);
-    if sets.is_empty() {
-        sets.push(BTreeMap::new());
-    }
-    let missing: Vec<Value> = cx
-        .config
-        .remotes
-        .iter()
-        .flat_map(|remote| sets.iter().map(move |set| (remote, set)))
-        .filter(|(remote, set)| !endpoints(se).iter().any(|e| covers(e, remote, set)))
-        .map(|(remote, set)| generated_endpoint(se, remote, set))
-        .collect();
-    if missing.is_empty() {
+    // Endpoints with resolution NONE (the default) are rejected by Istio; STATIC takes IP
+    // endpoints only. This rule owns the resolution of the entries it fills, so a re-applied
+    // manifest that says NONE again is fixed by the same rule (and the mutated annotation
+    // stays the same).
+    let unresolved = se
+        .at("/spec/resolution")
+        .and_then(Value::as_str)
+        .is_none_or(|r| r == "NONE");
+    let static_ok = |addr: &str| {
+        addr.is_empty() || addr.starts_with("unix://") || addr.parse::<IpAddr>().is_ok()
+    };
+    let needs_static = unresolved
+        && (!endpoints(se).is_empty() || !missing.is_empty())
+        && endpoints(se).iter().filter_map(address).all(static_ok);
+    if missing.is_empty() && !needs_static {
         return;
     }
     let count = missing.len();
@@ -828,46 +881,41 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         && se
             .get_mut("spec")
             .and_then(Value::as_object_mut)
-            .and_then(|spec| {
-                spec.entry("endpoints")
-                    .or_insert_with(|| json!([]))
-                    .as_array_mut()
-            })
-            .map(|eps| eps.extend(missing))
-            .is_some()
-        && se
-            .get_mut("spec")
-            .and_then(Value::as_object_mut)
             .map(|spec| {
-                // Endpoints with resolution NONE (the default) are rejected by Istio; STATIC
-                // takes IP endpoints only.
-                if spec
-                    .get("resolution")
-                    .and_then(Value::as_str)
-                    .is_none_or(|r| r == "NONE")
-                    && spec
-                        .get("endpoints")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(address)
-                        .all(|a| {
-                            a.is_empty() || a.starts_with("unix://") || a.parse::<IpAddr>().is_ok()
-                        })
+                if !missing.is_empty()
+                    && let Some(eps) = spec
+                        .entry("endpoints")
+                        .or_insert_with(|| json!([]))
+                        .as_array_mut()
                 {
+                    eps.extend(missing);
+                }
+                if needs_static {
                     spec.insert("resolution".into(), json!("STATIC"));
                 }
             })
             .is_some();
-    out.push(
-        Issue::fixable(
-            "spec.endpoints",
-            format!("failover entry lacks {count} endpoint(s) for the configured remote clusters"),
-            fixed,
-        )
-        .because("traffic can only fail over to endpoints the entry lists")
-        .fix("add one endpoint per remote gateway (and subset), with locality, network and tlsMode label"),
-    );
+    if count > 0 {
+        out.push(
+            Issue::fixable(
+                "spec.endpoints",
+                format!("failover entry lacks {count} endpoint(s) for the configured remote clusters"),
+                fixed,
+            )
+            .because("traffic can only fail over to endpoints the entry lists")
+            .fix("add one endpoint per remote gateway (and subset), with locality, network and tlsMode label"),
+        );
+    } else {
+        out.push(
+            Issue::fixable(
+                "spec.resolution",
+                "failover entry has endpoints but resolution NONE",
+                fixed,
+            )
+            .because("Istio's validation rejects endpoints with resolution NONE")
+            .fix("set resolution: STATIC"),
+        );
+    }
 }
 
 // === FG209 endpoint-address-placeholder ===

@@ -867,12 +867,8 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         .at("/spec/resolution")
         .and_then(Value::as_str)
         .is_none_or(|r| r == "NONE");
-    let static_ok = |addr: &str| {
-        addr.is_empty() || addr.starts_with("unix://") || addr.parse::<IpAddr>().is_ok()
-    };
-    let needs_static = unresolved
-        && (!endpoints(se).is_empty() || !missing.is_empty())
-        && endpoints(se).iter().filter_map(address).all(static_ok);
+    let needs_static =
+        unresolved && (!endpoints(se).is_empty() || !missing.is_empty()) && static_addresses(se);
     if missing.is_empty() && !needs_static {
         return;
     }

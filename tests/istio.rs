@@ -18,6 +18,7 @@ use common::{istio, repo_path, shared_dir, strategies};
 use failover_guard::{
     config::Config,
     engine::{Action, Pass, evaluate},
+    istio::traffic,
     object::Kind,
     offline,
     world::ManifestWorld,
@@ -354,6 +355,7 @@ fn scenarios_match_pilot() {
     };
     let mut cases = Vec::new();
     let mut loaded = Vec::new();
+    let mut sim_inputs = Vec::new();
     let mut failures = Vec::new();
     for dir in scenario_dirs() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -441,6 +443,12 @@ fn scenarios_match_pilot() {
                 "clients": clients,
             }));
         }
+        sim_inputs.push((
+            config.clone(),
+            before.clone(),
+            after.clone(),
+            clients.clone(),
+        ));
         loaded.push((name, scenario));
     }
     assert!(!loaded.is_empty(), "no scenarios");
@@ -449,6 +457,22 @@ fn scenarios_match_pilot() {
         let (before, after) = (&results[2 * i], &results[2 * i + 1]);
         compare(name, "before", &scenario.before, before, &mut failures);
         compare(name, "after", &scenario.after, after, &mut failures);
+        // simulate answers what pilot answers, table for table.
+        let (config, objects_before, objects_after, clients) = &sim_inputs[i];
+        failures.extend(disagreements(
+            &format!("{name} before"),
+            before,
+            objects_before,
+            config,
+            clients,
+        ));
+        failures.extend(disagreements(
+            &format!("{name} after"),
+            after,
+            objects_after,
+            config,
+            clients,
+        ));
         // Istio accepts what failover-guard wrote.
         let errors = |r: &Value| -> BTreeSet<String> {
             r["validation"]
@@ -476,6 +500,66 @@ fn scenarios_match_pilot() {
         );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The clusters of a harness result and of `simulate`, keyed by client and cluster name, in
+/// one shape (the harness's JSON; simulate also names the DestinationRule, which pilot does not
+/// report).
+fn by_client_and_name(clusters: &[Value]) -> BTreeMap<(String, String, String), Value> {
+    clusters
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            if let Some(map) = c.as_object_mut() {
+                map.remove("destinationRule");
+            }
+            (
+                (
+                    c["client"]["namespace"].as_str().unwrap_or("").to_owned(),
+                    c["client"]["locality"].as_str().unwrap_or("").to_owned(),
+                    c["name"].as_str().unwrap_or("").to_owned(),
+                ),
+                c,
+            )
+        })
+        .collect()
+}
+
+/// Differences between pilot's clusters and simulate's for one case.
+fn disagreements(
+    label: &str,
+    pilot: &Value,
+    objects: &[Value],
+    config: &Config,
+    clients: &[Value],
+) -> Vec<String> {
+    let clients: Vec<traffic::Client> = clients
+        .iter()
+        .map(|c| traffic::Client {
+            locality: c["locality"].as_str().unwrap_or("").to_owned(),
+            namespace: c["namespace"].as_str().unwrap_or("default").to_owned(),
+        })
+        .collect();
+    let simulated = traffic::simulate(objects, config, &clients, &[]);
+    let ours: Vec<Value> = simulated
+        .clusters
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    let theirs = by_client_and_name(pilot["clusters"].as_array().map_or(&[][..], Vec::as_slice));
+    let ours = by_client_and_name(&ours);
+    let mut out = Vec::new();
+    for key in theirs.keys().chain(ours.keys()).collect::<BTreeSet<_>>() {
+        match (theirs.get(key), ours.get(key)) {
+            (Some(a), Some(b)) if a == b => {}
+            (a, b) => out.push(format!(
+                "{label} {key:?}:\n  pilot    {}\n  simulate {}",
+                a.map_or("-".to_owned(), |v| v.to_string()),
+                b.map_or("-".to_owned(), |v| v.to_string())
+            )),
+        }
+    }
+    out
 }
 
 fn summary(result: &Value) -> String {
@@ -515,4 +599,83 @@ fn every_proven_rule_has_its_scenario_in_the_readme() {
             );
         }
     }
+}
+
+/// simulate against pilot: generated sets of objects (tests/common/strategies.rs traffic_case),
+/// as they are and after `mutate`, asked by clients in two namespaces; every table and verdict
+/// must be pilot's.
+#[test]
+fn simulate_agrees_with_pilot_on_generated_configurations() {
+    let Some(harness) = istio::harness() else {
+        return;
+    };
+    let config = Config::example();
+    let mut runner = TestRunner::deterministic();
+    let clients = vec![
+        json!({"locality": "europe-west1/europe-west1-b", "namespace": "bookinfo"}),
+        json!({"locality": "europe-west1/europe-west1-b", "namespace": "default"}),
+    ];
+    let mut cases = Vec::new();
+    let mut inputs = Vec::new();
+    for i in 0..500 {
+        let objects = strategies::traffic_case()
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        // And as `failover-guard mutate` would store them.
+        let world = ManifestWorld::new(&objects, "default", "svc.cluster.local");
+        let mutated: Vec<Value> = objects
+            .iter()
+            .map(|o| mutate_one(o, &config, &world))
+            .collect();
+        for (when, objects) in [("", objects), (" mutated", mutated)] {
+            cases.push(json!({
+                "name": format!("generated #{i}{when}"),
+                "traffic": true,
+                "objects": objects,
+                "mesh": istio::mesh(&config),
+                "clients": clients,
+            }));
+            inputs.push(objects);
+        }
+    }
+    let results = istio::run(harness, &cases);
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (i, (result, objects)) in results.iter().zip(&inputs).enumerate() {
+        assert!(result["error"].is_null(), "case {i}: {}", result["error"]);
+        compared += result["clusters"].as_array().map_or(0, Vec::len);
+        let found = disagreements(
+            &format!(
+                "generated #{} {}",
+                i / 2,
+                if i % 2 == 0 { "as written" } else { "mutated" }
+            ),
+            result,
+            objects,
+            &config,
+            &clients,
+        );
+        if !found.is_empty() {
+            failures.push(format!(
+                "{}\nobjects: {}",
+                found.join("\n"),
+                serde_json::to_string(objects).unwrap()
+            ));
+        }
+    }
+    eprintln!(
+        "simulate: {compared} Envoy clusters of 500 generated configurations (as written and mutated) compared with pilot, {} disagree",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{}",
+        failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
 }

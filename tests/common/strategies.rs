@@ -237,3 +237,204 @@ pub fn authorization_policy() -> impl Strategy<Value = Value> {
         })
     })
 }
+
+/// A set of objects for one host (`reviews.bookinfo`) as pilot sees them: a Service, up to two
+/// DestinationRules (any namespace, policy levels, locality settings, subsets) and up to two
+/// ServiceEntries (endpoints, localities, ports, labels), for the differential test of
+/// `simulate` against pilot (tests/istio.rs). Remote cluster-b's gateway is 203.0.113.10.
+pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
+    let locality = select(vec![
+        "europe-west1/europe-west1-b",
+        "europe-west1/europe-west1-c",
+        "europe-west4/europe-west4-a",
+        "us-east1/us-east1-b",
+        "",
+    ]);
+    let od = option::of(
+        (
+            option::of(0u32..3),
+            option::of(select(vec![10u32, 50, 100])),
+        )
+            .prop_map(|(c5, mep)| {
+                object(vec![
+                    ("consecutive5xxErrors", c5.map(|v| json!(v))),
+                    ("maxEjectionPercent", mep.map(|v| json!(v))),
+                ])
+            }),
+    );
+    let region = select(vec!["europe-west1", "europe-west4", "us-east1"]);
+    let setting = prop_oneof![
+        Just(json!({})),
+        Just(json!({"enabled": false})),
+        (region.clone(), region.clone()).prop_map(|(f, t)| json!({"failover": [{"from": f, "to": t}]})),
+        select(vec![
+            vec!["topology.istio.io/network", "topology.kubernetes.io/region", "topology.kubernetes.io/zone"],
+            vec!["topology.istio.io/cluster"],
+            vec!["topology.kubernetes.io/region", "topology.istio.io/cluster"],
+            vec!["version"],
+        ])
+        .prop_map(|labels| json!({"failoverPriority": labels})),
+        select(vec![50u32, 90, 100]).prop_map(|w| json!({"distribute": [{"from": "europe-west1/*", "to": {"europe-west1/*": w, "europe-west4/*": 100 - w}}]})),
+    ];
+    let lb = option::of(
+        (
+            option::of(select(vec!["ROUND_ROBIN", "LEAST_REQUEST"])),
+            option::of(setting),
+        )
+            .prop_map(|(simple, setting)| {
+                object(vec![
+                    ("simple", simple.map(|s| json!(s))),
+                    ("localityLbSetting", setting),
+                ])
+            }),
+    );
+    let port_level = option::of(
+        (select(vec![9080u32, 9081]), od.clone(), lb.clone()).prop_map(|(port, od, lb)| {
+            json!([object(vec![
+                ("port", Some(json!({"number": port}))),
+                ("outlierDetection", od),
+                ("loadBalancer", lb),
+            ])])
+        }),
+    );
+    let policy = option::of(
+        (
+            od.clone(),
+            lb.clone(),
+            port_level.clone(),
+            option::of(select(vec!["ISTIO_MUTUAL", "DISABLE"])),
+        )
+            .prop_map(|(od, lb, pls, tls)| {
+                object(vec![
+                    ("outlierDetection", od),
+                    ("loadBalancer", lb),
+                    ("portLevelSettings", pls),
+                    ("tls", tls.map(|t| json!({"mode": t}))),
+                ])
+            }),
+    );
+    let subset = (
+        select(vec!["v1", "v2"]),
+        option::of((od, lb, port_level).prop_map(|(od, lb, pls)| {
+            object(vec![
+                ("outlierDetection", od),
+                ("loadBalancer", lb),
+                ("portLevelSettings", pls),
+            ])
+        })),
+    )
+        .prop_map(|(v, policy)| {
+            object(vec![
+                ("name", Some(json!(v))),
+                ("labels", Some(json!({"version": v}))),
+                ("trafficPolicy", policy),
+            ])
+        });
+    let dr = (
+        select(vec!["bookinfo", "bookinfo", "default", "istio-system"]),
+        select(vec!["reviews", "reviews.bookinfo.svc.cluster.local"]),
+        policy,
+        vec(subset, 0..3),
+        option::of(select(vec![vec!["."], vec!["*"]])),
+    )
+        .prop_map(|(ns, host, policy, subsets, export)| {
+            let host = if ns == "bookinfo" {
+                host
+            } else {
+                "reviews.bookinfo.svc.cluster.local"
+            };
+            let mut seen = Vec::new();
+            let subsets: Vec<Value> = subsets
+                .into_iter()
+                .filter(|s| {
+                    let n = s["name"].clone();
+                    let fresh = !seen.contains(&n);
+                    seen.push(n);
+                    fresh
+                })
+                .collect();
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": format!("reviews-{ns}"), "namespace": ns},
+            "spec": object(vec![
+                ("host", Some(json!(host))),
+                ("trafficPolicy", policy),
+                ("subsets", (!subsets.is_empty()).then(|| Value::Array(subsets))),
+                ("exportTo", export.map(|e| json!(e))),
+            ])})
+        });
+    let endpoint = (
+        select(vec!["203.0.113.10", "203.0.113.10", "198.51.100.7"]),
+        locality.clone(),
+        option::of(select(vec!["v1", "v2"])),
+        any::<bool>(),
+        option::of(select(vec!["network-b", "network-a"])),
+        option::of(1u32..4),
+    )
+        .prop_map(|(address, locality, version, tls, network, weight)| {
+            let mut labels = serde_json::Map::new();
+            if let Some(v) = version {
+                labels.insert("version".into(), json!(v));
+            }
+            if tls {
+                labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
+            }
+            object(vec![
+                ("address", Some(json!(address))),
+                (
+                    "ports",
+                    Some(json!({"http": 15443, "web": 15443, "grpc": 15443})),
+                ),
+                ("locality", (!locality.is_empty()).then(|| json!(locality))),
+                (
+                    "labels",
+                    (!labels.is_empty()).then(|| Value::Object(labels)),
+                ),
+                ("network", network.map(|n| json!(n))),
+                ("weight", weight.map(|w| json!(w))),
+            ])
+        });
+    let se = (
+        select(vec!["bookinfo", "bookinfo", "istio-system"]),
+        select(vec!["http", "http", "web"]),
+        option::of(select(vec!["MESH_INTERNAL", "MESH_EXTERNAL"])),
+        vec(endpoint, 1..3),
+    )
+        .prop_map(|(ns, port_name, location, endpoints)| {
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+            "metadata": {"name": format!("reviews-failover-{ns}"), "namespace": ns},
+            "spec": object(vec![
+                ("hosts", Some(json!(["reviews.bookinfo.svc.cluster.local"]))),
+                ("resolution", Some(json!("STATIC"))),
+                ("location", location.map(|l| json!(l))),
+                ("ports", Some(json!([{"number": 9080, "name": port_name, "protocol": "HTTP"}]))),
+                ("endpoints", Some(Value::Array(endpoints))),
+            ])})
+        });
+    let service = (
+        select(vec![vec![("http", 9080u32)], vec![("http", 9080), ("grpc", 9081)], vec![("web", 9080)]]),
+        option::of(Just("Local")),
+        option::of(Just("PreferClose")),
+    )
+        .prop_map(|(ports, itp, td)| {
+            let ports: Vec<Value> = ports.iter().map(|(n, p)| json!({"name": n, "port": p})).collect();
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "bookinfo"},
+                "spec": object(vec![
+                    ("selector", Some(json!({"app": "reviews"}))),
+                    ("ports", Some(Value::Array(ports))),
+                    ("internalTrafficPolicy", itp.map(|v| json!(v))),
+                    ("trafficDistribution", td.map(|v| json!(v))),
+                ])})
+        });
+    (service, vec(dr, 0..3), vec(se, 0..3)).prop_map(|(svc, drs, ses)| {
+        let mut names = Vec::new();
+        let mut objects = vec![svc];
+        for o in drs.into_iter().chain(ses) {
+            let key = (o["kind"].clone(), o["metadata"]["name"].clone());
+            if !names.contains(&key) {
+                names.push(key);
+                objects.push(o);
+            }
+        }
+        objects
+    })
+}

@@ -3,6 +3,8 @@
 //! pinned in tests/istio/go.mod). Rules ask this module instead of re-deriving Istio in place;
 //! the Istio harness (tests/istio.rs) checks the model's answers against pilot itself.
 
+pub mod traffic;
+
 use std::collections::BTreeMap;
 
 use serde_json::Value;

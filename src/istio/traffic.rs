@@ -1,0 +1,1023 @@
+//! What a sidecar client gets from pilot for a set of objects: the Envoy clusters of each host
+//! (plain and per subset), whether outlier detection is on, and each cluster's load assignment
+//! (per locality: priority, weight, endpoints). One function per step of pilot, each citing the
+//! code it mirrors; `failover-guard simulate`, FG601 and the differential test against pilot
+//! itself (tests/istio.rs) all use it.
+//!
+//! Local workloads: Services are given one ready pod per local locality (and per subset label
+//! set of their DestinationRules), on a node labelled with that locality, exactly as the Istio
+//! harness synthesises them, since manifests carry Deployments, not pods.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{
+    augment_labels, cluster_local_service, entry_endpoint_labels, failover_priority, fqdn,
+};
+use crate::{
+    config::Config,
+    object::{Pointer as _, array_at, as_int, str_at},
+};
+
+/// A sidecar asking pilot for its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Client {
+    pub locality: String,
+    pub namespace: String,
+}
+
+/// One endpoint of a load assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointOut {
+    pub address: String,
+    pub port: u32,
+    /// The remote cluster whose gateway this is (empty: a local endpoint).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub weight: u32,
+    pub mtls: bool,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// One LocalityLbEndpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Priority {
+    pub priority: u32,
+    pub locality: String,
+    pub weight: u32,
+    pub endpoints: Vec<EndpointOut>,
+}
+
+/// One outbound Envoy cluster as one client gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoyCluster {
+    pub name: String,
+    pub host: String,
+    pub port: u32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub subset: String,
+    pub client: Client,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub outlier_detection: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_ejection_percent: u32,
+    /// The DestinationRules (namespace/name) that supplied the policy, merged in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub destination_rule: Vec<String>,
+    pub priorities: Vec<Priority>,
+    pub verdict: String,
+}
+
+/// An endpoint as pilot's endpoint index holds it (model.IstioEndpoint).
+#[derive(Debug, Clone)]
+struct IstioEndpoint {
+    address: String,
+    port: u32,
+    service_port_name: String,
+    /// The locality label as pilot keeps it ("r/z/" for pods: getPodLocality).
+    locality: String,
+    labels: BTreeMap<String, String>,
+    weight: u32,
+    tls_istio: bool,
+    node: String,
+    remote: String,
+}
+
+/// A service as pilot's registries define it.
+#[derive(Debug, Clone)]
+struct Service {
+    host: String,
+    namespace: String,
+    /// (name, port)
+    ports: Vec<(String, u32)>,
+    kind: &'static str,
+    mesh_external: bool,
+    node_local: bool,
+    /// Service.spec.trafficDistribution (PreferClose and friends force failover).
+    traffic_distribution: String,
+    endpoints: Vec<IstioEndpoint>,
+}
+
+/// The DestinationRule a client sees for a host, merged (PushContext.mergeDestinationRule).
+#[derive(Debug, Clone, Default)]
+struct MergedRule {
+    names: Vec<String>,
+    traffic_policy: Option<Value>,
+    subsets: Vec<Value>,
+}
+
+/// The answer for a set of objects.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Simulation {
+    pub clusters: Vec<EnvoyCluster>,
+    /// Local workloads assumed because the objects had none (namespace/name@locality).
+    pub synthesized: Vec<String>,
+}
+
+const TLS_MODE: &str = "security.istio.io/tlsMode";
+
+fn namespace_of(object: &Value) -> String {
+    str_at(object, &["metadata", "namespace"])
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+        .to_owned()
+}
+
+fn kind_of<'a>(object: &'a Value) -> (&'a str, &'a str) {
+    let api = str_at(object, &["apiVersion"]).unwrap_or("");
+    let group = api.split_once('/').map_or("", |(g, _)| g);
+    (group, str_at(object, &["kind"]).unwrap_or(""))
+}
+
+fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
+}
+
+/// The client's node: the synthesized node of its locality, when it is a local one.
+fn client_node(config: &Config, client: &Client) -> String {
+    config
+        .cluster
+        .localities
+        .iter()
+        .position(|l| *l == client.locality)
+        .map(|i| format!("failover-guard-node-{i}"))
+        .unwrap_or_default()
+}
+
+/// Every DestinationRule's (resolved host, object), in input order (creation order).
+fn destination_rules<'a>(objects: &'a [Value], config: &Config) -> Vec<(String, &'a Value)> {
+    objects
+        .iter()
+        .filter(|o| kind_of(o) == ("networking.istio.io", "DestinationRule"))
+        .filter_map(|o| {
+            let host = o.at("/spec/host")?.as_str()?;
+            Some((
+                fqdn(host, &namespace_of(o), &config.cluster.cluster_domain),
+                o,
+            ))
+        })
+        .collect()
+}
+
+/// The services of the objects, with their endpoints: Kubernetes Services with synthesized
+/// pods and the ServiceEntry endpoints that merge into them, and ServiceEntry-only hosts.
+fn services(objects: &[Value], config: &Config, synthesized: &mut Vec<String>) -> Vec<Service> {
+    let domain = &config.cluster.cluster_domain;
+    let local_cluster = &config.cluster.name;
+    let rules = destination_rules(objects, config);
+    let mut out: Vec<Service> = Vec::new();
+    let mut next = 0u32;
+    for svc in objects.iter().filter(|o| kind_of(o) == ("", "Service")) {
+        if svc.at("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
+            continue;
+        }
+        let (Some(name), namespace) = (str_at(svc, &["metadata", "name"]), namespace_of(svc))
+        else {
+            continue;
+        };
+        let host = format!("{name}.{namespace}.{domain}");
+        let ports: Vec<(String, u32, u32)> = array_at(svc, &["spec", "ports"])
+            .iter()
+            .filter_map(|p| {
+                let port = u32::try_from(p.get("port").and_then(as_int)?).ok()?;
+                let target = p
+                    .get("targetPort")
+                    .and_then(|t| t.as_i64())
+                    .and_then(|t| u32::try_from(t).ok())
+                    .filter(|t| *t > 0)
+                    .unwrap_or(port);
+                Some((
+                    p.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    port,
+                    target,
+                ))
+            })
+            .collect();
+        let headless = svc.at("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+        let selector = string_map(svc.at("/spec/selector"));
+        // The harness's pods: one per local locality and subset label set
+        // (tests/istio/main.go synthesizeWorkloads), on the locality's node.
+        let mut sets: Vec<BTreeMap<String, String>> = Vec::new();
+        for (_, dr) in rules.iter().filter(|(h, _)| *h == host) {
+            for subset in array_at(dr, &["spec", "subsets"]) {
+                let labels = string_map(subset.get("labels"));
+                if !labels.is_empty() && !sets.contains(&labels) {
+                    sets.push(labels);
+                }
+            }
+        }
+        if sets.is_empty() {
+            sets.push(BTreeMap::new());
+        }
+        let mut endpoints = Vec::new();
+        for (li, locality) in config.cluster.localities.iter().enumerate() {
+            let node = format!("failover-guard-node-{li}");
+            let mut parts = locality.splitn(3, '/');
+            let (r, z, s) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            // getPodLocality: region/zone/subzone from the node's labels.
+            let label = if r.is_empty() && z.is_empty() && s.is_empty() {
+                String::new()
+            } else {
+                format!("{r}/{z}/{s}")
+            };
+            for (si, set) in sets.iter().enumerate() {
+                next += 1;
+                let ip = format!(
+                    "10.{}.{}.{}",
+                    100 + next / 62500,
+                    next / 250 % 250,
+                    next % 250 + 1
+                );
+                let mut own: BTreeMap<String, String> =
+                    BTreeMap::from([(TLS_MODE.to_owned(), "istio".to_owned())]);
+                own.extend(selector.clone());
+                own.extend(set.clone());
+                let mut labels =
+                    augment_labels(&own, local_cluster, &label, &config.cluster.network);
+                labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
+                synthesized.push(format!("{namespace}/{name}-{li}-{si}@{locality}"));
+                for (port_name, _, target) in &ports {
+                    endpoints.push(IstioEndpoint {
+                        address: ip.clone(),
+                        port: *target,
+                        service_port_name: port_name.clone(),
+                        locality: label.clone(),
+                        labels: labels.clone(),
+                        weight: 1,
+                        tls_istio: true,
+                        node: node.clone(),
+                        remote: String::new(),
+                    });
+                }
+            }
+        }
+        // Entries of the same host and namespace merge into the Service by port name
+        // (EndpointIndex shards per hostname and namespace).
+        for se in objects
+            .iter()
+            .filter(|o| kind_of(o) == ("networking.istio.io", "ServiceEntry"))
+        {
+            if namespace_of(se) != namespace
+                || !array_at(se, &["spec", "hosts"])
+                    .iter()
+                    .any(|h| h.as_str() == Some(host.as_str()))
+                || se.at("/spec/workloadSelector").is_some()
+            {
+                continue;
+            }
+            endpoints.extend(entry_endpoints(se, config));
+        }
+        out.push(Service {
+            host,
+            namespace,
+            ports: ports.iter().map(|(n, p, _)| (n.clone(), *p)).collect(),
+            kind: if headless { "ORIGINAL_DST" } else { "EDS" },
+            mesh_external: false,
+            node_local: svc
+                .at("/spec/internalTrafficPolicy")
+                .and_then(Value::as_str)
+                == Some("Local"),
+            traffic_distribution: svc
+                .at("/spec/trafficDistribution")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            endpoints,
+        });
+    }
+    for se in objects
+        .iter()
+        .filter(|o| kind_of(o) == ("networking.istio.io", "ServiceEntry"))
+    {
+        if se.at("/spec/workloadSelector").is_some() {
+            continue;
+        }
+        let namespace = namespace_of(se);
+        for host in array_at(se, &["spec", "hosts"])
+            .iter()
+            .filter_map(Value::as_str)
+        {
+            if host.contains('*') || out.iter().any(|s| s.host == host) {
+                continue;
+            }
+            let kind = match se
+                .at("/spec/resolution")
+                .and_then(Value::as_str)
+                .unwrap_or("NONE")
+            {
+                "STATIC" => "EDS",
+                "DNS" => "STRICT_DNS",
+                "DNS_ROUND_ROBIN" => "LOGICAL_DNS",
+                _ => "ORIGINAL_DST",
+            };
+            let _ = cluster_local_service(host, &config.cluster.cluster_domain);
+            out.push(Service {
+                host: host.to_owned(),
+                namespace: namespace.clone(),
+                ports: array_at(se, &["spec", "ports"])
+                    .iter()
+                    .filter_map(|p| {
+                        Some((
+                            p.get("name")?.as_str()?.to_owned(),
+                            u32::try_from(p.get("number").and_then(as_int)?).ok()?,
+                        ))
+                    })
+                    .collect(),
+                kind,
+                mesh_external: se.at("/spec/location").and_then(Value::as_str)
+                    != Some("MESH_INTERNAL"),
+                node_local: false,
+                traffic_distribution: String::new(),
+                endpoints: entry_endpoints(se, config),
+            });
+        }
+    }
+    out
+}
+
+/// The endpoints of an entry, one per entry port it serves
+/// (serviceentry/conversion.go convertWorkloadEntryToWorkloadInstance and the instances built
+/// from it).
+fn entry_endpoints(se: &Value, config: &Config) -> Vec<IstioEndpoint> {
+    let mut out = Vec::new();
+    for endpoint in array_at(se, &["spec", "endpoints"]) {
+        let address = endpoint
+            .get("address")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        // An endpoint without `network` has no network label: the ServiceEntry registry's
+        // network callback finds none for it (workloadEntryNetwork).
+        let labels = entry_endpoint_labels(endpoint, &config.cluster.name);
+        let own = string_map(endpoint.get("labels"));
+        let locality = endpoint
+            .get("locality")
+            .and_then(Value::as_str)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .or_else(|| own.get("istio-locality").map(|l| l.replace('.', "/")))
+            .unwrap_or_default();
+        let remote = config
+            .remote_at(&address)
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        for port in array_at(se, &["spec", "ports"]) {
+            let Some(name) = port.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let number = port.get("number").and_then(as_int).unwrap_or(0);
+            let target = endpoint
+                .get("ports")
+                .and_then(|m| m.get(name))
+                .and_then(as_int)
+                .or_else(|| port.get("targetPort").and_then(as_int).filter(|t| *t > 0))
+                .unwrap_or(number);
+            out.push(IstioEndpoint {
+                address: address.clone(),
+                port: u32::try_from(target).unwrap_or(0),
+                service_port_name: name.to_owned(),
+                locality: locality.clone(),
+                labels: labels.clone(),
+                weight: endpoint
+                    .get("weight")
+                    .and_then(as_int)
+                    .and_then(|w| u32::try_from(w).ok())
+                    .filter(|w| *w > 0)
+                    .unwrap_or(1),
+                tls_istio: own.get(TLS_MODE).map(String::as_str) == Some("istio"),
+                node: String::new(),
+                remote: remote.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Whether a DestinationRule's exportTo makes it visible in `namespace`.
+fn exported_to(dr: &Value, namespace: &str) -> bool {
+    let export: Vec<&str> = array_at(dr, &["spec", "exportTo"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    export.is_empty()
+        || export
+            .iter()
+            .any(|e| *e == "*" || *e == namespace || (*e == "." && namespace_of(dr) == namespace))
+}
+
+/// Whether a rule host (possibly `*.suffix`) matches a service host.
+fn host_matches(rule: &str, host: &str) -> bool {
+    rule == host
+        || rule
+            .strip_prefix('*')
+            .is_some_and(|suffix| host.ends_with(suffix))
+}
+
+/// The rule a client in `client_ns` uses for a service (pilot/pkg/model/push_context.go
+/// PushContext.destinationRule): its own namespace's rules, else the service namespace's rules
+/// exported to it, else the root namespace's. Rules of one namespace for one host are merged
+/// (mergeDestinationRule): subsets concatenated, the oldest top-level trafficPolicy kept.
+fn destination_rule_for(
+    objects: &[Value],
+    config: &Config,
+    client_ns: &str,
+    service: &Service,
+) -> MergedRule {
+    let rules = destination_rules(objects, config);
+    let candidates = |ns: &str, check_export: bool| -> Vec<&Value> {
+        // The most specific host wins: an exact host before wildcards.
+        let matching: Vec<(&String, &Value)> = rules
+            .iter()
+            .filter(|(h, dr)| {
+                namespace_of(dr) == ns
+                    && dr.at("/spec/workloadSelector").is_none()
+                    && host_matches(h, &service.host)
+                    && (!check_export || exported_to(dr, client_ns))
+            })
+            .map(|(h, dr)| (h, *dr))
+            .collect();
+        let best = matching.iter().map(|(h, _)| h.len()).max().unwrap_or(0);
+        let exact = matching.iter().any(|(h, _)| **h == service.host);
+        matching
+            .into_iter()
+            .filter(|(h, _)| {
+                if exact {
+                    **h == service.host
+                } else {
+                    h.len() == best
+                }
+            })
+            .map(|(_, dr)| dr)
+            .collect()
+    };
+    let mut chosen = candidates(client_ns, false);
+    if chosen.is_empty() && service.namespace != client_ns {
+        chosen = candidates(&service.namespace, true);
+    }
+    if chosen.is_empty() && config.scope.root_namespace != client_ns {
+        chosen = candidates(&config.scope.root_namespace, true);
+    }
+    let mut merged = MergedRule::default();
+    for dr in chosen {
+        merged.names.push(format!(
+            "{}/{}",
+            namespace_of(dr),
+            str_at(dr, &["metadata", "name"]).unwrap_or("")
+        ));
+        if merged.traffic_policy.is_none() {
+            merged.traffic_policy = dr
+                .at("/spec/trafficPolicy")
+                .filter(|p| !p.is_null())
+                .cloned();
+        }
+        for subset in array_at(dr, &["spec", "subsets"]) {
+            let name = subset.get("name");
+            if !merged.subsets.iter().any(|s| s.get("name") == name) {
+                merged.subsets.push(subset.clone());
+            }
+        }
+    }
+    merged
+}
+
+/// pilot/pkg/networking/util GetPortLevelTrafficPolicy: the port-level entry for the port,
+/// replacing the whole policy (nothing inherited), and whether there was one.
+fn port_level(policy: Option<&Value>, port: u32) -> (Option<Value>, bool) {
+    let Some(policy) = policy else {
+        return (None, false);
+    };
+    let entry = array_at(policy, &["portLevelSettings"])
+        .iter()
+        .find(|p| p.at("/port/number").and_then(as_int) == Some(i64::from(port)));
+    match entry {
+        Some(entry) => {
+            let mut out = serde_json::Map::new();
+            for key in ["connectionPool", "loadBalancer", "outlierDetection", "tls"] {
+                if let Some(v) = entry.get(key).filter(|v| !v.is_null()) {
+                    out.insert(key.into(), v.clone());
+                }
+            }
+            (Some(Value::Object(out)), true)
+        }
+        None => (Some(policy.clone()), false),
+    }
+}
+
+/// pilot/pkg/networking/util MergeSubsetTrafficPolicy (with model.MergeTrafficPolicy): the
+/// policy of one subset and port.
+fn effective_policy(rule: &MergedRule, subset: &str, port: u32) -> Option<Value> {
+    let (top, _) = port_level(rule.traffic_policy.as_ref(), port);
+    let subset_policy = rule
+        .subsets
+        .iter()
+        .find(|s| s.get("name").and_then(Value::as_str) == Some(subset))
+        .and_then(|s| s.get("trafficPolicy"))
+        .filter(|p| !p.is_null());
+    let Some(subset_policy) = subset_policy.filter(|_| !subset.is_empty()) else {
+        return top;
+    };
+    let (sub, has_port_level) = port_level(Some(subset_policy), port);
+    let Some(mut merged) = top else { return sub };
+    let sub = sub.unwrap_or(Value::Null);
+    for key in ["connectionPool", "outlierDetection", "loadBalancer", "tls"] {
+        let value = sub.get(key).filter(|v| !v.is_null());
+        if value.is_some() || has_port_level {
+            if let Some(map) = merged.as_object_mut() {
+                match value {
+                    Some(v) => {
+                        map.insert(key.into(), v.clone());
+                    }
+                    None => {
+                        map.remove(key);
+                    }
+                }
+            }
+        }
+    }
+    Some(merged)
+}
+
+/// The locality setting in effect (loadbalancer.GetEffectiveLbSetting): the rule's, else the
+/// Service's trafficDistribution (forced), else the mesh default (enabled). `None`: disabled.
+/// Returns (setting, forced).
+fn effective_lb_setting(policy: Option<&Value>, service: &Service) -> Option<(Value, bool)> {
+    if let Some(setting) = policy
+        .and_then(|p| p.at("/loadBalancer/localityLbSetting"))
+        .filter(|s| !s.is_null())
+    {
+        if setting.get("enabled").and_then(Value::as_bool) == Some(false) {
+            return None;
+        }
+        return Some((setting.clone(), false));
+    }
+    match service.traffic_distribution.as_str() {
+        "PreferClose" | "PreferSameZone" => {
+            return Some((
+                serde_json::json!({"failoverPriority": [super::labels::NETWORK, super::labels::REGION, super::labels::ZONE]}),
+                true,
+            ));
+        }
+        "PreferSameNode" => {
+            return Some((
+                serde_json::json!({"failoverPriority": [super::labels::NETWORK, super::labels::REGION, super::labels::ZONE, super::labels::SUBZONE, super::labels::HOSTNAME]}),
+                true,
+            ));
+        }
+        _ => {}
+    }
+    // DefaultMeshConfig: localityLbSetting {enabled: true}.
+    Some((serde_json::json!({}), false))
+}
+
+/// A group of endpoints of one locality (LocalityLbEndpoints) during the computation.
+#[derive(Debug, Clone)]
+struct Group {
+    locality: String,
+    priority: u32,
+    weight: u32,
+    endpoints: Vec<IstioEndpoint>,
+}
+
+/// (region, zone, subzone) of a locality label (pkg/model ConvertLocality).
+fn split(locality: &str) -> (&str, &str, &str) {
+    let mut p = locality.splitn(3, '/');
+    (
+        p.next().unwrap_or(""),
+        p.next().unwrap_or(""),
+        p.next()
+            .map(|s| s.split('/').next().unwrap_or(""))
+            .unwrap_or(""),
+    )
+}
+
+/// pilot/pkg/networking/util LocalityMatch.
+fn locality_match(client: &str, rule: &str) -> bool {
+    let (cr, cz, cs) = split(client);
+    let (rr, rz, rs) = split(rule);
+    (rr == "*" || cr == rr)
+        && (rz == "*" || rz.is_empty() || cz == rz)
+        && (rs == "*" || rs.is_empty() || cs == rs)
+}
+
+/// pilot/pkg/networking/util LbPriority.
+fn lb_priority(client: &str, endpoint: &str) -> u32 {
+    let (cr, cz, cs) = split(client);
+    let (er, ez, es) = split(endpoint);
+    match (cr == er, cz == ez, cs == es) {
+        (true, true, true) => 0,
+        (true, true, false) => 1,
+        (true, false, _) => 2,
+        _ => 3,
+    }
+}
+
+/// Renumbers priorities from 0 without gaps, keeping their order.
+fn renumber(groups: &mut [Group]) {
+    let distinct: BTreeSet<u32> = groups.iter().map(|g| g.priority).collect();
+    let index: BTreeMap<u32, u32> = distinct
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, i as u32))
+        .collect();
+    for g in groups.iter_mut() {
+        g.priority = index[&g.priority];
+    }
+}
+
+/// loadbalancer.applyLocalityWeights.
+fn apply_locality_weights(client: &str, groups: &mut [Group], distribute: &[Value]) {
+    for rule in distribute {
+        let Some(from) = rule.get("from").and_then(Value::as_str) else {
+            continue;
+        };
+        if !locality_match(client, from) {
+            continue;
+        }
+        let mut unmatched: BTreeSet<usize> = (0..groups.len()).collect();
+        for (key, weight) in rule
+            .get("to")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let weight = u32::try_from(as_int(weight).unwrap_or(0)).unwrap_or(0);
+            let matched: Vec<usize> = unmatched
+                .iter()
+                .copied()
+                .filter(|i| locality_match(&groups[*i].locality, key))
+                .collect();
+            let total: u32 = matched.iter().map(|i| groups[*i].weight).sum();
+            for i in &matched {
+                unmatched.remove(i);
+                let share = f64::from(groups[*i].weight * weight) / f64::from(total.max(1));
+                if share > 0.0 {
+                    groups[*i].weight = share.ceil() as u32;
+                }
+            }
+        }
+        for i in unmatched {
+            groups[i].endpoints.clear();
+        }
+        break;
+    }
+}
+
+/// loadbalancer.applyLocalityFailover.
+fn apply_locality_failover(client: &str, groups: &mut [Group], failover: &[Value]) {
+    let (client_region, _, _) = split(client);
+    for g in groups.iter_mut() {
+        let mut p = lb_priority(client, &g.locality);
+        if p == 3 {
+            for rule in failover {
+                if rule.get("from").and_then(Value::as_str) == Some(client_region) {
+                    if split(&g.locality).0 != rule.get("to").and_then(Value::as_str).unwrap_or("")
+                    {
+                        p = 4;
+                    }
+                    break;
+                }
+            }
+        }
+        g.priority = g.priority * 5 + p;
+    }
+    renumber(groups);
+}
+
+/// loadbalancer.applyFailoverPriorities: each group split by the priority its endpoints get.
+fn apply_failover_priorities(
+    groups: Vec<Group>,
+    proxy: &BTreeMap<String, String>,
+    labels: &[&str],
+) -> Vec<Group> {
+    let mut out = Vec::new();
+    for g in groups {
+        let mut by: BTreeMap<u32, Vec<IstioEndpoint>> = BTreeMap::new();
+        for e in &g.endpoints {
+            by.entry(failover_priority(labels, proxy, &e.labels) as u32)
+                .or_default()
+                .push(e.clone());
+        }
+        for (priority, endpoints) in by {
+            out.push(Group {
+                locality: g.locality.clone(),
+                priority,
+                weight: endpoints.iter().map(|e| e.weight).sum(),
+                endpoints,
+            });
+        }
+    }
+    renumber(&mut out);
+    out
+}
+
+/// What pilot sends one client for every host of `objects` (or those of `hosts`).
+pub fn simulate(
+    objects: &[Value],
+    config: &Config,
+    clients: &[Client],
+    hosts: &[String],
+) -> Simulation {
+    let mut sim = Simulation::default();
+    let services = services(objects, config, &mut sim.synthesized);
+    for client in clients {
+        let node = client_node(config, client);
+        let proxy_labels = augment_labels(
+            &BTreeMap::from([("app".to_owned(), "failover-guard-client".to_owned())]),
+            &config.cluster.name,
+            &client.locality,
+            &config.cluster.network,
+        );
+        let mut proxy_labels = proxy_labels;
+        if !node.is_empty() {
+            proxy_labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
+        }
+        for service in services
+            .iter()
+            .filter(|s| hosts.is_empty() || hosts.contains(&s.host))
+        {
+            let rule = destination_rule_for(objects, config, &client.namespace, service);
+            let mut subsets: Vec<String> = vec![String::new()];
+            subsets.extend(
+                rule.subsets
+                    .iter()
+                    .filter_map(|s| s.get("name")?.as_str().map(str::to_owned)),
+            );
+            for (port_name, port) in &service.ports {
+                for subset in &subsets {
+                    sim.clusters.push(cluster(
+                        service,
+                        &rule,
+                        subset,
+                        port_name,
+                        *port,
+                        client,
+                        &node,
+                        &proxy_labels,
+                    ));
+                }
+            }
+        }
+    }
+    sim.clusters.sort_by(|a, b| {
+        (&a.client.namespace, &a.client.locality, &a.name).cmp(&(
+            &b.client.namespace,
+            &b.client.locality,
+            &b.name,
+        ))
+    });
+    sim
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cluster(
+    service: &Service,
+    rule: &MergedRule,
+    subset: &str,
+    port_name: &str,
+    port: u32,
+    client: &Client,
+    node: &str,
+    proxy_labels: &BTreeMap<String, String>,
+) -> EnvoyCluster {
+    let policy = effective_policy(rule, subset, port);
+    let od = policy
+        .as_ref()
+        .and_then(|p| p.get("outlierDetection"))
+        .filter(|o| !o.is_null());
+    let passthrough = policy
+        .as_ref()
+        .and_then(|p| p.at("/loadBalancer/simple"))
+        .and_then(Value::as_str)
+        == Some("PASSTHROUGH");
+    let kind = if passthrough {
+        "ORIGINAL_DST"
+    } else {
+        service.kind
+    };
+    let subset_labels: BTreeMap<String, String> = rule
+        .subsets
+        .iter()
+        .find(|s| !subset.is_empty() && s.get("name").and_then(Value::as_str) == Some(subset))
+        .map(|s| string_map(s.get("labels")))
+        .unwrap_or_default();
+    let mut groups: Vec<Group> = Vec::new();
+    if kind != "ORIGINAL_DST" {
+        // The EDS builder's filters (endpoint_builder.go BuildClusterLoadAssignment, generate).
+        let endpoints = service.endpoints.iter().filter(|e| {
+            e.service_port_name == port_name
+                && (kind != "EDS"
+                    || e.address.is_empty()
+                    || e.address.parse::<std::net::IpAddr>().is_ok())
+                && subset_labels
+                    .iter()
+                    .all(|(k, v)| e.labels.get(k) == Some(v))
+                && (!service.node_local || e.node == node)
+        });
+        let mut by_label: BTreeMap<String, Vec<IstioEndpoint>> = BTreeMap::new();
+        for e in endpoints {
+            by_label
+                .entry(e.locality.clone())
+                .or_default()
+                .push(e.clone());
+        }
+        groups = by_label
+            .into_iter()
+            .map(|(locality, endpoints)| Group {
+                locality,
+                priority: 0,
+                weight: endpoints.iter().map(|e| e.weight).sum(),
+                endpoints,
+            })
+            .collect();
+        if let Some((setting, forced)) = effective_lb_setting(policy.as_ref(), service) {
+            // loadbalancer.ApplyLocalityLoadBalancer
+            let distribute = array_at(&setting, &["distribute"]);
+            let failover = array_at(&setting, &["failover"]);
+            let priority: Vec<&str> = array_at(&setting, &["failoverPriority"])
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            if !distribute.is_empty() {
+                apply_locality_weights(&client.locality, &mut groups, distribute);
+            } else if od.is_some() || forced {
+                if !priority.is_empty() {
+                    groups = apply_failover_priorities(groups, proxy_labels, &priority);
+                    if !failover.is_empty() {
+                        apply_locality_failover(&client.locality, &mut groups, failover);
+                    }
+                } else {
+                    apply_locality_failover(&client.locality, &mut groups, failover);
+                }
+            }
+        }
+    }
+    // CDS: the cluster's own TLS (cluster_tls.go buildUpstreamTLSSettings): explicit
+    // ISTIO_MUTUAL for every endpoint, another explicit mode for none, unset = auto mTLS through
+    // a transport socket match on the endpoint's tlsMode metadata (off for mesh-external).
+    // EDS: that metadata is the endpoint's tlsMode label, dropped where
+    // endpoints/mtls_checker.go checkMtlsEnabled says no: the rule's TLS mode for the port
+    // (tlsModeForDestinationRule, which inherits the top level into port-level entries and
+    // subsets, unlike the cluster) when it sets one.
+    let cluster_tls = policy
+        .as_ref()
+        .and_then(|p| p.at("/tls/mode"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let rule_tls = tls_mode_for_destination_rule(rule, subset, port);
+    let mtls = |e: &IstioEndpoint| match cluster_tls.as_deref() {
+        Some("ISTIO_MUTUAL") => true,
+        Some(_) => false,
+        // buildEnvoyLbEndpoint keeps the endpoint's own tlsMode only where the checker agrees.
+        None => {
+            !service.mesh_external
+                && e.tls_istio
+                && rule_tls
+                    .as_deref()
+                    .is_none_or(|mode| mode == "ISTIO_MUTUAL")
+        }
+    };
+    let mut priorities: Vec<Priority> = groups
+        .into_iter()
+        .map(|g| {
+            let (r, z, s) = split(&g.locality);
+            let locality = [r, z, s]
+                .iter()
+                .filter(|p| !p.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut endpoints: Vec<EndpointOut> = g
+                .endpoints
+                .iter()
+                .map(|e| EndpointOut {
+                    address: e.address.clone(),
+                    port: e.port,
+                    cluster: e.remote.clone(),
+                    weight: e.weight,
+                    mtls: mtls(e),
+                })
+                .collect();
+            endpoints.sort_by(|a, b| (&a.address, a.port).cmp(&(&b.address, b.port)));
+            Priority {
+                priority: g.priority,
+                locality,
+                weight: g.weight,
+                endpoints,
+            }
+        })
+        .collect();
+    priorities.sort_by(|a, b| (a.priority, &a.locality).cmp(&(b.priority, &b.locality)));
+    let max_ejection_percent = od
+        .and_then(|o| o.get("maxEjectionPercent"))
+        .and_then(as_int)
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0);
+    let mut out = EnvoyCluster {
+        name: format!("outbound|{port}|{subset}|{}", service.host),
+        host: service.host.clone(),
+        port,
+        subset: subset.to_owned(),
+        client: client.clone(),
+        kind: kind.to_owned(),
+        outlier_detection: od.is_some(),
+        max_ejection_percent,
+        destination_rule: rule.names.clone(),
+        priorities,
+        verdict: String::new(),
+    };
+    out.verdict = verdict(&out).to_owned();
+    out
+}
+
+/// endpoints/mtls_checker.go tlsModeForDestinationRule: the TLS mode the rule sets for a
+/// subset and port (the port-level entry's, else the level's own; a subset without one falls
+/// back to the top level).
+fn tls_mode_for_destination_rule(rule: &MergedRule, subset: &str, port: u32) -> Option<String> {
+    fn for_port(policy: Option<&Value>, port: u32) -> Option<String> {
+        let policy = policy?;
+        let mut mode = policy
+            .at("/tls/mode")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(entry) = array_at(policy, &["portLevelSettings"]).iter().find(|p| {
+            p.at("/port/number").and_then(as_int) == Some(i64::from(port))
+                && p.get("tls").is_some_and(|t| !t.is_null())
+        }) {
+            mode = entry
+                .at("/tls/mode")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or(Some("DISABLE".to_owned()));
+        }
+        mode
+    }
+    if rule.names.is_empty() {
+        return None;
+    }
+    if subset.is_empty() {
+        return for_port(rule.traffic_policy.as_ref(), port);
+    }
+    let found = rule
+        .subsets
+        .iter()
+        .find(|s| s.get("name").and_then(Value::as_str) == Some(subset))?;
+    for_port(found.get("trafficPolicy").filter(|p| !p.is_null()), port)
+        .or_else(|| for_port(rule.traffic_policy.as_ref(), port))
+}
+
+/// The verdict for one cluster, as the Istio harness gives it (tests/istio/main.go verdict).
+pub fn verdict(c: &EnvoyCluster) -> &'static str {
+    let endpoints = || {
+        c.priorities
+            .iter()
+            .flat_map(|p| p.endpoints.iter().map(move |e| (p.priority, e)))
+    };
+    let best_local = endpoints()
+        .filter(|(_, e)| e.cluster.is_empty())
+        .map(|(p, _)| p)
+        .min();
+    let best_remote = endpoints()
+        .filter(|(_, e)| !e.cluster.is_empty())
+        .map(|(p, _)| p)
+        .min();
+    let plaintext = endpoints().any(|(_, e)| !e.cluster.is_empty() && !e.mtls);
+    let total = endpoints().count() as u32;
+    let at_best_local =
+        best_local.map_or(0, |b| endpoints().filter(|(p, _)| *p == b).count() as u32);
+    let max_ejection = if c.max_ejection_percent == 0 {
+        10
+    } else {
+        c.max_ejection_percent
+    };
+    match (best_local, best_remote) {
+        (None, None) => "no-endpoints",
+        (None, _) => "no-local",
+        (_, None) => "no-remote",
+        _ if plaintext => "plaintext",
+        _ if !c.outlier_detection => "inert",
+        (Some(l), Some(r)) if r == l => "spread",
+        (Some(l), Some(r)) if r < l => "remote-first",
+        _ if max_ejection * total / 100 < at_best_local => "capped",
+        _ => "failover",
+    }
+}

@@ -44,6 +44,9 @@ pub enum Command {
     /// Read the live cluster once and report every existing object that violates a rule
     /// (webhooks only see new writes); exit codes as `check`.
     Audit(AuditArgs),
+    /// Show where traffic goes: the priority table Envoy gets per client, and what happens
+    /// when a locality or cluster fails.
+    Simulate(SimulateArgs),
 }
 
 /// Where cross-object (W) rules look up other objects in `serve`.
@@ -170,6 +173,48 @@ pub struct CheckArgs {
     /// Files or folders (recursive: *.yaml, *.yml, *.json); `-` reads standard input.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Configuration file; the built-in example when absent.
+    #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Only these hosts (fully qualified); every Service and ServiceEntry host when absent.
+    #[arg(long)]
+    pub host: Vec<String>,
+    /// Client localities; this cluster's configured localities when absent.
+    #[arg(long = "from")]
+    pub from: Vec<String>,
+    /// Client namespace; each host's own namespace when absent.
+    #[arg(long, short)]
+    pub namespace: Option<String>,
+    /// Eject the endpoints of a locality (region[/zone[/subzone]]) or a cluster (this one's
+    /// name or a remote's) and show which priority then carries the traffic.
+    #[arg(long)]
+    pub fail: Vec<String>,
+    /// Output format (text or json).
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: SimulateFormat,
+    /// Read the live cluster once (like `audit`) instead of files.
+    #[arg(long, conflicts_with = "paths")]
+    pub cluster: bool,
+    /// Kubeconfig file, with --cluster.
+    #[arg(long, requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context, with --cluster.
+    #[arg(long, requires = "cluster")]
+    pub context: Option<String>,
+    /// Files or folders (recursive: *.yaml, *.yml, *.json); `-` reads standard input.
+    #[arg(required_unless_present = "cluster")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Output of `simulate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimulateFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -307,7 +307,7 @@ mod tests {
             "  host: a\n",
         );
         let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
-        assert_eq!(m.skipped.len(), 14, "every DestinationRule rule");
+        assert_eq!(m.skipped.len(), 15, "every DestinationRule rule");
 
         config.rules.insert("FG101".into(), Mode::Warn);
         let mut object = dr("", "  host: reviews\n");

@@ -19,4 +19,5 @@ pub mod object;
 pub mod offline;
 pub mod rules;
 pub mod server;
+pub mod simulate;
 pub mod world;

@@ -7,7 +7,10 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use failover_guard::{
     certs,
-    cli::{AuditArgs, CertsArgs, Cli, Command, ExplainArgs, LogFormat, ServeArgs, WorldMode},
+    cli::{
+        AuditArgs, CertsArgs, Cli, Command, ExplainArgs, LogFormat, ServeArgs, SimulateArgs,
+        SimulateFormat, WorldMode,
+    },
     cluster,
     cluster::ClusterWorld,
     config::{self, Config},
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
         Command::Check(args) => Ok(offline::check_command(&args)),
         Command::Mutate(args) => Ok(offline::mutate_command(&args)),
         Command::Audit(args) => audit(args),
+        Command::Simulate(args) => simulate(args),
     };
     match result {
         Ok(code) => code,
@@ -203,6 +207,46 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     })?;
     let report = offline::audit(&objects, &config);
     Ok(offline::print_report(&report, args.output))
+}
+
+fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let config = offline::load_config(args.config.as_deref())?;
+    let objects = if args.cluster {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(async {
+            let client =
+                cluster::client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+            cluster::list_all(&client, args.namespace.as_deref()).await
+        })?
+    } else {
+        let (inputs, errors) = offline::read_inputs(&args.paths);
+        for e in &errors {
+            eprintln!("{}:{}: {}", e.file, e.line.unwrap_or(0), e.message);
+        }
+        if !errors.is_empty() {
+            return Ok(ExitCode::from(2));
+        }
+        inputs
+            .into_iter()
+            .flat_map(|i| i.documents)
+            .flat_map(|d| d.objects)
+            .collect()
+    };
+    let request = failover_guard::simulate::Request {
+        hosts: args.host,
+        from: args.from,
+        namespace: args.namespace,
+        fail: args.fail,
+    };
+    let report = failover_guard::simulate::run(&objects, &config, &request);
+    match args.output {
+        SimulateFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        SimulateFormat::Text => print!("{}", failover_guard::simulate::text(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {

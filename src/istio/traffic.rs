@@ -13,9 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{
-    augment_labels, cluster_local_service, entry_endpoint_labels, failover_priority, fqdn,
-};
+use super::{augment_labels, entry_endpoint_labels, failover_priority, fqdn};
 use crate::{
     config::Config,
     object::{Pointer as _, array_at, as_int, str_at},
@@ -131,7 +129,7 @@ fn namespace_of(object: &Value) -> String {
         .to_owned()
 }
 
-fn kind_of<'a>(object: &'a Value) -> (&'a str, &'a str) {
+fn kind_of(object: &Value) -> (&str, &str) {
     let api = str_at(object, &["apiVersion"]).unwrap_or("");
     let group = api.split_once('/').map_or("", |(g, _)| g);
     (group, str_at(object, &["kind"]).unwrap_or(""))
@@ -330,7 +328,6 @@ fn services(objects: &[Value], config: &Config, synthesized: &mut Vec<String>) -
                 "DNS_ROUND_ROBIN" => "LOGICAL_DNS",
                 _ => "ORIGINAL_DST",
             };
-            let _ = cluster_local_service(host, &config.cluster.cluster_domain);
             out.push(Service {
                 host: host.to_owned(),
                 namespace: namespace.clone(),
@@ -541,15 +538,15 @@ fn effective_policy(rule: &MergedRule, subset: &str, port: u32) -> Option<Value>
     let sub = sub.unwrap_or(Value::Null);
     for key in ["connectionPool", "outlierDetection", "loadBalancer", "tls"] {
         let value = sub.get(key).filter(|v| !v.is_null());
-        if value.is_some() || has_port_level {
-            if let Some(map) = merged.as_object_mut() {
-                match value {
-                    Some(v) => {
-                        map.insert(key.into(), v.clone());
-                    }
-                    None => {
-                        map.remove(key);
-                    }
+        if (value.is_some() || has_port_level)
+            && let Some(map) = merged.as_object_mut()
+        {
+            match value {
+                Some(v) => {
+                    map.insert(key.into(), v.clone());
+                }
+                None => {
+                    map.remove(key);
                 }
             }
         }
@@ -728,6 +725,28 @@ fn apply_failover_priorities(
     }
     renumber(&mut out);
     out
+}
+
+/// Every host of the objects with its namespace (Kubernetes Services first, then
+/// ServiceEntry-only hosts), in input order.
+pub fn hosts(objects: &[Value], config: &Config) -> Vec<(String, String)> {
+    services(objects, config, &mut Vec::new())
+        .into_iter()
+        .map(|s| (s.host, s.namespace))
+        .collect()
+}
+
+/// Whether an endpoint is taken down by a failure named as a locality
+/// (region[/zone[/subzone]], matched like LocalityMatch) or a cluster (this one's name: every
+/// local endpoint; a remote's: its gateway endpoints).
+pub fn fails(failure: &str, config: &Config, locality: &str, endpoint: &EndpointOut) -> bool {
+    if failure == config.cluster.name {
+        return endpoint.cluster.is_empty();
+    }
+    if config.remotes.iter().any(|r| r.name == failure) {
+        return endpoint.cluster == failure;
+    }
+    !locality.is_empty() && locality_match(locality, failure)
 }
 
 /// What pilot sends one client for every host of `objects` (or those of `hosts`).

@@ -12,6 +12,7 @@ use crate::{
 
 pub mod authorization_policy;
 pub mod destination_rule;
+pub mod failover;
 pub mod service;
 pub mod service_entry;
 
@@ -172,6 +173,7 @@ pub static RULES: &[&Rule] = &[
     &service::FG404,
     &destination_rule::FG405,
     &service::FG501,
+    &failover::FG601,
 ];
 
 /// What is wrong with the `rules` section of a configuration: unknown IDs, unsupported modes.

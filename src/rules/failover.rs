@@ -1,0 +1,195 @@
+//! Whole-host rules (FG6xx): what Envoy ends up with once every object is taken together.
+
+use serde_json::Value;
+
+use super::{Context, Issue, Rule};
+use crate::{
+    config::Mode,
+    istio::{
+        cluster_local_service, fqdn,
+        traffic::{self, Client, EnvoyCluster},
+    },
+    object::{Kind, Pointer as _, Subject, array_at, str_at},
+};
+
+// === FG601 failover-not-effective ===
+
+/// FG601: the simulated priorities for a local client are not failover.
+pub static FG601: Rule = Rule {
+    id: "FG601",
+    name: "failover-not-effective",
+    kinds: &[Kind::DestinationRule, Kind::ServiceEntry, Kind::Service],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: true,
+    summary: "A host in failover scope whose simulated Envoy priorities for a local client are not \
+              failover is a warning (configurable to deny), with the simulated table.",
+    istio: "Computes what pilot sends a local sidecar for the host with the object admitted and \
+            the rest of the world (src/istio/traffic.rs, which mirrors \
+            pilot/pkg/model/push_context.go destinationRule, pilot/pkg/networking/util \
+            MergeSubsetTrafficPolicy, pilot/pkg/networking/core/loadbalancer \
+            ApplyLocalityLoadBalancer and pilot/pkg/xds/endpoints/endpoint_builder.go, and is \
+            checked against pilot itself). This catches causes no single rule names: the sum of \
+            rules in several objects that leaves traffic spread, inert, plaintext or without a \
+            remote.",
+    example_bad: "# with Service bookinfo/reviews and a DestinationRule with outlier detection\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 198.51.100.7, ports: {http: 15443}, locality: europe-west1/europe-west1-b, labels: {security.istio.io/tlsMode: istio}}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    check: check_fg601,
+};
+
+/// The cluster-local service hosts the object is about.
+fn hosts(object: &Value, cx: &Context<'_>) -> Vec<String> {
+    let domain = &cx.config.cluster.cluster_domain;
+    let ns = &cx.subject.namespace;
+    let candidates: Vec<String> = match cx.subject.kind {
+        Kind::Service => vec![format!("{}.{ns}.{domain}", cx.subject.name)],
+        Kind::DestinationRule => object
+            .at("/spec/host")
+            .and_then(Value::as_str)
+            .map(|h| vec![fqdn(h, ns, domain)])
+            .unwrap_or_default(),
+        Kind::ServiceEntry => array_at(object, &["spec", "hosts"])
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    candidates
+        .into_iter()
+        .filter(|h| cluster_local_service(h, domain).is_some())
+        .collect()
+}
+
+/// One line per verdict: the cluster, its table, what it means.
+fn summary(c: &EnvoyCluster) -> String {
+    // Groups of one priority and locality read as one (pods and entries keep their locality
+    // labels apart).
+    let mut groups: std::collections::BTreeMap<(u32, &str), std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for p in c.priorities.iter().filter(|p| !p.endpoints.is_empty()) {
+        groups
+            .entry((p.priority, p.locality.as_str()))
+            .or_default()
+            .extend(p.endpoints.iter().map(|e| {
+                if e.cluster.is_empty() {
+                    "local".to_owned()
+                } else {
+                    format!("{} ({})", e.address, e.cluster)
+                }
+            }));
+    }
+    let table: Vec<String> = groups
+        .iter()
+        .map(|((priority, locality), who)| {
+            let who: Vec<&str> = who.iter().map(String::as_str).collect();
+            format!(
+                "p{priority} {} {}",
+                if locality.is_empty() { "-" } else { locality },
+                who.join(" + ")
+            )
+        })
+        .collect();
+    let subset = if c.subset.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", c.subset)
+    };
+    format!(
+        "{}:{}{subset}: {}: {}",
+        c.host.split('.').next().unwrap_or(""),
+        c.port,
+        table.join("; "),
+        c.verdict
+    )
+}
+
+fn meaning(verdict: &str) -> &'static str {
+    match verdict {
+        "spread" => "traffic always crosses clusters",
+        "inert" => "no outlier detection: no priorities, nothing fails over",
+        "capped" => "maxEjectionPercent keeps the local priority from emptying",
+        "plaintext" => "the remote gateway gets no Istio mTLS and rejects failover traffic",
+        "remote-first" => "traffic goes to the remote cluster first",
+        "no-local" => "no local endpoint: every request crosses clusters",
+        "no-remote" => "the failover endpoints never join the Service",
+        _ => "no endpoint at all",
+    }
+}
+
+fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let Some(world) = cx.world else { return };
+    if !cx.config.in_failover_scope(&cx.subject.namespace)
+        || cx.config.cluster.localities.is_empty()
+    {
+        return;
+    }
+    for host in hosts(object, cx) {
+        let Some((service, namespace)) =
+            cluster_local_service(&host, &cx.config.cluster.cluster_domain)
+        else {
+            continue;
+        };
+        // The world with the object admitted in place of its stored version.
+        let same = |other: &Value| {
+            let s = Subject::of(other, cx.subject.kind, "default");
+            crate::object::Kind::of(other) == Some(cx.subject.kind)
+                && s.namespace == cx.subject.namespace
+                && s.name == cx.subject.name
+        };
+        let stored_service = world.service(namespace, service);
+        let mut objects: Vec<Value> = Vec::new();
+        if cx.subject.kind == Kind::Service {
+            objects.push(object.clone());
+        } else if let Some(svc) = stored_service {
+            objects.push((*svc).clone());
+        } else {
+            continue;
+        }
+        let entries = world.service_entries(&host);
+        let rules = world.destination_rules(&host);
+        for other in rules.iter().chain(entries.iter()) {
+            if !same(other) {
+                objects.push((**other).clone());
+            }
+        }
+        if cx.subject.kind != Kind::Service {
+            objects.push(object.clone());
+        }
+        // Nothing to fail over to yet is FG402's to say.
+        let has_entry = objects.iter().any(|o| {
+            Kind::of(o) == Some(Kind::ServiceEntry)
+                && str_at(o, &["metadata", "namespace"]).unwrap_or("default") == namespace
+        });
+        if !has_entry {
+            continue;
+        }
+        let clients: Vec<Client> = cx
+            .config
+            .cluster
+            .localities
+            .iter()
+            .map(|l| Client {
+                locality: l.clone(),
+                namespace: namespace.to_owned(),
+            })
+            .collect();
+        let simulation =
+            traffic::simulate(&objects, cx.config, &clients, std::slice::from_ref(&host));
+        let mut seen = std::collections::BTreeSet::new();
+        for cluster in simulation
+            .clusters
+            .iter()
+            .filter(|c| c.verdict != "failover")
+        {
+            let line = summary(cluster);
+            if seen.insert(line.clone()) {
+                out.push(
+                    Issue::warn("spec", line)
+                        .because(meaning(&cluster.verdict))
+                        .fix("run `failover-guard simulate` on these objects for the full table"),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! `failover-guard simulate`: where traffic for each host goes, per client, as Envoy gets it
+//! from pilot (the model in [`crate::istio::traffic`]), and which priority carries the traffic
+//! when a locality or cluster fails. An adapter: objects and a request in, a report out.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    config::Config,
+    istio::traffic::{self, Client, EnvoyCluster, Priority},
+};
+
+/// What to simulate.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Hosts to report (all when empty).
+    pub hosts: Vec<String>,
+    /// Client localities (this cluster's configured ones when empty).
+    pub from: Vec<String>,
+    /// Client namespace (each host's own when absent).
+    pub namespace: Option<String>,
+    /// Failures to apply: localities or cluster names.
+    pub fail: Vec<String>,
+}
+
+/// One Envoy cluster with what happens under the requested failures.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterReport {
+    #[serde(flatten)]
+    pub cluster: EnvoyCluster,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// The table after ejecting the failed endpoints.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub fail: Vec<String>,
+    pub priorities: Vec<Priority>,
+    /// The priority that now carries the traffic; `None`: an outage.
+    pub carried_by: Option<u32>,
+    /// The remote clusters that receive it, if any.
+    pub clusters: Vec<String>,
+}
+
+/// The whole answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub clusters: Vec<ClusterReport>,
+    /// Local workloads assumed because the input had none.
+    pub synthesized: Vec<String>,
+}
+
+/// Simulates every requested host for every requested client.
+pub fn run(objects: &[Value], config: &Config, request: &Request) -> Report {
+    let localities = if request.from.is_empty() {
+        config.cluster.localities.clone()
+    } else {
+        request.from.clone()
+    };
+    let mut clusters = Vec::new();
+    let mut synthesized = Vec::new();
+    // Clients of each host's namespace, unless one namespace is asked for.
+    let mut by_namespace: Vec<(String, Vec<String>)> = Vec::new();
+    for (host, namespace) in traffic::hosts(objects, config) {
+        if !request.hosts.is_empty() && !request.hosts.contains(&host) {
+            continue;
+        }
+        let ns = request.namespace.clone().unwrap_or(namespace);
+        match by_namespace.iter_mut().find(|(n, _)| *n == ns) {
+            Some((_, hosts)) => hosts.push(host),
+            None => by_namespace.push((ns, vec![host])),
+        }
+    }
+    for (namespace, hosts) in by_namespace {
+        let clients: Vec<Client> = localities
+            .iter()
+            .map(|l| Client {
+                locality: l.clone(),
+                namespace: namespace.clone(),
+            })
+            .collect();
+        let simulation = traffic::simulate(objects, config, &clients, &hosts);
+        synthesized = simulation.synthesized;
+        clusters.extend(simulation.clusters.into_iter().map(|cluster| {
+            let failure =
+                (!request.fail.is_empty()).then(|| failure(&cluster, config, &request.fail));
+            ClusterReport { cluster, failure }
+        }));
+    }
+    Report {
+        clusters,
+        synthesized,
+    }
+}
+
+/// The table with the failed endpoints ejected, and the priority Envoy now sends traffic to:
+/// the best priority with an endpoint left.
+fn failure(cluster: &EnvoyCluster, config: &Config, fail: &[String]) -> Failure {
+    let priorities: Vec<Priority> = cluster
+        .priorities
+        .iter()
+        .map(|p| Priority {
+            endpoints: p
+                .endpoints
+                .iter()
+                .filter(|e| {
+                    !fail
+                        .iter()
+                        .any(|f| traffic::fails(f, config, &p.locality, e))
+                })
+                .cloned()
+                .collect(),
+            ..p.clone()
+        })
+        .collect();
+    let carried_by = priorities
+        .iter()
+        .filter(|p| !p.endpoints.is_empty())
+        .map(|p| p.priority)
+        .min();
+    let mut clusters: Vec<String> = priorities
+        .iter()
+        .filter(|p| Some(p.priority) == carried_by)
+        .flat_map(|p| p.endpoints.iter().map(|e| e.cluster.clone()))
+        .filter(|c| !c.is_empty())
+        .collect();
+    clusters.dedup();
+    Failure {
+        fail: fail.to_vec(),
+        priorities,
+        carried_by,
+        clusters,
+    }
+}
+
+fn table(out: &mut String, priorities: &[Priority]) {
+    for p in priorities {
+        let endpoints: Vec<String> = p
+            .endpoints
+            .iter()
+            .map(|e| {
+                let mut s = format!("{}:{}", e.address, e.port);
+                if !e.cluster.is_empty() {
+                    s.push_str(&format!(
+                        " ({}{})",
+                        e.cluster,
+                        if e.mtls { ", mTLS" } else { ", plaintext" }
+                    ));
+                }
+                s
+            })
+            .collect();
+        let locality = if p.locality.is_empty() {
+            "(no locality)"
+        } else {
+            &p.locality
+        };
+        let _ = writeln!(
+            out,
+            "  p{} {locality}  weight {}  {}",
+            p.priority,
+            p.weight,
+            if endpoints.is_empty() {
+                "(no endpoints)".to_owned()
+            } else {
+                endpoints.join(", ")
+            }
+        );
+    }
+}
+
+/// Human output: one block per Envoy cluster and client.
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    for c in &report.clusters {
+        let cluster = &c.cluster;
+        let subset = if cluster.subset.is_empty() {
+            String::new()
+        } else {
+            format!(" subset {}", cluster.subset)
+        };
+        let _ = writeln!(
+            out,
+            "{}:{}{subset} from {}@{}: {}",
+            cluster.host,
+            cluster.port,
+            cluster.client.namespace,
+            if cluster.client.locality.is_empty() {
+                "(no locality)"
+            } else {
+                &cluster.client.locality
+            },
+            cluster.verdict
+        );
+        let od = if cluster.outlier_detection {
+            format!(
+                "on (maxEjectionPercent {})",
+                if cluster.max_ejection_percent == 0 {
+                    "unset: 10".to_owned()
+                } else {
+                    cluster.max_ejection_percent.to_string()
+                }
+            )
+        } else {
+            "off".to_owned()
+        };
+        let rule = if cluster.destination_rule.is_empty() {
+            "no DestinationRule".to_owned()
+        } else {
+            format!("DestinationRule {}", cluster.destination_rule.join(" + "))
+        };
+        let _ = writeln!(out, "  outlier detection {od}; {rule}");
+        table(&mut out, &cluster.priorities);
+        if let Some(f) = &c.failure {
+            let _ = writeln!(out, "  with {} failed:", f.fail.join(", "));
+            table(&mut out, &f.priorities);
+            let _ = match f.carried_by {
+                None => writeln!(out, "  => outage: no endpoint is left"),
+                Some(p) if f.clusters.is_empty() => {
+                    writeln!(out, "  => p{p} carries the traffic (local)")
+                }
+                Some(p) => writeln!(
+                    out,
+                    "  => p{p} carries the traffic ({})",
+                    f.clusters.join(", ")
+                ),
+            };
+        }
+        out.push('\n');
+    }
+    if !report.synthesized.is_empty() {
+        let _ = writeln!(
+            out,
+            "Assumed local workloads (the input has none): {}",
+            report.synthesized.join(", ")
+        );
+    }
+    out
+}

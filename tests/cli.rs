@@ -297,3 +297,98 @@ fn explain_and_certs() {
         assert_eq!(run(help).status.code(), Some(0));
     }
 }
+
+#[test]
+fn simulate_shows_where_traffic_goes_before_and_after_mutate() {
+    let dir = "tests/scenarios/seed-transparent-failover";
+    let config = format!("{dir}/config.yaml");
+    let objects = format!("{dir}/objects.yaml");
+
+    // As written: capped (Envoy may eject 10% of two hosts: none).
+    let before = run(&["simulate", "--config", &config, &objects]);
+    assert_eq!(before.status.code(), Some(0));
+    let text = stdout(&before);
+    assert!(
+        text.contains("call-me-maybe.default.svc.cluster.local:80 from default@europe-west3/europe-west3-a: capped"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "p1 europe-west1/europe-west1-b  weight 1  203.0.113.10:15443 (cluster-b, mTLS)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Assumed local workloads"), "{text}");
+
+    // After mutate, with the local locality failed, cluster-b carries the traffic (JSON).
+    let mutated = stdout(&run(&["mutate", "--config", &config, &objects]));
+    let after = run_stdin(
+        &[
+            "simulate",
+            "--config",
+            &config,
+            "--fail",
+            "europe-west3",
+            "--output",
+            "json",
+            "-",
+        ],
+        &mutated,
+    );
+    assert_eq!(after.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&after.stdout).expect("JSON");
+    let cluster = &report["clusters"][0];
+    assert_eq!(
+        cluster["name"],
+        "outbound|80||call-me-maybe.default.svc.cluster.local"
+    );
+    assert_eq!(cluster["verdict"], "failover");
+    assert_eq!(cluster["outlierDetection"], true);
+    assert_eq!(cluster["client"]["locality"], "europe-west3/europe-west3-a");
+    assert_eq!(
+        cluster["priorities"][1]["endpoints"][0]["cluster"],
+        "cluster-b"
+    );
+    assert_eq!(cluster["failure"]["carriedBy"], 1);
+    assert_eq!(
+        cluster["failure"]["clusters"],
+        serde_json::json!(["cluster-b"])
+    );
+
+    // Failing both clusters is an outage; an unknown host gives no cluster.
+    let outage = run(&[
+        "simulate",
+        "--config",
+        &config,
+        "--fail",
+        "europe-west3",
+        "--fail",
+        "cluster-b",
+        &objects,
+    ]);
+    assert!(
+        stdout(&outage).contains("=> outage: no endpoint is left"),
+        "{}",
+        stdout(&outage)
+    );
+    let none = run(&[
+        "simulate",
+        "--config",
+        &config,
+        "--host",
+        "nothing.default.svc.cluster.local",
+        "--output",
+        "json",
+        &objects,
+    ]);
+    let report: Value = serde_json::from_slice(&none.stdout).expect("JSON");
+    assert_eq!(report["clusters"], serde_json::json!([]));
+
+    // Broken input is an error with exit code 2, not a panic.
+    let broken = run_stdin(&["simulate", "-"], "kind: [unclosed\n");
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("<stdin>:2:"),
+        "{broken:?}"
+    );
+}

@@ -93,6 +93,21 @@ spec:
     assert!(has("FG101", "legacy"), "{report:#}");
     assert!(has("FG209", "legacy-failover"), "{report:#}");
     assert!(findings.iter().all(|f| f["namespace"] != "kube-system"));
+    // simulate reads the same live objects.
+    let simulated = Command::new(common::BIN)
+        .args(["simulate", "--cluster", "--output", "json", "--kubeconfig"])
+        .arg(&plane.kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(simulated.status.code(), Some(0), "{}", text(&simulated));
+    let report: Value = serde_json::from_slice(&simulated.stdout).unwrap();
+    let reviews = report["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "outbound|9080||reviews.bookinfo.svc.cluster.local")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(reviews["verdict"], "no-remote", "{reviews:#}");
     let namespaced = Command::new(common::BIN)
         .args(["audit", "--namespace", "default", "--kubeconfig"])
         .arg(&plane.kubeconfig)

@@ -241,6 +241,16 @@ proptest! {
         let mut mutated = object.clone();
         evaluate(&mut mutated, &config, Some(&world), "default", Pass::Mutate);
 
+        // simulate takes it too, beside a Service of the host its arbitrary fields may name.
+        let service = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "reviews", "namespace": "bookinfo"},
+            "spec": {"ports": [{"name": "http", "port": 9080}]}});
+        let clients = [failover_guard::istio::traffic::Client {
+            locality: "europe-west1/europe-west1-b".into(),
+            namespace: "bookinfo".into(),
+        }];
+        failover_guard::istio::traffic::simulate(&[service, object.clone()], &config, &clients, &[]);
+
         // The same object inside an AdmissionReview, through the admission adapter.
         let review = common::review_for("prop", "CREATE", &object);
         let body = serde_json::to_vec(&review).expect("encode");

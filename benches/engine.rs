@@ -216,11 +216,20 @@ fn world_benches(c: &mut Criterion) {
         ("service", service),
     ] {
         let body = review(object);
-        for (label, world) in [("empty", &empty), ("10k-objects", &large)] {
+        // FG601 simulates the host on every admission: its cost is the "fg601-off" difference.
+        let mut without_fg601 = config.clone();
+        without_fg601
+            .rules
+            .insert("FG601".into(), failover_guard::config::Mode::Off);
+        for (label, world, config) in [
+            ("empty", &empty, &config),
+            ("10k-objects", &large, &config),
+            ("10k-objects-fg601-off", &large, &without_fg601),
+        ] {
             group.bench_with_input(BenchmarkId::new(case, label), &body, |b, body| {
                 b.iter(|| {
                     let world: &dyn World = world;
-                    admission::review(black_box(body), Webhook::Validate, &config, Some(world))
+                    admission::review(black_box(body), Webhook::Validate, config, Some(world))
                         .map(|r| r.findings.len())
                 })
             });

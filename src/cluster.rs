@@ -336,3 +336,31 @@ pub async fn list_all(
     }
     Ok(objects)
 }
+
+/// The workloads behind Services, listed once for `simulate --cluster`: EndpointSlices and
+/// Pods (of one namespace, or all) and Nodes (for their topology labels). Not watched: the
+/// webhook never needs them.
+pub async fn list_workloads(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Result<Vec<Value>, ClusterError> {
+    let mut objects = Vec::new();
+    for (group, version, kind, namespaced) in [
+        ("discovery.k8s.io", "v1", "EndpointSlice", true),
+        ("", "v1", "Pod", true),
+        ("", "v1", "Node", false),
+    ] {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) if namespaced => Api::namespaced_with(client.clone(), ns, &resource),
+            _ => Api::all_with(client.clone(), &resource),
+        };
+        let list = api.list(&ListParams::default()).await?;
+        objects.extend(
+            list.items
+                .into_iter()
+                .filter_map(|o| normalize(o, &resource)),
+        );
+    }
+    Ok(objects)
+}

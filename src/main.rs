@@ -219,7 +219,9 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         runtime.block_on(async {
             let client =
                 cluster::client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-            cluster::list_all(&client, args.namespace.as_deref()).await
+            let mut objects = cluster::list_all(&client, args.namespace.as_deref()).await?;
+            objects.extend(cluster::list_workloads(&client, args.namespace.as_deref()).await?);
+            Ok::<_, cluster::ClusterError>(objects)
         })?
     } else {
         let (inputs, errors) = offline::read_inputs(&args.paths);

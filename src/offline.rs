@@ -346,21 +346,26 @@ pub fn world_of(inputs: &[Input], config: &Config) -> ManifestWorld {
 }
 
 /// Checks the inputs: the fixes the mutating webhook would make are reported as `mutate`,
-/// then what the validating webhook would deny or warn about on the mutated object.
+/// then what the validating webhook would deny or warn about on the mutated object, judged
+/// against the other objects as they would be stored (mutated too), as the cluster holds them
+/// once everything is applied.
 pub fn check(inputs: &[Input], config: &Config) -> Report {
-    let world = world_of(inputs, config);
+    // Applied in order: each object is judged with the ones before it as stored (mutated),
+    // the ones after it as written, as in a cluster that `kubectl apply` fills in file order.
+    let mut world = world_of(inputs, config);
     let mut report = Report {
         files: inputs.len(),
         ..Report::default()
     };
-    for input in inputs {
+    // Pass 1: every object as the mutating webhook would store it.
+    let mut stored = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
         for doc in &input.documents {
             for object in &doc.objects {
                 let Some(kind) = Kind::of(object) else {
+                    stored.push((i, doc, None, object.clone()));
                     continue;
                 };
-                report.objects += 1;
-                let subject = Subject::of(object, kind, DEFAULT_NAMESPACE);
                 let mut object = object.clone();
                 let mutated = engine::evaluate(
                     &mut object,
@@ -369,27 +374,42 @@ pub fn check(inputs: &[Input], config: &Config) -> Report {
                     DEFAULT_NAMESPACE,
                     Pass::Mutate,
                 );
-                let validated = engine::evaluate(
-                    &mut object,
-                    config,
-                    Some(&world),
-                    DEFAULT_NAMESPACE,
-                    Pass::Validate,
-                );
-                let findings = mutated
-                    .findings
-                    .into_iter()
-                    .filter(|f| f.action == Action::Mutate)
-                    .chain(validated.findings);
-                for finding in findings {
-                    report.findings.push(Located::new(
-                        input.name.clone(),
-                        (doc.index, doc.line),
-                        &subject,
-                        finding,
-                    ));
-                }
+                world.upsert(object.clone());
+                stored.push((i, doc, Some((kind, mutated)), object));
             }
+        }
+    }
+    // Pass 2: the validating webhook on each, against the stored world.
+    let stored_world = ManifestWorld::new(
+        stored.iter().map(|(_, _, _, o)| o),
+        DEFAULT_NAMESPACE,
+        &config.cluster.cluster_domain,
+    );
+    for (i, doc, mutation, mut object) in stored {
+        let Some((kind, mutated)) = mutation else {
+            continue;
+        };
+        report.objects += 1;
+        let subject = Subject::of(&object, kind, DEFAULT_NAMESPACE);
+        let validated = engine::evaluate(
+            &mut object,
+            config,
+            Some(&stored_world),
+            DEFAULT_NAMESPACE,
+            Pass::Validate,
+        );
+        let findings = mutated
+            .findings
+            .into_iter()
+            .filter(|f| f.action == Action::Mutate)
+            .chain(validated.findings);
+        for finding in findings {
+            report.findings.push(Located::new(
+                inputs[i].name.clone(),
+                (doc.index, doc.line),
+                &subject,
+                finding,
+            ));
         }
     }
     report
@@ -414,7 +434,8 @@ pub struct Change {
 
 /// The mutated text of every input, untouched documents byte for byte.
 pub fn mutate(inputs: &[Input], config: &Config) -> Vec<MutatedFile> {
-    let world = world_of(inputs, config);
+    // Applied in order, like `check`: earlier objects as stored, later ones as written.
+    let mut world = world_of(inputs, config);
     let mut out = Vec::new();
     for input in inputs {
         let mut text = String::new();
@@ -431,6 +452,9 @@ pub fn mutate(inputs: &[Input], config: &Config) -> Vec<MutatedFile> {
                     Pass::Mutate,
                 );
                 changed |= !evaluation.applied.is_empty();
+                if evaluation.kind.is_some() {
+                    world.upsert(object.clone());
+                }
             }
             text.push_str(&doc.separator);
             if !changed || doc.error.is_some() {

@@ -262,6 +262,12 @@ impl ManifestWorld {
         }
         ManifestWorld(index)
     }
+
+    /// Puts an object in (replacing the one of the same kind, namespace and name): an object
+    /// as it is stored once applied.
+    pub fn upsert(&mut self, object: Value) {
+        self.0.upsert(object);
+    }
 }
 
 impl World for ManifestWorld {

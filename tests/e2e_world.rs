@@ -93,7 +93,38 @@ spec:
     assert!(has("FG101", "legacy"), "{report:#}");
     assert!(has("FG209", "legacy-failover"), "{report:#}");
     assert!(findings.iter().all(|f| f["namespace"] != "kube-system"));
-    // simulate reads the same live objects.
+    // simulate reads the same live objects, and the live workloads behind a Service: a Node
+    // with its zone, a Pod on it, the EndpointSlice that lists it.
+    let workloads = "apiVersion: v1
+kind: ServiceAccount
+metadata: {name: default, namespace: bookinfo}
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: node-b
+  labels: {topology.kubernetes.io/region: europe-west1, topology.kubernetes.io/zone: europe-west1-b}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-b, namespace: bookinfo, labels: {app: reviews, security.istio.io/tlsMode: istio}}
+spec:
+  nodeName: node-b
+  automountServiceAccountToken: false
+  containers: [{name: reviews, image: reviews}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: reviews-live, namespace: bookinfo, labels: {kubernetes.io/service-name: reviews}}
+addressType: IPv4
+ports: [{name: http-web, port: 9080, protocol: TCP}]
+endpoints:
+- addresses: [10.1.0.11]
+  conditions: {ready: true}
+  targetRef: {kind: Pod, name: reviews-b, namespace: bookinfo}
+";
+    let out = plane.apply(workloads, &[]);
+    assert!(out.status.success(), "{}", text(&out));
     let simulated = Command::new(common::BIN)
         .args(["simulate", "--cluster", "--output", "json", "--kubeconfig"])
         .arg(&plane.kubeconfig)
@@ -108,6 +139,14 @@ spec:
         .find(|c| c["name"] == "outbound|9080||reviews.bookinfo.svc.cluster.local")
         .unwrap_or_else(|| panic!("{report:#}"));
     assert_eq!(reviews["verdict"], "no-remote", "{reviews:#}");
+    assert_eq!(
+        reviews["priorities"][0]["endpoints"][0]["address"], "10.1.0.11",
+        "the live pod, not an assumed one: {reviews:#}"
+    );
+    assert_eq!(
+        reviews["priorities"][0]["locality"],
+        "europe-west1/europe-west1-b"
+    );
     let namespaced = Command::new(common::BIN)
         .args(["audit", "--namespace", "default", "--kubeconfig"])
         .arg(&plane.kubeconfig)

@@ -224,48 +224,63 @@ fn services(objects: &[Value], config: &Config, synthesized: &mut Vec<String>) -
             sets.push(BTreeMap::new());
         }
         let mut endpoints = Vec::new();
-        for (li, locality) in config.cluster.localities.iter().enumerate() {
-            let node = format!("failover-guard-node-{li}");
-            let mut parts = locality.splitn(3, '/');
-            let (r, z, s) = (
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or(""),
-            );
-            // getPodLocality: region/zone/subzone from the node's labels.
-            let label = if r.is_empty() && z.is_empty() && s.is_empty() {
-                String::new()
-            } else {
-                format!("{r}/{z}/{s}")
-            };
-            for (si, set) in sets.iter().enumerate() {
-                next += 1;
-                let ip = format!(
-                    "10.{}.{}.{}",
-                    100 + next / 62500,
-                    next / 250 % 250,
-                    next % 250 + 1
+        let slices: Vec<&Value> = objects
+            .iter()
+            .filter(|o| kind_of(o) == ("discovery.k8s.io", "EndpointSlice"))
+            .filter(|o| namespace_of(o) == namespace)
+            .filter(|o| {
+                str_at(o, &["metadata", "labels", "kubernetes.io/service-name"]) == Some(name)
+            })
+            .collect();
+        if !slices.is_empty() {
+            // Real workloads: the EndpointSlices' ready endpoints, their pods' labels and their
+            // nodes' topology (pilot/pkg/serviceregistry/kube/controller/endpointslice.go,
+            // endpoint_builder.go NewEndpointBuilder, controller.go getPodLocality).
+            endpoints.extend(slice_endpoints(objects, &slices, &ports, config));
+        } else {
+            for (li, locality) in config.cluster.localities.iter().enumerate() {
+                let node = format!("failover-guard-node-{li}");
+                let mut parts = locality.splitn(3, '/');
+                let (r, z, s) = (
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or(""),
                 );
-                let mut own: BTreeMap<String, String> =
-                    BTreeMap::from([(TLS_MODE.to_owned(), "istio".to_owned())]);
-                own.extend(selector.clone());
-                own.extend(set.clone());
-                let mut labels =
-                    augment_labels(&own, local_cluster, &label, &config.cluster.network);
-                labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
-                synthesized.push(format!("{namespace}/{name}-{li}-{si}@{locality}"));
-                for (port_name, _, target) in &ports {
-                    endpoints.push(IstioEndpoint {
-                        address: ip.clone(),
-                        port: *target,
-                        service_port_name: port_name.clone(),
-                        locality: label.clone(),
-                        labels: labels.clone(),
-                        weight: 1,
-                        tls_istio: true,
-                        node: node.clone(),
-                        remote: String::new(),
-                    });
+                // getPodLocality: region/zone/subzone from the node's labels.
+                let label = if r.is_empty() && z.is_empty() && s.is_empty() {
+                    String::new()
+                } else {
+                    format!("{r}/{z}/{s}")
+                };
+                for (si, set) in sets.iter().enumerate() {
+                    next += 1;
+                    let ip = format!(
+                        "10.{}.{}.{}",
+                        100 + next / 62500,
+                        next / 250 % 250,
+                        next % 250 + 1
+                    );
+                    let mut own: BTreeMap<String, String> =
+                        BTreeMap::from([(TLS_MODE.to_owned(), "istio".to_owned())]);
+                    own.extend(selector.clone());
+                    own.extend(set.clone());
+                    let mut labels =
+                        augment_labels(&own, local_cluster, &label, &config.cluster.network);
+                    labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
+                    synthesized.push(format!("{namespace}/{name}-{li}-{si}@{locality}"));
+                    for (port_name, _, target) in &ports {
+                        endpoints.push(IstioEndpoint {
+                            address: ip.clone(),
+                            port: *target,
+                            service_port_name: port_name.clone(),
+                            locality: label.clone(),
+                            labels: labels.clone(),
+                            weight: 1,
+                            tls_istio: true,
+                            node: node.clone(),
+                            remote: String::new(),
+                        });
+                    }
                 }
             }
         }
@@ -347,6 +362,107 @@ fn services(objects: &[Value], config: &Config, synthesized: &mut Vec<String>) -
                 traffic_distribution: String::new(),
                 endpoints: entry_endpoints(se, config),
             });
+        }
+    }
+    out
+}
+
+/// The local endpoints of a Service from its EndpointSlices: ready endpoints whose pod is
+/// known (pilot waits for a pod a targetRef names), with the pod's labels, the node's locality
+/// (or the pod's istio-locality label), the pod's tlsMode label.
+fn slice_endpoints(
+    objects: &[Value],
+    slices: &[&Value],
+    ports: &[(String, u32, u32)],
+    config: &Config,
+) -> Vec<IstioEndpoint> {
+    let find = |kind: (&str, &str), ns: Option<&str>, name: &str| {
+        objects.iter().find(|o| {
+            kind_of(o) == kind
+                && str_at(o, &["metadata", "name"]) == Some(name)
+                && ns.is_none_or(|ns| namespace_of(o) == ns)
+        })
+    };
+    let mut out = Vec::new();
+    for slice in slices {
+        let ns = namespace_of(slice);
+        for endpoint in array_at(slice, &["endpoints"]) {
+            if endpoint.at("/conditions/ready").and_then(Value::as_bool) == Some(false) {
+                continue;
+            }
+            let Some(address) = array_at(endpoint, &["addresses"])
+                .first()
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let pod = match endpoint.at("/targetRef/name").and_then(Value::as_str) {
+                Some(pod) => match find(("", "Pod"), Some(&ns), pod) {
+                    Some(pod) => Some(pod),
+                    None => continue,
+                },
+                None => objects.iter().find(|o| {
+                    kind_of(o) == ("", "Pod") && str_at(o, &["status", "podIP"]) == Some(address)
+                }),
+            };
+            let own = string_map(pod.and_then(|p| p.at("/metadata/labels")));
+            let node = pod
+                .and_then(|p| str_at(p, &["spec", "nodeName"]))
+                .unwrap_or("")
+                .to_owned();
+            let locality = match own.get("istio-locality") {
+                Some(l) => l.replace('.', "/"),
+                None => find(("", "Node"), None, &node)
+                    .map(|n| {
+                        let label = |k: &str| {
+                            str_at(n, &["metadata", "labels", k])
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        let (r, z, s) = (
+                            label(super::labels::REGION),
+                            label(super::labels::ZONE),
+                            label(super::labels::SUBZONE),
+                        );
+                        if r.is_empty() && z.is_empty() && s.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{r}/{z}/{s}")
+                        }
+                    })
+                    .unwrap_or_default(),
+            };
+            let mut labels = augment_labels(
+                &own,
+                &config.cluster.name,
+                &locality,
+                &config.cluster.network,
+            );
+            if !node.is_empty() {
+                labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
+            }
+            for slice_port in array_at(slice, &["ports"]) {
+                let port_name = slice_port.get("name").and_then(Value::as_str).unwrap_or("");
+                if !ports.iter().any(|(n, _, _)| n == port_name) {
+                    continue;
+                }
+                let port = slice_port
+                    .get("port")
+                    .and_then(as_int)
+                    .and_then(|p| u32::try_from(p).ok())
+                    .unwrap_or(0);
+                out.push(IstioEndpoint {
+                    address: address.to_owned(),
+                    port,
+                    service_port_name: port_name.to_owned(),
+                    locality: locality.clone(),
+                    labels: labels.clone(),
+                    weight: 1,
+                    tls_istio: own.get(TLS_MODE).map(String::as_str) == Some("istio"),
+                    node: node.clone(),
+                    remote: String::new(),
+                });
+            }
         }
     }
     out

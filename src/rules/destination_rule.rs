@@ -187,6 +187,16 @@ pub static FG101: Rule = Rule {
     check: check_fg101,
 };
 
+/// Whether the world shows a failover entry for the host with an endpoint at a configured
+/// remote gateway.
+fn fed_by_remote_gateway(host: &str, cx: &Context<'_>) -> bool {
+    cx.world.is_some_and(|w| {
+        w.service_entries(host)
+            .iter()
+            .any(|se| super::service_entry::at_remote_gateway(se, cx))
+    })
+}
+
 /// Whether a DestinationRule's host is one locality failover is for: a cluster-local service
 /// host, or a host that the world shows fed by a failover entry.
 fn in_failover_scope(dr: &Value, cx: &Context<'_>) -> bool {
@@ -201,17 +211,7 @@ fn in_failover_scope(dr: &Value, cx: &Context<'_>) -> bool {
     if let Some((_, namespace)) = cluster_local_service(&host, &cx.config.cluster.cluster_domain) {
         return cx.config.in_scope(namespace);
     }
-    cx.world.is_some_and(|w| {
-        w.service_entries(&host).iter().any(|se| {
-            crate::object::array_at(se, &["spec", "endpoints"])
-                .iter()
-                .any(|e| {
-                    e.get("address")
-                        .and_then(Value::as_str)
-                        .is_some_and(|a| cx.config.remote_at(a).is_some())
-                })
-        })
-    })
+    fed_by_remote_gateway(&host, cx)
 }
 
 /// Other DestinationRules pilot merges this one with that already bring a top-level
@@ -1014,15 +1014,7 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     // Fed by failover entries: the world shows one, or (no world) the host is a cluster-local
     // service in failover scope, the hosts failover entries are written for.
     let fed = if cx.world.is_some() {
-        entries.iter().any(|se| {
-            crate::object::array_at(se, &["spec", "endpoints"])
-                .iter()
-                .any(|e| {
-                    e.get("address")
-                        .and_then(Value::as_str)
-                        .is_some_and(|a| cx.config.remote_at(a).is_some())
-                })
-        })
+        fed_by_remote_gateway(&host, cx)
     } else {
         failover_host(dr, cx).is_some()
     };
@@ -1169,17 +1161,7 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     };
     // Deny only with evidence of remote gateway endpoints for the host (a failover entry in
     // the world); without a world, or without such an entry, the host may be local-only.
-    let evidence = cx.world.is_some_and(|w| {
-        w.service_entries(&host).iter().any(|se| {
-            crate::object::array_at(se, &["spec", "endpoints"])
-                .iter()
-                .any(|e| {
-                    e.get("address")
-                        .and_then(Value::as_str)
-                        .is_some_and(|a| cx.config.remote_at(a).is_some())
-                })
-        })
-    });
+    let evidence = fed_by_remote_gateway(&host, cx);
     for level in levels(dr) {
         let Some(mode) = level
             .get(dr)

@@ -47,7 +47,7 @@ pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
 }
 
 /// Whether an endpoint of the entry is at a configured remote gateway.
-fn at_remote_gateway(se: &Value, cx: &Context<'_>) -> bool {
+pub(crate) fn at_remote_gateway(se: &Value, cx: &Context<'_>) -> bool {
     endpoints(se)
         .iter()
         .any(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))

@@ -32,30 +32,11 @@ fn policy() -> String {
 
 /// The folder holding kube-apiserver and etcd, building them on first use.
 fn binaries() -> Result<PathBuf, String> {
-    let script = repo_path("tests/controlplane/build.sh");
     if Command::new("go").arg("version").output().is_err() {
         return Err("Go is not installed, so kube-apiserver and etcd cannot be built".into());
     }
     eprintln!("e2e: locating the control plane (the first build takes 10-20 minutes on 2 cores)");
-    let output = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{} failed with {}",
-            script.display(),
-            output.status
-        ));
-    }
-    let dir = PathBuf::from(
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or(""),
-    );
+    let dir = super::run_build_script("tests/controlplane/build.sh")?;
     if dir.join("kube-apiserver").exists() && dir.join("etcd").exists() {
         Ok(dir)
     } else {

@@ -16,8 +16,6 @@ use std::{
 use failover_guard::config::Config;
 use serde_json::{Value, json};
 
-use super::repo_path;
-
 /// The harness binary, built once per test process (None: skipped, with the reason printed).
 pub fn harness() -> Option<&'static PathBuf> {
     static HARNESS: OnceLock<Option<PathBuf>> = OnceLock::new();
@@ -46,21 +44,8 @@ fn build() -> Result<PathBuf, String> {
     if Command::new("go").arg("version").output().is_err() {
         return Err("Go is not installed, so the Istio harness cannot be built".into());
     }
-    let script = repo_path("tests/istio/build.sh");
     eprintln!("istio: locating the harness (a cold build takes 10-15 minutes on 2 cores)");
-    let output = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{} failed with {}",
-            script.display(),
-            output.status
-        ));
-    }
-    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().to_owned());
+    let path = super::run_build_script("tests/istio/build.sh")?;
     if path.is_file() {
         Ok(path)
     } else {

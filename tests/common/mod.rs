@@ -286,6 +286,31 @@ pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// Runs a build script that prints what it built (a folder or a file) on its last line of
+/// standard output, with its progress on our standard error.
+pub fn run_build_script(rel: &str) -> Result<PathBuf, String> {
+    let script = repo_path(rel);
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed with {}",
+            script.display(),
+            output.status
+        ));
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or(""),
+    ))
+}
+
 /// The shared folder beside the checkout (Istio CRDs, corpus); `FG_SHARED` overrides it.
 pub fn shared_dir() -> PathBuf {
     std::env::var_os("FG_SHARED")

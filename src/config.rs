@@ -278,8 +278,8 @@ impl Config {
 
     /// The mode configured for a rule; `None` runs the rule's natural behaviour (its
     /// default): fix what it can fix, and give everything else the severity the rule assigns
-    /// (FG103 rewrites consecutiveErrors but denies inert detection; FG108 warns, but denies on
-    /// DNS-resolved hosts).
+    /// (FG103 rewrites consecutiveErrors but denies inert detection); a rule whose default is
+    /// `warn` fixes nothing unless configured to `mutate` (FG301).
     pub fn mode(&self, rule_id: &str) -> Option<Mode> {
         self.rules.get(rule_id).copied()
     }

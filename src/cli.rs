@@ -160,6 +160,8 @@ pub enum OutputFormat {
     Text,
     Json,
     Sarif,
+    /// wgpolicyk8s.io/v1alpha2 PolicyReports, one per namespace (YAML, for kubectl apply).
+    Policyreport,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ pub mod locality;
 pub mod metrics;
 pub mod object;
 pub mod offline;
+pub mod policyreport;
 pub mod rules;
 pub mod server;
 pub mod simulate;

@@ -538,6 +538,12 @@ pub fn print_report(report: &Report, format: OutputFormat) -> ExitCode {
         OutputFormat::Sarif => {
             serde_json::to_string_pretty(&sarif_report(report)).unwrap_or_default() + "\n"
         }
+        OutputFormat::Policyreport => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            crate::policyreport::yaml(&crate::policyreport::reports(report, now))
+        }
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     ExitCode::from(report.exit_code())

@@ -392,3 +392,46 @@ fn simulate_shows_where_traffic_goes_before_and_after_mutate() {
         "{broken:?}"
     );
 }
+
+#[test]
+fn check_prints_policy_reports_the_crd_accepts() {
+    let output = run(&[
+        "check",
+        "--output",
+        "policyreport",
+        &format!("{FIXTURES}/deny"),
+    ]);
+    let text = stdout(&output);
+    let reports: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert!(!reports.is_empty(), "no reports: {text}");
+    let schemas = common::CrdSchemas::load_files(&[
+        "policyreport/wgpolicyk8s.io_policyreports.yaml",
+        "policyreport/wgpolicyk8s.io_clusterpolicyreports.yaml",
+    ]);
+    let mut fails = 0;
+    for report in &reports {
+        assert_eq!(report["kind"], "PolicyReport");
+        assert_eq!(report["metadata"]["name"], "failover-guard");
+        let errors = schemas.errors(report).expect("a PolicyReport schema");
+        assert!(errors.is_empty(), "{errors:?}\n{report:#}");
+        let results = report["results"].as_array().unwrap();
+        let count = |r: &str| results.iter().filter(|x| x["result"] == r).count() as u64;
+        assert_eq!(report["summary"]["fail"], count("fail"));
+        assert_eq!(report["summary"]["warn"], count("warn"));
+        assert_eq!(report["summary"]["pass"], count("pass"));
+        for result in results {
+            assert_eq!(result["policy"], "failover-guard");
+            assert!(result["rule"].as_str().unwrap().starts_with("FG"));
+            assert_eq!(
+                result["resources"][0]["namespace"],
+                report["metadata"]["namespace"]
+            );
+        }
+        fails += count("fail");
+    }
+    assert!(fails > 0, "the deny fixtures have denials: {text}");
+    // The exit code is check's, whatever the format.
+    assert_eq!(output.status.code(), Some(1));
+}

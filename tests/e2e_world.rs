@@ -93,6 +93,46 @@ spec:
     assert!(has("FG101", "legacy"), "{report:#}");
     assert!(has("FG209", "legacy-failover"), "{report:#}");
     assert!(findings.iter().all(|f| f["namespace"] != "kube-system"));
+    // The same findings as PolicyReports, created on the API server with the real
+    // wgpolicyk8s.io CRDs, so the real schema validates them.
+    for crd in [
+        "wgpolicyk8s.io_policyreports.yaml",
+        "wgpolicyk8s.io_clusterpolicyreports.yaml",
+    ] {
+        let path = common::shared_dir().join("policyreport").join(crd);
+        let out = plane.kubectl(&["apply", "--server-side", "-f", &path.display().to_string()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = plane.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/policyreports.wgpolicyk8s.io",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let reports = Command::new(common::BIN)
+        .args(["audit", "--output", "policyreport", "--kubeconfig"])
+        .arg(&plane.kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(reports.status.code(), Some(1), "{}", text(&reports));
+    let out = plane.apply(&String::from_utf8_lossy(&reports.stdout), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stored = plane
+        .get("policyreport", "bookinfo", "failover-guard")
+        .expect("a report");
+    let results = stored["results"].as_array().expect("results");
+    assert!(
+        results.iter().any(|r| r["rule"] == "FG209"
+            && r["result"] == "fail"
+            && r["resources"][0]["name"] == "legacy-failover"),
+        "{stored:#}"
+    );
+    assert!(
+        stored["summary"]["fail"].as_u64().unwrap_or(0) > 0,
+        "{stored:#}"
+    );
+
     // simulate reads the same live objects, and the live workloads behind a Service: a Node
     // with its zone, a Pod on it, the EndpointSlice that lists it.
     let workloads = "apiVersion: v1

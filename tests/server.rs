@@ -215,3 +215,23 @@ fn sigterm_stops_readiness_and_exits_zero() {
         common::wait_timeout(&mut child, std::time::Duration::from_secs(20)).expect("exit");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn logs_to_a_pipe_carry_no_terminal_colour_codes() {
+    let mut server = common::Server::start(None, &[]);
+    // Something worth a warning: a broken configuration file (the old one stays).
+    std::fs::write(server.path("config.yaml"), "cluster: [broken").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let (status, _) = server.probe("/readyz");
+    assert_eq!(status, 200);
+    let (exit, logs) = server.terminate_with_logs();
+    assert!(exit.success());
+    assert!(
+        logs.contains("config"),
+        "the server logged nothing: {logs:?}"
+    );
+    assert!(
+        !logs.contains('\u{1b}'),
+        "escape sequences in piped logs: {logs:?}"
+    );
+}

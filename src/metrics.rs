@@ -58,6 +58,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub world_synced: Gauge,
     pub world_objects: Family<KindLabels, Gauge>,
+    /// When the serving certificate in use expires (Unix seconds), for expiry alerts.
+    pub certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -126,7 +128,14 @@ impl Metrics {
             "Objects in the watch cache, by kind",
             world_objects.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "failover_guard_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires, in seconds since the Unix epoch",
+            certificate_expiry.clone(),
+        );
         Self {
+            certificate_expiry,
             world_synced,
             world_objects,
             registry,

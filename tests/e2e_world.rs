@@ -340,4 +340,19 @@ spec:
         "{}",
         text(&out)
     );
+
+    // The monitoring shipped in deploy/monitoring names only metrics this server exposes:
+    // first make every family have a sample (a shed-free bad request, a rejected config
+    // reload, a skipped rule), then compare.
+    let _ = server.post("/validate", b"not json");
+    std::fs::write(server.path("config.yaml"), "cluster: [broken").unwrap();
+    let skipped = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: skipped, namespace: bookinfo, annotations: {failover-guard.io/skip: \"*\"}}
+spec: {host: skipped}
+";
+    assert!(plane.apply(skipped, &[]).status.success());
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, exposition) = server.probe("/metrics");
+    common::check_monitoring_against(&exposition);
 }

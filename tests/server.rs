@@ -235,3 +235,20 @@ fn logs_to_a_pipe_carry_no_terminal_colour_codes() {
         "escape sequences in piped logs: {logs:?}"
     );
 }
+
+#[test]
+fn certificate_expiry_is_a_metric() {
+    let server = common::Server::start(None, &[]);
+    let (_, metrics) = server.probe("/metrics");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("failover_guard_certificate_expiry_timestamp_seconds "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let expiry: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(expiry > now + 86_400, "already expiring: {line}");
+    assert!(expiry < now + 20 * 365 * 86_400, "{line}");
+}

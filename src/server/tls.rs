@@ -83,6 +83,13 @@ impl CertFiles {
     }
 }
 
+/// When the leaf certificate of a PEM chain expires (Unix seconds), if it parses.
+pub fn not_after(cert_pem: &[u8]) -> Option<i64> {
+    let leaf = CertificateDer::pem_slice_iter(cert_pem).find_map(Result::ok)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The crypto provider: ring, the one TLS stack of this binary.
 pub fn provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
@@ -110,6 +117,8 @@ pub struct ServingCert {
     files: CertFiles,
     resolver: Arc<CertResolver>,
     seen: std::sync::Mutex<(Vec<u8>, Vec<u8>)>,
+    /// Expiry of the certificate in use (Unix seconds; 0 when unknown).
+    expiry: std::sync::atomic::AtomicI64,
 }
 
 impl ServingCert {
@@ -122,6 +131,7 @@ impl ServingCert {
             resolver: Arc::new(CertResolver {
                 current: ArcSwap::from_pointee(certified),
             }),
+            expiry: std::sync::atomic::AtomicI64::new(not_after(&cert).unwrap_or(0)),
             seen: std::sync::Mutex::new((cert, key)),
         })
     }
@@ -149,11 +159,21 @@ impl ServingCert {
         }
         let certified = self.files.parse(&cert, &key)?;
         self.resolver.current.store(Arc::new(certified));
+        self.expiry.store(
+            not_after(&cert).unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(true)
+    }
+
+    /// When the certificate in use expires (Unix seconds; 0 when unknown).
+    pub fn expiry(&self) -> i64 {
+        self.expiry.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Polls the files every `interval` until the task is dropped.
     pub async fn watch(self: Arc<Self>, interval: Duration, metrics: Arc<Metrics>) {
+        metrics.certificate_expiry.set(self.expiry());
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -163,6 +183,7 @@ impl ServingCert {
             match result {
                 Ok(Ok(true)) => {
                     metrics.reload("certificate", true);
+                    metrics.certificate_expiry.set(self.expiry());
                     tracing::info!(cert = %self.files.cert.display(), "serving certificate reloaded");
                 }
                 Ok(Ok(false)) => {}

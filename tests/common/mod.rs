@@ -432,3 +432,85 @@ fn close_objects(schema: &mut Value) {
         }
     }
 }
+
+/// The failover_guard_* metric families named in a PromQL text.
+pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("failover_guard_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        out.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// Checks deploy/monitoring against a server's /metrics text: every failover_guard_* metric an
+/// alert or a dashboard panel names is one the server exposes (families with samples).
+pub fn check_monitoring_against(exposition: &str) {
+    // The families the server declares (`# TYPE <name> <type>`), and their sample names.
+    let mut exposed = std::collections::BTreeSet::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let (name, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            exposed.insert(name.to_owned());
+            match kind {
+                "counter" => {
+                    exposed.insert(format!("{name}_total"));
+                }
+                "histogram" => {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        exposed.insert(format!("{name}{suffix}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let rules =
+        std::fs::read_to_string(repo_path("deploy/monitoring/prometheusrule.yaml")).unwrap();
+    let rules: Value = serde_yaml_ng::from_str(&rules).unwrap();
+    let mut alerts = Vec::new();
+    for rule in rules["spec"]["groups"][0]["rules"].as_array().unwrap() {
+        let expr = rule["expr"].as_str().unwrap();
+        alerts.push(rule["alert"].as_str().unwrap().to_owned());
+        for name in metric_names(expr) {
+            assert!(
+                exposed.contains(&name),
+                "alert {} uses {name}, which the server does not expose",
+                rule["alert"]
+            );
+        }
+    }
+    for wanted in [
+        "FailoverGuardDown",
+        "FailoverGuardDenialRateJump",
+        "FailoverGuardCertificateExpiring",
+        "FailoverGuardConfigReloadFailing",
+        "FailoverGuardWorldNotSynced",
+    ] {
+        assert!(alerts.iter().any(|a| a == wanted), "no alert {wanted}");
+    }
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path("deploy/monitoring/dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut used = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            for name in metric_names(target["expr"].as_str().unwrap()) {
+                assert!(
+                    exposed.contains(&name),
+                    "panel {} uses {name}, which the server does not expose",
+                    panel["title"]
+                );
+                used += 1;
+            }
+        }
+    }
+    assert!(used >= 8, "the dashboard shows {used} metrics");
+}

@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// Admission reviews answered at once; more are shed with 503.
     #[arg(long, env = "FAILOVER_GUARD_MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
+    /// Keep a PolicyReport per namespace up to date in the cluster from the watch cache, every
+    /// interval (opt-in; needs the PolicyReport CRDs and RBAC for policyreports).
+    #[arg(long, env = "FAILOVER_GUARD_REPORT_INTERVAL", value_parser = parse_duration)]
+    pub report_interval: Option<Duration>,
     /// Debug: write every admission request body into this folder.
     #[arg(long, env = "FAILOVER_GUARD_RECORD")]
     pub record: Option<PathBuf>,

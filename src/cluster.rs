@@ -161,6 +161,15 @@ impl ClusterWorld {
         })
     }
 
+    /// Every object of the cache, as manifests (for `serve --report-interval`).
+    pub fn objects(&self) -> Vec<Value> {
+        self.read()
+            .objects()
+            .into_iter()
+            .map(|o| (*o).clone())
+            .collect()
+    }
+
     /// Whether every kind has been listed at least once.
     pub fn is_synced(&self) -> bool {
         self.all_synced.load(Ordering::Acquire)
@@ -363,4 +372,29 @@ pub async fn list_workloads(
         );
     }
     Ok(objects)
+}
+
+/// Creates or updates PolicyReports (server-side apply, field manager `failover-guard`), so
+/// the cluster's reports follow what the rules find (`serve --report-interval`).
+pub async fn publish_reports(client: &Client, reports: &[Value]) -> Result<(), ClusterError> {
+    use kube::api::{Patch, PatchParams};
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "wgpolicyk8s.io",
+        "v1alpha2",
+        "PolicyReport",
+    ));
+    let params = PatchParams::apply("failover-guard").force();
+    for report in reports {
+        let (Some(namespace), Some(name)) = (
+            report
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str),
+            report.pointer("/metadata/name").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        api.patch(name, &params, &Patch::Apply(report)).await?;
+    }
+    Ok(())
 }

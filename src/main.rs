@@ -107,9 +107,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let cluster_domain = config.cluster.cluster_domain.clone();
+    let report_config = config.clone();
+    let report_config_path = options.config_path.clone();
+    if args.report_interval.is_some() && args.world == Some(WorldMode::None) {
+        bail!("--report-interval needs the cluster's objects (--world cluster or auto)");
+    }
     runtime.block_on(async {
         let metrics = Arc::new(Metrics::new());
         let mut watches = None;
+        let mut reporter = None;
         // A development server does not watch whatever cluster the kubeconfig points at
         // unless asked to.
         let mode = args.world.unwrap_or(if args.dev { WorldMode::None } else { WorldMode::Auto });
@@ -118,7 +124,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             mode => match cluster::client(args.kubeconfig.as_deref(), None).await {
                 Ok(client) => {
                     let world = ClusterWorld::new(&cluster_domain);
-                    watches = Some(world.start(client, metrics.clone()));
+                    watches = Some(world.start(client.clone(), metrics.clone()));
+                    if let Some(interval) = args.report_interval {
+                        reporter = Some(tokio::spawn(report_loop(
+                            client,
+                            world.clone(),
+                            interval,
+                            report_config.clone(),
+                            report_config_path.clone(),
+                        )));
+                    }
                     Some(world)
                 }
                 Err(error) if mode == WorldMode::Cluster => {
@@ -132,8 +147,95 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         server::run(options, config, world, metrics, shutdown_signal()).await?;
         drop(watches);
+        if let Some(reporter) = reporter {
+            reporter.abort();
+        }
         Ok(())
     })
+}
+
+/// `serve --report-interval`: every interval, once the watch cache is synced, judges every
+/// object as stored (like `audit`) and applies one PolicyReport per namespace with findings; a
+/// namespace whose findings are gone gets an empty report. The configuration file is re-read
+/// each time, like the webhook's own reload (a broken one keeps the previous).
+async fn report_loop(
+    client: kube::Client,
+    world: Arc<ClusterWorld>,
+    interval: std::time::Duration,
+    mut config: Config,
+    config_path: Option<PathBuf>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What was last written per namespace, timestamps aside: unchanged reports are not
+    // written again (no write, no new generation, every interval).
+    let mut published: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    let content = |report: &serde_json::Value| {
+        let mut report = report.clone();
+        for result in report
+            .get_mut("results")
+            .and_then(serde_json::Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(map) = result.as_object_mut() {
+                map.remove("timestamp");
+            }
+        }
+        report
+    };
+    let mut ticks: u64 = 0;
+    loop {
+        ticker.tick().await;
+        if !world.is_synced() {
+            continue;
+        }
+        // Now and then write everything again, in case a report was deleted or edited.
+        ticks += 1;
+        if ticks.is_multiple_of(30) {
+            published.clear();
+        }
+        if let Some(Ok(reloaded)) = config_path.as_deref().map(engine::load_config) {
+            config = reloaded;
+        }
+        let objects = world.objects();
+        let report = offline::audit(&objects, &config);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut current: std::collections::BTreeMap<String, serde_json::Value> =
+            failover_guard::policyreport::reports(&report, now)
+                .into_iter()
+                .filter_map(|r| {
+                    let ns = r.pointer("/metadata/namespace")?.as_str()?.to_owned();
+                    Some((ns, r))
+                })
+                .collect();
+        for gone in published.keys() {
+            current
+                .entry(gone.clone())
+                .or_insert_with(|| failover_guard::policyreport::empty(gone));
+        }
+        let changed: Vec<serde_json::Value> = current
+            .iter()
+            .filter(|(ns, r)| published.get(*ns) != Some(&content(r)))
+            .map(|(_, r)| r.clone())
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        match cluster::publish_reports(&client, &changed).await {
+            Ok(()) => {
+                tracing::info!(reports = changed.len(), "policy reports updated");
+                published = current
+                    .iter()
+                    .filter(|(_, r)| r["results"].as_array().is_some_and(|a| !a.is_empty()))
+                    .map(|(ns, r)| (ns.clone(), content(r)))
+                    .collect();
+            }
+            Err(error) => tracing::warn!(%error, "cannot update policy reports"),
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

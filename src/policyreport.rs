@@ -78,6 +78,21 @@ pub fn reports(report: &Report, now: u64) -> Vec<Value> {
         .collect()
 }
 
+/// A report with no results, for a namespace whose findings are gone.
+pub fn empty(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "wgpolicyk8s.io/v1alpha2",
+        "kind": "PolicyReport",
+        "metadata": {
+            "name": "failover-guard",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "failover-guard"},
+        },
+        "summary": {"pass": 0, "fail": 0, "warn": 0, "error": 0, "skip": 0},
+        "results": [],
+    })
+}
+
 /// The reports as a YAML stream, ready for `kubectl apply -f -`.
 pub fn yaml(reports: &[Value]) -> String {
     reports

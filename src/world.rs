@@ -96,6 +96,22 @@ pub struct Index {
 }
 
 impl Index {
+    /// Every object held (Namespaces included), in a stable order (kind, namespace, name), for
+    /// a full pass such as PolicyReports.
+    pub fn objects(&self) -> Vec<Arc<Value>> {
+        let mut kinds: Vec<&WorldKind> = self.tables.keys().collect();
+        kinds.sort();
+        kinds
+            .into_iter()
+            .flat_map(|kind| {
+                let table = &self.tables[kind];
+                let mut keys: Vec<&Key> = table.objects.keys().collect();
+                keys.sort();
+                keys.into_iter().map(move |k| table.objects[k].clone())
+            })
+            .collect()
+    }
+
     /// An empty index; objects without a namespace are placed in `default_namespace`.
     pub fn new(default_namespace: &str, cluster_domain: &str) -> Self {
         Self {

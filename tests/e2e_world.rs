@@ -132,6 +132,14 @@ spec:
         stored["summary"]["fail"].as_u64().unwrap_or(0) > 0,
         "{stored:#}"
     );
+    // The server keeps its own: delete this one, and it comes back from the watch cache
+    // (serve --report-interval), managed by failover-guard.
+    assert!(
+        plane
+            .kubectl(&["delete", "policyreport", "failover-guard", "-n", "bookinfo"])
+            .status
+            .success()
+    );
 
     // simulate reads the same live objects, and the live workloads behind a Service: a Node
     // with its zone, a Pod on it, the EndpointSlice that lists it.
@@ -201,7 +209,17 @@ endpoints:
 
     // The webhook, watching the cluster.
     let kubeconfig = plane.kubeconfig.display().to_string();
-    let server = Server::start(None, &["--world", "cluster", "--kubeconfig", &kubeconfig]);
+    let server = Server::start(
+        None,
+        &[
+            "--world",
+            "cluster",
+            "--kubeconfig",
+            &kubeconfig,
+            "--report-interval",
+            "1s",
+        ],
+    );
     let started = Instant::now();
     while !server.probe("/readyz").1.contains("world: synced") {
         assert!(
@@ -340,6 +358,65 @@ spec:
         "{}",
         text(&out)
     );
+
+    // serve --report-interval wrote the report again, and keeps it current.
+    let started = Instant::now();
+    let report = loop {
+        let out = plane.kubectl(&[
+            "get",
+            "policyreport",
+            "failover-guard",
+            "-n",
+            "bookinfo",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ]);
+        if out.status.success() {
+            break serde_json::from_slice::<Value>(&out.stdout).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no PolicyReport from the server"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        report["metadata"]["managedFields"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|f| f["manager"] == "failover-guard")),
+        "{report:#}"
+    );
+    assert!(
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rule"] == "FG209"),
+        "{report:#}"
+    );
+    // Unchanged findings are not written again every interval (1 s): once the world has
+    // settled, the generation stays put across several intervals.
+    let generation = |plane: &ControlPlane| {
+        plane
+            .get("policyreport", "bookinfo", "failover-guard")
+            .unwrap()["metadata"]["generation"]
+            .clone()
+    };
+    let started = Instant::now();
+    let mut last = generation(&plane);
+    loop {
+        std::thread::sleep(Duration::from_millis(3000));
+        let now = generation(&plane);
+        if now == last {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the report is rewritten every interval: generation {now}"
+        );
+        last = now;
+    }
 
     // The monitoring shipped in deploy/monitoring names only metrics this server exposes:
     // first make every family have a sample (a shed-free bad request, a rejected config

@@ -130,6 +130,26 @@ fn chart_lints_and_renders_what_the_kustomize_base_renders() {
             "read-only RBAC"
         );
     }
+    // PolicyReports in the cluster are opt-in, and so is the RBAC to write them.
+    let with_reports = template(&helm, &["--set", "reports.interval=5m"]);
+    let args =
+        &find(&with_reports, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--report-interval=5m"),
+        "{args}"
+    );
+    let rules = &find(&with_reports, "ClusterRole")[0]["rules"];
+    assert!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["resources"] == serde_json::json!(["policyreports"])),
+        "{rules}"
+    );
 
     // Generated certificates: a TLS Secret and its CA in every webhook.
     let secret = find(&objects, "Secret")[0];

@@ -488,6 +488,7 @@ pub fn check_monitoring_against(exposition: &str) {
     }
     for wanted in [
         "FailoverGuardDown",
+        "FailoverGuardNotReady",
         "FailoverGuardDenialRateJump",
         "FailoverGuardCertificateExpiring",
         "FailoverGuardConfigReloadFailing",

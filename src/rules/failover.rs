@@ -176,20 +176,30 @@ fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<I
             .collect();
         let simulation =
             traffic::simulate(&objects, cx.config, &clients, std::slice::from_ref(&host));
-        let mut seen = std::collections::BTreeSet::new();
-        for cluster in simulation
+        // One warning per host: the plain cluster first (the one most clients use), and how
+        // many other Envoy clusters (subsets, ports) fall short too.
+        let mut failing: Vec<&EnvoyCluster> = simulation
             .clusters
             .iter()
             .filter(|c| c.verdict != "failover")
-        {
-            let line = summary(cluster);
-            if seen.insert(line.clone()) {
-                out.push(
-                    Issue::warn("spec", line)
-                        .because(meaning(&cluster.verdict))
-                        .fix("run `failover-guard simulate` on these objects for the full table"),
-                );
+            .collect();
+        failing.sort_by_key(|c| (!c.subset.is_empty(), c.port, c.subset.clone()));
+        let lines: std::collections::BTreeSet<String> =
+            failing.iter().map(|c| summary(c)).collect();
+        if let Some(first) = failing.first() {
+            let others = lines.len() - 1;
+            let mut line = summary(first);
+            if others > 0 {
+                line.push_str(&format!(
+                    " (and {others} more Envoy cluster{})",
+                    if others == 1 { "" } else { "s" }
+                ));
             }
+            out.push(
+                Issue::warn("spec", line)
+                    .because(meaning(&first.verdict))
+                    .fix("run `failover-guard simulate` on these objects for the full table"),
+            );
         }
     }
 }

@@ -62,24 +62,23 @@ pub fn reports(report: &Report, now: u64) -> Vec<Value> {
     by_namespace
         .into_iter()
         .map(|(namespace, results)| {
-            let (pass, fail, warn) = summaries.get(namespace).copied().unwrap_or_default();
-            json!({
-                "apiVersion": "wgpolicyk8s.io/v1alpha2",
-                "kind": "PolicyReport",
-                "metadata": {
-                    "name": "failover-guard",
-                    "namespace": namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "failover-guard"},
-                },
-                "summary": {"pass": pass, "fail": fail, "warn": warn, "error": 0, "skip": 0},
-                "results": results,
-            })
+            let counts = summaries.get(namespace).copied().unwrap_or_default();
+            policy_report(namespace, results, counts)
         })
         .collect()
 }
 
 /// A report with no results, for a namespace whose findings are gone.
 pub fn empty(namespace: &str) -> Value {
+    policy_report(namespace, Vec::new(), (0, 0, 0))
+}
+
+/// The PolicyReport object of one namespace; `(pass, fail, warn)` are the summary counts.
+fn policy_report(
+    namespace: &str,
+    results: Vec<Value>,
+    (pass, fail, warn): (u64, u64, u64),
+) -> Value {
     json!({
         "apiVersion": "wgpolicyk8s.io/v1alpha2",
         "kind": "PolicyReport",
@@ -88,8 +87,8 @@ pub fn empty(namespace: &str) -> Value {
             "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "failover-guard"},
         },
-        "summary": {"pass": 0, "fail": 0, "warn": 0, "error": 0, "skip": 0},
-        "results": [],
+        "summary": {"pass": pass, "fail": fail, "warn": warn, "error": 0, "skip": 0},
+        "results": results,
     })
 }
 

@@ -187,6 +187,16 @@ pub static FG101: Rule = Rule {
     check: check_fg101,
 };
 
+/// The rule's host, fully qualified in the rule's namespace (model.ResolveShortnameToFQDN).
+fn rule_host(dr: &Value, cx: &Context<'_>) -> Option<String> {
+    let host = dr.at("/spec/host")?.as_str()?;
+    Some(fqdn(
+        host,
+        &cx.subject.namespace,
+        &cx.config.cluster.cluster_domain,
+    ))
+}
+
 /// Whether the world shows a failover entry for the host with an endpoint at a configured
 /// remote gateway.
 fn fed_by_remote_gateway(host: &str, cx: &Context<'_>) -> bool {
@@ -200,14 +210,9 @@ fn fed_by_remote_gateway(host: &str, cx: &Context<'_>) -> bool {
 /// Whether a DestinationRule's host is one locality failover is for: a cluster-local service
 /// host, or a host that the world shows fed by a failover entry.
 fn in_failover_scope(dr: &Value, cx: &Context<'_>) -> bool {
-    let Some(host) = dr.at("/spec/host").and_then(Value::as_str) else {
+    let Some(host) = rule_host(dr, cx) else {
         return false;
     };
-    let host = fqdn(
-        host,
-        &cx.subject.namespace,
-        &cx.config.cluster.cluster_domain,
-    );
     if let Some((_, namespace)) = cluster_local_service(&host, &cx.config.cluster.cluster_domain) {
         return cx.config.in_scope(namespace);
     }
@@ -217,14 +222,9 @@ fn in_failover_scope(dr: &Value, cx: &Context<'_>) -> bool {
 /// Other DestinationRules pilot merges this one with that already bring a top-level
 /// `trafficPolicy` (the merged rule uses the oldest one; see `istio::destination_rules_merge`).
 fn policy_partners(dr: &Value, cx: &Context<'_>) -> Vec<String> {
-    let (Some(world), Some(host)) = (cx.world, dr.at("/spec/host").and_then(Value::as_str)) else {
+    let (Some(world), Some(host)) = (cx.world, rule_host(dr, cx)) else {
         return Vec::new();
     };
-    let host = fqdn(
-        host,
-        &cx.subject.namespace,
-        &cx.config.cluster.cluster_domain,
-    );
     world
         .destination_rules(&host)
         .iter()
@@ -552,12 +552,7 @@ fn non_empty(value: Option<&Value>) -> bool {
 
 /// The fully qualified host of the rule, when it is a cluster-local service in failover scope.
 fn failover_host(dr: &Value, cx: &Context<'_>) -> Option<String> {
-    let host = dr.at("/spec/host")?.as_str()?;
-    let fqdn = fqdn(
-        host,
-        &cx.subject.namespace,
-        &cx.config.cluster.cluster_domain,
-    );
+    let fqdn = rule_host(dr, cx)?;
     (cx.config.in_failover_scope(&cx.subject.namespace)
         && cluster_local_service(&fqdn, &cx.config.cluster.cluster_domain).is_some())
     .then_some(fqdn)
@@ -993,14 +988,9 @@ fn failover_endpoint_labels(
 
 fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     use crate::istio::{augment_labels, failover_priority, labels};
-    let Some(host) = dr.at("/spec/host").and_then(Value::as_str) else {
+    let Some(host) = rule_host(dr, cx) else {
         return;
     };
-    let host = fqdn(
-        host,
-        &cx.subject.namespace,
-        &cx.config.cluster.cluster_domain,
-    );
     let entries = cx
         .world
         .map(|w| w.service_entries(&host))
@@ -1223,12 +1213,7 @@ fn check_fg111(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     if others.is_empty() {
         return;
     }
-    let host = dr.at("/spec/host").and_then(Value::as_str).unwrap_or("");
-    let host = fqdn(
-        host,
-        &cx.subject.namespace,
-        &cx.config.cluster.cluster_domain,
-    );
+    let host = rule_host(dr, cx).unwrap_or_default();
     out.push(
         Issue::deny(
             "spec.trafficPolicy",
@@ -1320,14 +1305,9 @@ pub static FG113: Rule = Rule {
 };
 
 fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    let Some(host) = dr.at("/spec/host").and_then(Value::as_str) else {
+    let Some(host) = rule_host(dr, cx) else {
         return;
     };
-    let host = fqdn(
-        host,
-        &cx.subject.namespace,
-        &cx.config.cluster.cluster_domain,
-    );
     let Some((service, namespace)) =
         cluster_local_service(&host, &cx.config.cluster.cluster_domain)
     else {
@@ -1392,14 +1372,9 @@ fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             );
         }
     }
-    let (Some(world), Some(host)) = (cx.world, dr.at("/spec/host").and_then(Value::as_str)) else {
+    let (Some(world), Some(host)) = (cx.world, rule_host(dr, cx)) else {
         return;
     };
-    let host = fqdn(
-        host,
-        &cx.subject.namespace,
-        &cx.config.cluster.cluster_domain,
-    );
     let headless = cluster_local_service(&host, &cx.config.cluster.cluster_domain)
         .and_then(|(svc, ns)| world.service(ns, svc))
         .is_some_and(|svc| svc.at("/spec/clusterIP").and_then(Value::as_str) == Some("None"));

@@ -330,20 +330,28 @@ pub async fn list_all(
         let Some(resource) = resource(client, group, name).await? else {
             continue;
         };
-        let api: Api<DynamicObject> = match namespace {
-            Some(ns) if kind != WorldKind::Namespace => {
-                Api::namespaced_with(client.clone(), ns, &resource)
-            }
-            _ => Api::all_with(client.clone(), &resource),
-        };
-        let list = api.list(&ListParams::default()).await?;
-        objects.extend(
-            list.items
-                .into_iter()
-                .filter_map(|o| normalize(o, &resource)),
-        );
+        let scope = namespace.filter(|_| kind != WorldKind::Namespace);
+        objects.extend(list_resource(client, &resource, scope).await?);
     }
     Ok(objects)
+}
+
+/// Every object of one resource, normalized like the watch cache's, from one namespace or all.
+async fn list_resource(
+    client: &Client,
+    resource: &ApiResource,
+    namespace: Option<&str>,
+) -> Result<Vec<Value>, ClusterError> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
+    };
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|o| normalize(o, resource))
+        .collect())
 }
 
 /// The workloads behind Services, listed once for `simulate --cluster`: EndpointSlices and
@@ -360,16 +368,8 @@ pub async fn list_workloads(
         ("", "v1", "Node", false),
     ] {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        let api: Api<DynamicObject> = match namespace {
-            Some(ns) if namespaced => Api::namespaced_with(client.clone(), ns, &resource),
-            _ => Api::all_with(client.clone(), &resource),
-        };
-        let list = api.list(&ListParams::default()).await?;
-        objects.extend(
-            list.items
-                .into_iter()
-                .filter_map(|o| normalize(o, &resource)),
-        );
+        let scope = namespace.filter(|_| namespaced);
+        objects.extend(list_resource(client, &resource, scope).await?);
     }
     Ok(objects)
 }

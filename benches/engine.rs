@@ -108,35 +108,75 @@ fn rules_off() -> Config {
     config
 }
 
+/// A request recorded from a real kube-apiserver (the load benchmark sends the same ones).
+fn recorded(fixture: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/apiserver")
+        .join(fixture);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn admission_benches(c: &mut Criterion) {
     let configs = [("rules", Config::example()), ("rules-off", rules_off())];
+    // (case, webhook, body): the recorded cases first, then synthetic extremes.
     let cases = [
-        ("typical-destination-rule", typical_destination_rule()),
-        ("failover-service-entry", failover_entry()),
-        ("100-subsets-port-levels", hundred_subsets()),
-        ("1MiB-object", one_mebibyte()),
+        ("dr-gets-fix", Webhook::Mutate, recorded("0000-mutate.json")),
+        (
+            "dr-correct",
+            Webhook::Mutate,
+            recorded("0001-validate.json"),
+        ),
+        (
+            "dr-correct",
+            Webhook::Validate,
+            recorded("0001-validate.json"),
+        ),
+        (
+            "se-gets-endpoints",
+            Webhook::Mutate,
+            recorded("0010-mutate.json"),
+        ),
+        (
+            "se-as-mutated",
+            Webhook::Validate,
+            recorded("0011-validate.json"),
+        ),
+        (
+            "typical-destination-rule",
+            Webhook::Mutate,
+            review(typical_destination_rule()),
+        ),
+        (
+            "typical-destination-rule",
+            Webhook::Validate,
+            review(typical_destination_rule()),
+        ),
+        (
+            "100-subsets-port-levels",
+            Webhook::Mutate,
+            review(hundred_subsets()),
+        ),
+        (
+            "100-subsets-port-levels",
+            Webhook::Validate,
+            review(hundred_subsets()),
+        ),
+        ("1MiB-object", Webhook::Mutate, review(one_mebibyte())),
+        ("1MiB-object", Webhook::Validate, review(one_mebibyte())),
     ];
-    for (case, object) in cases {
-        let body = review(object);
-        let mut group = c.benchmark_group(format!("admission/{case}"));
+    for (case, webhook, body) in cases {
+        let mut group = c.benchmark_group(format!("admission/{case}/{}", webhook.as_str()));
         group.throughput(Throughput::Bytes(body.len() as u64));
         if body.len() > 100_000 {
             group.sample_size(20);
         }
-        for webhook in [Webhook::Mutate, Webhook::Validate] {
-            for (label, config) in &configs {
-                group.bench_with_input(
-                    BenchmarkId::new(webhook.as_str(), label),
-                    &body,
-                    |b, body| {
-                        b.iter(|| {
-                            let reviewed =
-                                admission::review(black_box(body), webhook, config, None).ok();
-                            reviewed.map(|r| admission::encode(&r.response).map(|v| v.len()))
-                        })
-                    },
-                );
-            }
+        for (label, config) in &configs {
+            group.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
+                b.iter(|| {
+                    let reviewed = admission::review(black_box(body), webhook, config, None).ok();
+                    reviewed.map(|r| admission::encode(&r.response).map(|v| v.len()))
+                })
+            });
         }
         group.finish();
     }

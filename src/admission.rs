@@ -3,7 +3,7 @@
 
 use kube_core::{
     DynamicObject,
-    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
+    admission::{AdmissionResponse, AdmissionReview, Operation},
 };
 use serde_json::Value;
 
@@ -82,6 +82,131 @@ pub struct Reviewed {
     pub skipped: Vec<&'static str>,
 }
 
+/// The request half of an AdmissionReview as it arrives, decoded in one pass with the object
+/// straight into a `serde_json::Value`. kube-core's `AdmissionReview<DynamicObject>` buffers
+/// the whole body for its flattened fields, types the metadata and then has to be turned into
+/// a `Value` again; that was a third of a request's cost (docs/performance.md). The fields and
+/// their names are kube-core's `AdmissionRequest`; what the engine does not use (`oldObject`,
+/// `options`) is skipped unread.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IncomingReview {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<IncomingRequest>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IncomingRequest {
+    #[serde(default)]
+    uid: String,
+    kind: kube_core::GroupVersionKind,
+    // Required like kube-core requires them: a request without them is not the API server's.
+    #[allow(dead_code)]
+    resource: kube_core::GroupVersionResource,
+    #[allow(dead_code)]
+    user_info: serde::de::IgnoredAny,
+    #[serde(default)]
+    name: String,
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    object: Option<Admitted>,
+}
+
+/// The admitted object without `metadata.managedFields`, which no rule reads and which is the
+/// costliest part of a stored object to decode (hundreds of tiny maps). A patch is a diff of two
+/// objects decoded the same way, so it never touches the field and the API server keeps it.
+struct Admitted(Value);
+
+impl<'de> serde::Deserialize<'de> for Admitted {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ObjectVisitor { skip: None })
+            .map(Admitted)
+    }
+}
+
+/// Decodes a JSON object into a `Value`, leaving out one key (`skip`) and decoding `metadata`
+/// the same way with `managedFields` left out. Anything that is not an object is decoded as is.
+struct ObjectVisitor {
+    skip: Option<&'static str>,
+}
+
+impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if self.skip == Some(key.as_str()) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            } else if self.skip.is_none() && key == "metadata" {
+                let metadata = map.next_value_seed(Metadata)?;
+                out.insert(key, metadata);
+            } else {
+                out.insert(key, map.next_value()?);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            out.push(item);
+        }
+        Ok(Value::Array(out))
+    }
+}
+
+struct Metadata;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Metadata {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(ObjectVisitor {
+            skip: Some("managedFields"),
+        })
+    }
+}
+
 /// Answers one AdmissionReview body.
 pub fn review(
     body: &[u8],
@@ -89,71 +214,71 @@ pub fn review(
     config: &Config,
     world: Option<&dyn World>,
 ) -> Result<Reviewed, BadReview> {
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+    let review: IncomingReview = match serde_json::from_slice(body) {
         Ok(review) => review,
         Err(error) => return unreadable(body, &error),
     };
-    if review.types.api_version != API_VERSION || review.types.kind != "AdmissionReview" {
+    if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         return Err(BadReview::WrongVersion {
-            api_version: truncate(&review.types.api_version, 64),
-            kind: truncate(&review.types.kind, 64),
+            api_version: truncate(&review.api_version, 64),
+            kind: truncate(&review.kind, 64),
         });
     }
-    let request: AdmissionRequest<DynamicObject> =
-        review.try_into().map_err(|_| BadReview::NoRequest)?;
+    let request = review.request.ok_or(BadReview::NoRequest)?;
     if request.uid.is_empty() {
         return Err(BadReview::NoUid);
     }
+    let mut response = allow(&request.uid);
     let mut reviewed = Reviewed {
         response: AdmissionReview {
             types: Default::default(),
             request: None,
             response: None,
         },
-        uid: request.uid.clone(),
-        kind: request.kind.kind.clone(),
-        namespace: request.namespace.clone().unwrap_or_default(),
-        name: request.name.clone(),
+        uid: request.uid,
+        kind: request.kind.kind,
+        namespace: request.namespace.unwrap_or_default(),
+        name: request.name,
         operation: operation_name(&request.operation),
         decision: Decision::Allowed,
         findings: Vec::new(),
         skipped: Vec::new(),
     };
-    let mut response = AdmissionResponse::from(&request);
-    let object = match (&request.operation, request.object) {
-        (Operation::Create | Operation::Update, Some(object)) => object,
+    let mut object = match (&request.operation, request.object) {
+        (Operation::Create | Operation::Update, Some(Admitted(object))) if !object.is_null() => {
+            object
+        }
         // DELETE, CONNECT and requests without an object are allowed untouched.
         _ => {
             reviewed.response = response.into_review();
             return Ok(reviewed);
         }
     };
-    let mut object = match serde_json::to_value(&object) {
-        Ok(object) => object,
-        Err(e) => {
-            reviewed.decision = Decision::Denied;
-            reviewed.response = response
-                .deny(format!(
-                    "failover-guard cannot read the object: {}",
-                    truncate(&e.to_string(), REASON_LIMIT)
-                ))
-                .into_review();
-            return Ok(reviewed);
-        }
+    let namespace = if reviewed.namespace.is_empty() {
+        "default"
+    } else {
+        &reviewed.namespace
     };
-    let namespace = request.namespace.as_deref().unwrap_or("default");
     match webhook {
         Webhook::Mutate => {
-            let original = object.clone();
             let evaluation = engine::evaluate(&mut object, config, world, namespace, Pass::Mutate);
-            let patch = json_patch::diff(&original, &object);
-            if !patch.0.is_empty() {
-                response = match response.with_patch(patch) {
+            // Nothing applied, nothing changed: no copy of the object is made and no diff is
+            // run, so an object that is already correct costs a decode and the rules. When a
+            // fix was applied, the original is decoded again from the body for the diff
+            // (cheaper than copying every object up front just in case).
+            if !evaluation.applied.is_empty() {
+                let patch = original_object(body)
+                    .map(|original| json_patch::diff(&original, &object))
+                    .map_err(|e| format!("failover-guard cannot re-read the object: {e}"))
+                    .and_then(|patch| {
+                        response
+                            .clone()
+                            .with_patch(patch)
+                            .map_err(|e| format!("failover-guard cannot encode its patch: {e}"))
+                    });
+                response = match patch {
                     Ok(r) => r,
-                    Err(e) => deny_with_uid(
-                        &reviewed.uid,
-                        format!("failover-guard cannot encode its patch: {e}"),
-                    ),
+                    Err(reason) => deny_with_uid(&reviewed.uid, reason),
                 };
                 reviewed.decision = if response.allowed {
                     Decision::Patched
@@ -182,6 +307,28 @@ pub fn review(
     }
     reviewed.response = response.into_review();
     Ok(reviewed)
+}
+
+/// The request's object as sent, decoded again (only `request.object`; the rest is skipped).
+fn original_object(body: &[u8]) -> Result<Value, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Request,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request {
+        object: Admitted,
+    }
+    serde_json::from_slice::<Review>(body).map(|r| r.request.object.0)
+}
+
+/// An allowing response for the request `uid`.
+fn allow(uid: &str) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_owned();
+    response.allowed = true;
+    response.result = Default::default();
+    response
 }
 
 /// A body that did not parse as `AdmissionReview<DynamicObject>`: a 400 when it is not an
@@ -249,16 +396,165 @@ fn operation_name(operation: &Operation) -> &'static str {
 /// Encodes a response review as the API server expects it.
 ///
 /// kube-core serializes `response.patch` (a `Vec<u8>`) as an array of numbers, but the API
-/// server requires the base64 string Go uses for `[]byte` (kube-rs/kube#1781). This writes the
-/// patch as base64 and leaves every other field to kube-core.
+/// server requires the base64 string Go uses for `[]byte` (kube-rs/kube#1781). This writes
+/// the review in one pass with the patch as base64; every other field is kube-core's.
 pub fn encode(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
     use base64::Engine as _;
-    let mut value = serde_json::to_value(review)?;
-    if let (Some(patch), Some(slot)) = (
-        review.response.as_ref().and_then(|r| r.patch.as_ref()),
-        value.pointer_mut("/response/patch"),
-    ) {
-        *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    use std::collections::HashMap;
+
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Outgoing<'a> {
+        api_version: &'a str,
+        kind: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        response: Option<OutgoingResponse<'a>>,
     }
-    serde_json::to_vec(&value)
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct OutgoingResponse<'a> {
+        uid: &'a str,
+        allowed: bool,
+        status: &'a kube_core::Status,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch_type: Option<&'static str>,
+        #[serde(skip_serializing_if = "HashMap::is_empty")]
+        audit_annotations: &'a HashMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warnings: Option<&'a [String]>,
+    }
+    let response = review.response.as_ref().map(|r| {
+        let patch = r
+            .patch
+            .as_ref()
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+        OutgoingResponse {
+            uid: &r.uid,
+            allowed: r.allowed,
+            status: &r.result,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            audit_annotations: &r.audit_annotations,
+            warnings: r.warnings.as_deref(),
+        }
+    });
+    serde_json::to_vec(&Outgoing {
+        api_version: if review.types.api_version.is_empty() {
+            API_VERSION
+        } else {
+            &review.types.api_version
+        },
+        kind: if review.types.kind.is_empty() {
+            "AdmissionReview"
+        } else {
+            &review.types.kind
+        },
+        response,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/apiserver")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn patch_of(reviewed: &Reviewed) -> Vec<json_patch::PatchOperation> {
+        let bytes = reviewed
+            .response
+            .response
+            .as_ref()
+            .and_then(|r| r.patch.clone())
+            .unwrap_or_default();
+        serde_json::from_slice::<json_patch::Patch>(&bytes)
+            .map(|p| p.0)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn patch_applies_to_the_object_as_sent_and_keeps_managed_fields() {
+        let body = recorded("0000-mutate.json");
+        let sent: Value = serde_json::from_slice(&body).unwrap();
+        let mut object = sent["request"]["object"].clone();
+        assert!(object["metadata"]["managedFields"].is_array(), "fixture");
+        let reviewed = review(&body, Webhook::Mutate, &Config::example(), None).unwrap();
+        assert_eq!(reviewed.decision, Decision::Patched);
+        let patch = patch_of(&reviewed);
+        assert!(
+            patch
+                .iter()
+                .all(|op| !op.path().to_string().contains("managedFields")),
+            "{patch:?}"
+        );
+        json_patch::patch(&mut object, &patch).unwrap();
+        assert_eq!(
+            object["metadata"]["managedFields"],
+            sent["request"]["object"]["metadata"]["managedFields"]
+        );
+        assert_eq!(
+            object["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"],
+            100
+        );
+        assert_eq!(
+            object["metadata"]["annotations"]["failover-guard.io/mutated"],
+            "FG101"
+        );
+    }
+
+    #[test]
+    fn an_object_already_correct_gets_no_patch() {
+        let body = recorded("0001-validate.json");
+        let reviewed = review(&body, Webhook::Mutate, &Config::example(), None).unwrap();
+        assert_eq!(reviewed.decision, Decision::Allowed);
+        assert!(patch_of(&reviewed).is_empty());
+        let encoded: Value = serde_json::from_slice(&encode(&reviewed.response).unwrap()).unwrap();
+        assert_eq!(encoded["response"]["allowed"], true);
+        assert!(encoded["response"].get("patch").is_none());
+        assert!(encoded["response"].get("patchType").is_none());
+    }
+
+    #[test]
+    fn encoded_patch_is_base64_json_patch() {
+        let body = recorded("0000-mutate.json");
+        let reviewed = review(&body, Webhook::Mutate, &Config::example(), None).unwrap();
+        let encoded: Value = serde_json::from_slice(&encode(&reviewed.response).unwrap()).unwrap();
+        assert_eq!(encoded["apiVersion"], API_VERSION);
+        assert_eq!(encoded["kind"], "AdmissionReview");
+        assert_eq!(encoded["response"]["patchType"], "JSONPatch");
+        use base64::Engine as _;
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(encoded["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+        assert!(!patch.0.is_empty());
+    }
+
+    #[test]
+    fn odd_objects_are_answered_not_dropped() {
+        let config = Config::example();
+        let with = |object: &str| {
+            format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u1","kind":{{"group":"","version":"v1","kind":"Service"}},"resource":{{"group":"","version":"v1","resource":"services"}},"userInfo":{{}},"operation":"CREATE","object":{object}}}}}"#
+            )
+        };
+        for object in [
+            "\"a string\"",
+            "[1, 2]",
+            "null",
+            "{\"metadata\": 7}",
+            "{\"metadata\": {\"managedFields\": 1}}",
+        ] {
+            let reviewed = review(with(object).as_bytes(), Webhook::Mutate, &config, None)
+                .unwrap_or_else(|e| panic!("{object}: {e}"));
+            assert_eq!(reviewed.uid, "u1", "{object}");
+            assert_eq!(reviewed.decision, Decision::Allowed, "{object}");
+        }
+    }
 }

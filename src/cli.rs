@@ -59,6 +59,8 @@ pub enum WorldMode {
     Cluster,
     /// No world: W rules stay silent.
     None,
+    /// A fixed world read once from `--world-manifests`.
+    Manifests,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +134,10 @@ pub struct ServeArgs {
     /// Kubeconfig for the world's watches (default: in-cluster, KUBECONFIG, ~/.kube/config).
     #[arg(long, env = "FAILOVER_GUARD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// With `--world manifests`: files or folders whose objects form a fixed world (local
+    /// development without a cluster, and the load benchmark's 10,000-object world).
+    #[arg(long = "world-manifests", env = "FAILOVER_GUARD_WORLD_MANIFESTS")]
+    pub world_manifests: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

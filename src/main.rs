@@ -121,6 +121,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let mode = args.world.unwrap_or(if args.dev { WorldMode::None } else { WorldMode::Auto });
         let world: Option<Arc<dyn World>> = match mode {
             WorldMode::None => None,
+            WorldMode::Manifests => Some(manifest_world(&args.world_manifests, &config)?),
             mode => match cluster::client(args.kubeconfig.as_deref(), None).await {
                 Ok(client) => {
                     let world = ClusterWorld::new(&cluster_domain);
@@ -152,6 +153,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// `serve --world manifests`: the objects of the given files, read once.
+fn manifest_world(paths: &[PathBuf], config: &Config) -> anyhow::Result<Arc<dyn World>> {
+    if paths.is_empty() {
+        bail!("--world manifests needs --world-manifests PATH");
+    }
+    let (inputs, errors) = offline::read_inputs(paths);
+    if let Some(error) = errors.first() {
+        bail!("--world-manifests: {}: {}", error.file, error.message);
+    }
+    let world = offline::world_of(&inputs, config);
+    let objects: usize = inputs
+        .iter()
+        .flat_map(|i| &i.documents)
+        .map(|d| d.objects.len())
+        .sum();
+    tracing::info!(objects, "world read from manifests");
+    Ok(Arc::new(world))
 }
 
 /// `serve --report-interval`: every interval, once the watch cache is synced, judges every

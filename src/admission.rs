@@ -118,8 +118,9 @@ struct IncomingRequest {
 }
 
 /// The admitted object without `metadata.managedFields`, which no rule reads and which is the
-/// costliest part of a stored object to decode (hundreds of tiny maps). A patch is a diff of two
-/// objects decoded the same way, so it never touches the field and the API server keeps it.
+/// costliest part of a stored object to decode (hundreds of tiny maps). A patch is a diff of the object
+/// before and after the fixes, both without it, so it never touches the field and the API
+/// server keeps it.
 struct Admitted(Value);
 
 impl<'de> serde::Deserialize<'de> for Admitted {
@@ -261,24 +262,17 @@ pub fn review(
     };
     match webhook {
         Webhook::Mutate => {
-            let evaluation = engine::evaluate(&mut object, config, world, namespace, Pass::Mutate);
-            // Nothing applied, nothing changed: no copy of the object is made and no diff is
-            // run, so an object that is already correct costs a decode and the rules. When a
-            // fix was applied, the original is decoded again from the body for the diff
-            // (cheaper than copying every object up front just in case).
-            if !evaluation.applied.is_empty() {
-                let patch = original_object(body)
-                    .map(|original| json_patch::diff(&original, &object))
-                    .map_err(|e| format!("failover-guard cannot re-read the object: {e}"))
-                    .and_then(|patch| {
-                        response
-                            .clone()
-                            .with_patch(patch)
-                            .map_err(|e| format!("failover-guard cannot encode its patch: {e}"))
-                    });
-                response = match patch {
+            let (evaluation, original) = engine::mutate(&mut object, config, world, namespace);
+            // The engine copies the object only before the first fix: an object that is
+            // already correct costs a decode and the rules, with no copy and no diff.
+            if let Some(original) = original.filter(|_| !evaluation.applied.is_empty()) {
+                let patch = json_patch::diff(&original, &object);
+                response = match response.clone().with_patch(patch) {
                     Ok(r) => r,
-                    Err(reason) => deny_with_uid(&reviewed.uid, reason),
+                    Err(e) => deny_with_uid(
+                        &reviewed.uid,
+                        format!("failover-guard cannot encode its patch: {e}"),
+                    ),
                 };
                 reviewed.decision = if response.allowed {
                     Decision::Patched
@@ -307,19 +301,6 @@ pub fn review(
     }
     reviewed.response = response.into_review();
     Ok(reviewed)
-}
-
-/// The request's object as sent, decoded again (only `request.object`; the rest is skipped).
-fn original_object(body: &[u8]) -> Result<Value, serde_json::Error> {
-    #[derive(serde::Deserialize)]
-    struct Review {
-        request: Request,
-    }
-    #[derive(serde::Deserialize)]
-    struct Request {
-        object: Admitted,
-    }
-    serde_json::from_slice::<Review>(body).map(|r| r.request.object.0)
 }
 
 /// An allowing response for the request `uid`.

@@ -142,6 +142,38 @@ pub fn evaluate(
     default_namespace: &str,
     pass: Pass,
 ) -> Evaluation {
+    evaluate_keeping_original(object, config, world, default_namespace, pass, None)
+}
+
+/// The mutating pass that also hands back the object as it was before the first fix, or
+/// `None` when nothing was fixed: what a JSONPatch is computed against. The copy is made only
+/// when a fix is about to be applied, so an object that is already correct costs no copy.
+pub fn mutate(
+    object: &mut Value,
+    config: &Config,
+    world: Option<&dyn World>,
+    default_namespace: &str,
+) -> (Evaluation, Option<Value>) {
+    let mut original = None;
+    let evaluation = evaluate_keeping_original(
+        object,
+        config,
+        world,
+        default_namespace,
+        Pass::Mutate,
+        Some(&mut original),
+    );
+    (evaluation, original)
+}
+
+fn evaluate_keeping_original(
+    object: &mut Value,
+    config: &Config,
+    world: Option<&dyn World>,
+    default_namespace: &str,
+    pass: Pass,
+    mut original: Option<&mut Option<Value>>,
+) -> Evaluation {
     let Some(kind) = Kind::of(object) else {
         return Evaluation::default();
     };
@@ -179,7 +211,19 @@ pub fn evaluate(
             };
         let fix = pass == Pass::Mutate && fixes;
         issues.clear();
-        (rule.check)(object, &cx, fix, &mut issues);
+        match original.as_deref_mut() {
+            // Keeping the original: judge first, and copy the object only when this rule is
+            // about to fix something (the first fix of the pass), then fix.
+            Some(slot) if fix && slot.is_none() => {
+                (rule.check)(object, &cx, false, &mut issues);
+                if issues.iter().any(|i| i.fixable) {
+                    *slot = Some(object.clone());
+                    issues.clear();
+                    (rule.check)(object, &cx, true, &mut issues);
+                }
+            }
+            _ => (rule.check)(object, &cx, fix, &mut issues),
+        }
         let mut applied = false;
         for issue in issues.drain(..) {
             let action = match (issue.fixed, mode) {

@@ -240,6 +240,16 @@ proptest! {
         prop_assert_eq!(&validated, &object);
         let mut mutated = object.clone();
         evaluate(&mut mutated, &config, Some(&world), "default", Pass::Mutate);
+        // The webhook's pass: the same result, and the original it keeps for the patch is the
+        // object as sent, kept exactly when something was fixed.
+        let mut kept = object.clone();
+        let (evaluation, original) =
+            failover_guard::engine::mutate(&mut kept, &config, Some(&world), "default");
+        prop_assert_eq!(&kept, &mutated);
+        prop_assert_eq!(original.is_some(), !evaluation.applied.is_empty());
+        if let Some(original) = original {
+            prop_assert_eq!(&original, &object);
+        }
 
         // simulate takes it too, beside a Service of the host its arbitrary fields may name.
         let service = json!({"apiVersion": "v1", "kind": "Service",

@@ -8,7 +8,10 @@
 //! set of their DestinationRules), on a node labelled with that locality, exactly as the Istio
 //! harness synthesises them, since manifests carry Deployments, not pods.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    borrow::Borrow,
+    collections::{BTreeMap, BTreeSet},
+};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -156,9 +159,10 @@ fn client_node(config: &Config, client: &Client) -> String {
 }
 
 /// Every DestinationRule's (resolved host, object), in input order (creation order).
-fn destination_rules<'a>(objects: &'a [Value], config: &Config) -> Vec<(String, &'a Value)> {
+fn destination_rules<'a>(objects: &[&'a Value], config: &Config) -> Vec<(String, &'a Value)> {
     objects
         .iter()
+        .copied()
         .filter(|o| kind_of(o) == ("networking.istio.io", "DestinationRule"))
         .filter_map(|o| {
             let host = o.at("/spec/host")?.as_str()?;
@@ -172,7 +176,7 @@ fn destination_rules<'a>(objects: &'a [Value], config: &Config) -> Vec<(String, 
 
 /// The services of the objects, with their endpoints: Kubernetes Services with synthesized
 /// pods and the ServiceEntry endpoints that merge into them, and ServiceEntry-only hosts.
-fn services(objects: &[Value], config: &Config, synthesized: &mut Vec<String>) -> Vec<Service> {
+fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) -> Vec<Service> {
     let domain = &config.cluster.cluster_domain;
     let local_cluster = &config.cluster.name;
     let rules = destination_rules(objects, config);
@@ -226,6 +230,7 @@ fn services(objects: &[Value], config: &Config, synthesized: &mut Vec<String>) -
         let mut endpoints = Vec::new();
         let slices: Vec<&Value> = objects
             .iter()
+            .copied()
             .filter(|o| kind_of(o) == ("discovery.k8s.io", "EndpointSlice"))
             .filter(|o| namespace_of(o) == namespace)
             .filter(|o| {
@@ -371,7 +376,7 @@ fn services(objects: &[Value], config: &Config, synthesized: &mut Vec<String>) -
 /// known (pilot waits for a pod a targetRef names), with the pod's labels, the node's locality
 /// (or the pod's istio-locality label), the pod's tlsMode label.
 fn slice_endpoints(
-    objects: &[Value],
+    objects: &[&Value],
     slices: &[&Value],
     ports: &[(String, u32, u32)],
     config: &Config,
@@ -551,7 +556,7 @@ fn host_matches(rule: &str, host: &str) -> bool {
 /// exported to it, else the root namespace's. Rules of one namespace for one host are merged
 /// (mergeDestinationRule): subsets concatenated, the oldest top-level trafficPolicy kept.
 fn destination_rule_for(
-    objects: &[Value],
+    objects: &[&Value],
     config: &Config,
     client_ns: &str,
     service: &Service,
@@ -845,8 +850,9 @@ fn apply_failover_priorities(
 
 /// Every host of the objects with its namespace (Kubernetes Services first, then
 /// ServiceEntry-only hosts), in input order.
-pub fn hosts(objects: &[Value], config: &Config) -> Vec<(String, String)> {
-    services(objects, config, &mut Vec::new())
+pub fn hosts<V: Borrow<Value>>(objects: &[V], config: &Config) -> Vec<(String, String)> {
+    let objects: Vec<&Value> = objects.iter().map(Borrow::borrow).collect();
+    services(&objects, config, &mut Vec::new())
         .into_iter()
         .map(|s| (s.host, s.namespace))
         .collect()
@@ -866,12 +872,17 @@ pub fn fails(failure: &str, config: &Config, locality: &str, endpoint: &Endpoint
 }
 
 /// What pilot sends one client for every host of `objects` (or those of `hosts`).
-pub fn simulate(
-    objects: &[Value],
+///
+/// `objects` may be owned or borrowed (`&[Value]`, `&[&Value]`, `&[Arc<Value>]`), so that
+/// FG601 simulates on the world's objects without copying them.
+pub fn simulate<V: Borrow<Value>>(
+    objects: &[V],
     config: &Config,
     clients: &[Client],
     hosts: &[String],
 ) -> Simulation {
+    let objects: Vec<&Value> = objects.iter().map(Borrow::borrow).collect();
+    let objects = objects.as_slice();
     let mut sim = Simulation::default();
     let services = services(objects, config, &mut sim.synthesized);
     for client in clients {

@@ -95,6 +95,25 @@ impl Level {
     }
 }
 
+/// A field at a level, as named in messages; formatted only when a finding names it.
+#[derive(Debug, Clone, Copy)]
+struct FieldPath {
+    level: Level,
+    field: &'static str,
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.level.path(), self.field)
+    }
+}
+
+impl From<&FieldPath> for String {
+    fn from(path: &FieldPath) -> String {
+        path.to_string()
+    }
+}
+
 /// Every policy level present in the object; the top level is listed even when absent.
 fn levels(dr: &Value) -> Vec<Level> {
     let mut out = vec![Level::TOP];
@@ -349,7 +368,7 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
 }
 
 /// Every `outlierDetection` object in the rule, with its level's path.
-fn outlier_detections(dr: &Value) -> Vec<(Level, String)> {
+fn outlier_detections(dr: &Value) -> Vec<(Level, FieldPath)> {
     levels(dr)
         .into_iter()
         .filter(|l| {
@@ -357,7 +376,15 @@ fn outlier_detections(dr: &Value) -> Vec<(Level, String)> {
                 .and_then(|p| p.get("outlierDetection"))
                 .is_some_and(Value::is_object)
         })
-        .map(|l| (l, format!("{}.outlierDetection", l.path())))
+        .map(|level| {
+            (
+                level,
+                FieldPath {
+                    level,
+                    field: "outlierDetection",
+                },
+            )
+        })
         .collect()
 }
 
@@ -522,23 +549,24 @@ fn has_value(map: &Map<String, Value>, key: &str) -> bool {
 }
 
 /// Every `localityLbSetting` object in the rule, with its level.
-fn locality_settings(dr: &Value) -> Vec<(Level, String)> {
+fn locality_settings(dr: &Value) -> Vec<(Level, FieldPath)> {
     levels(dr)
         .into_iter()
-        .filter(|l| {
-            l.get(dr)
-                .and_then(|p| p.at("/loadBalancer/localityLbSetting"))
-                .is_some_and(Value::is_object)
-        })
-        .map(|l| {
-            let path = format!("{}.loadBalancer.localityLbSetting", l.path());
-            (l, path)
+        .filter(|l| setting(dr, l).is_some_and(Value::is_object))
+        .map(|level| {
+            (
+                level,
+                FieldPath {
+                    level,
+                    field: "loadBalancer.localityLbSetting",
+                },
+            )
         })
         .collect()
 }
 
 fn setting<'a>(dr: &'a Value, level: &Level) -> Option<&'a Value> {
-    level.get(dr)?.at("/loadBalancer/localityLbSetting")
+    level.get(dr)?.get("loadBalancer")?.get("localityLbSetting")
 }
 
 fn non_empty(value: Option<&Value>) -> bool {
@@ -988,6 +1016,12 @@ fn failover_endpoint_labels(
 
 fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     use crate::istio::{augment_labels, failover_priority, labels};
+    // Only a localityLbSetting with failoverPriority is judged: the rest is looked up then.
+    let asks_priority =
+        |level: &Level| setting(dr, level).is_some_and(|s| non_empty(s.get("failoverPriority")));
+    if !levels(dr).iter().any(asks_priority) {
+        return;
+    }
     let Some(host) = rule_host(dr, cx) else {
         return;
     };

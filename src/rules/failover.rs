@@ -137,24 +137,28 @@ fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<I
                 && s.namespace == cx.subject.namespace
                 && s.name == cx.subject.name
         };
+        // Borrowed, not copied: the world's objects are shared (`Arc`), the admitted one is
+        // referenced in place.
         let stored_service = world.service(namespace, service);
-        let mut objects: Vec<Value> = Vec::new();
+        let entries = world.service_entries(&host);
+        let rules = world.destination_rules(&host);
+        let mut objects: Vec<&Value> = Vec::with_capacity(entries.len() + rules.len() + 2);
         if cx.subject.kind == Kind::Service {
-            objects.push(object.clone());
-        } else if let Some(svc) = stored_service {
-            objects.push((*svc).clone());
+            objects.push(object);
+        } else if let Some(svc) = &stored_service {
+            objects.push(svc);
         } else {
             continue;
         }
-        let entries = world.service_entries(&host);
-        let rules = world.destination_rules(&host);
-        for other in rules.iter().chain(entries.iter()) {
-            if !same(other) {
-                objects.push((**other).clone());
-            }
-        }
+        objects.extend(
+            rules
+                .iter()
+                .chain(entries.iter())
+                .map(|o| &**o)
+                .filter(|o| !same(o)),
+        );
         if cx.subject.kind != Kind::Service {
-            objects.push(object.clone());
+            objects.push(object);
         }
         // Nothing to fail over to yet is FG402's to say.
         let has_entry = objects.iter().any(|o| {

@@ -23,7 +23,8 @@ use failover_guard::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // Flushes the log writer when main returns.
+    let _log_guard = init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
         Command::Certs(args) => certs(args).map(|()| ExitCode::SUCCESS),
@@ -42,21 +43,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stderr through a writer thread, so that a request that logs (every patched or
+/// denied admission, at info) formats its line but never waits on the write. Should the
+/// writer fall behind by 128k lines, lines are dropped rather than admissions slowed.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FAILOVER_GUARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal: a file or a log collector would get escape
     // sequences (NO_COLOR is honoured too).
     use std::io::IsTerminal as _;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -155,21 +161,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// `serve --world manifests`: the objects of the given files, read once.
+/// `serve --world manifests`: the objects of the given files, read once. Objects move into
+/// the world file by file (no copies), so the peak is one file's text beside the world.
 fn manifest_world(paths: &[PathBuf], config: &Config) -> anyhow::Result<Arc<dyn World>> {
     if paths.is_empty() {
         bail!("--world manifests needs --world-manifests PATH");
     }
-    let (inputs, errors) = offline::read_inputs(paths);
-    if let Some(error) = errors.first() {
-        bail!("--world-manifests: {}: {}", error.file, error.message);
+    let mut world = failover_guard::world::ManifestWorld::new(
+        [],
+        offline::DEFAULT_NAMESPACE,
+        &config.cluster.cluster_domain,
+    );
+    let mut objects = 0usize;
+    for path in paths {
+        let (inputs, errors) = offline::read_inputs(std::slice::from_ref(path));
+        if let Some(error) = errors.first() {
+            bail!("--world-manifests: {}: {}", error.file, error.message);
+        }
+        for object in inputs
+            .into_iter()
+            .flat_map(|i| i.documents)
+            .flat_map(|d| d.objects)
+        {
+            objects += 1;
+            world.upsert(object);
+        }
     }
-    let world = offline::world_of(&inputs, config);
-    let objects: usize = inputs
-        .iter()
-        .flat_map(|i| &i.documents)
-        .map(|d| d.objects.len())
-        .sum();
     tracing::info!(objects, "world read from manifests");
     Ok(Arc::new(world))
 }

@@ -44,6 +44,9 @@ pub enum Command {
     /// Read the live cluster once and report every existing object that violates a rule
     /// (webhooks only see new writes); exit codes as `check`.
     Audit(AuditArgs),
+    /// Print the failover ServiceEntry, a DestinationRule with outlier detection and, when the
+    /// namespace has none, a default AuthorizationPolicy for one Service (YAML for GitOps).
+    Render(RenderArgs),
     /// Show where traffic goes: the priority table Envoy gets per client, and what happens
     /// when a locality or cluster fails.
     Simulate(SimulateArgs),
@@ -134,6 +137,10 @@ pub struct ServeArgs {
     /// Kubeconfig for the world's watches (default: in-cluster, KUBECONFIG, ~/.kube/config).
     #[arg(long, env = "FAILOVER_GUARD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Keep the failover entries failover-guard generated current when remote state changes
+    /// (needs `discovery`; only namespaces labelled failover-guard.io/reconcile=true).
+    #[arg(long, env = "FAILOVER_GUARD_RECONCILE")]
+    pub reconcile: bool,
     /// With `--world manifests`: files or folders whose objects form a fixed world (local
     /// development without a cluster, and the load benchmark's 10,000-object world).
     #[arg(long = "world-manifests", env = "FAILOVER_GUARD_WORLD_MANIFESTS")]
@@ -184,6 +191,29 @@ pub struct CheckArgs {
     pub output: OutputFormat,
     /// Files or folders (recursive: *.yaml, *.yml, *.json); `-` reads standard input.
     #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Configuration file; the built-in example when absent.
+    #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The Service's name.
+    #[arg(long)]
+    pub service: String,
+    /// The Service's namespace.
+    #[arg(long, short, default_value = "default")]
+    pub namespace: String,
+    /// Read the Service (and the namespace's policies, and the remotes when `discovery` is
+    /// configured) from the live cluster instead of files.
+    #[arg(long, conflicts_with = "paths")]
+    pub cluster: bool,
+    /// Kubeconfig for --cluster (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Files or folders holding the Service; `-` reads standard input.
+    #[arg(required_unless_present = "cluster")]
     pub paths: Vec<PathBuf>,
 }
 

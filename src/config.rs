@@ -76,6 +76,9 @@ pub struct Config {
     pub authorization: Authorization,
     #[serde(default)]
     pub rules: BTreeMap<String, Mode>,
+    /// Reading the remote clusters instead of typing them (`serve` only; opt-in).
+    #[serde(default, skip_serializing_if = "Discovery::is_off")]
+    pub discovery: Discovery,
     /// Derived once at load time so rules do not recompute it per request.
     #[serde(skip)]
     pub topology: Topology,
@@ -109,6 +112,95 @@ pub struct Remote {
     pub gateway: Gateway,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// Ready endpoints per Service (`namespace/name`) in this remote, when discovery reads it;
+    /// `None` for a remote known only from the file. Never read from the file.
+    #[serde(skip)]
+    pub services: Option<std::sync::Arc<BTreeMap<String, u32>>>,
+}
+
+impl Remote {
+    /// Ready endpoints of the Service `namespace/name` in this remote: `None` when unknown
+    /// (no discovery), `Some(0)` when the Service does not exist there or has none ready.
+    pub fn ready_endpoints(&self, namespace: &str, name: &str) -> Option<u32> {
+        let services = self.services.as_ref()?;
+        Some(
+            services
+                .get(&format!("{namespace}/{name}"))
+                .copied()
+                .unwrap_or(0),
+        )
+    }
+}
+
+/// Where remote clusters are read from (`discovery.source`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiscoverySource {
+    /// Only the typed `remotes`.
+    #[default]
+    None,
+    /// The Secrets labelled `istio/multiCluster: "true"` that `istioctl create-remote-secret`
+    /// makes: one kubeconfig per key, the key being the cluster name.
+    IstioSecrets,
+    /// The kubeconfig files named in `discovery.kubeconfigs`.
+    Kubeconfigs,
+}
+
+/// Remote discovery settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Discovery {
+    #[serde(default)]
+    pub source: DiscoverySource,
+    /// Namespace of the remote secrets (`istio-secrets`).
+    #[serde(default = "default_root_namespace")]
+    pub secret_namespace: String,
+    /// Cluster name to kubeconfig file (`kubeconfigs`).
+    #[serde(default)]
+    pub kubeconfigs: BTreeMap<String, PathBuf>,
+    /// Namespace of the east-west gateway Service in each remote.
+    #[serde(default = "default_root_namespace")]
+    pub gateway_namespace: String,
+    /// Labels of the east-west gateway Service (default: `scope.gatewaySelector`).
+    #[serde(default)]
+    pub gateway_selector: BTreeMap<String, String>,
+    /// The gateway's mTLS port when its Service has no port named `tls`.
+    #[serde(default = "default_gateway_port")]
+    pub gateway_port: u16,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self {
+            source: DiscoverySource::None,
+            secret_namespace: default_root_namespace(),
+            kubeconfigs: BTreeMap::new(),
+            gateway_namespace: default_root_namespace(),
+            gateway_selector: BTreeMap::new(),
+            gateway_port: default_gateway_port(),
+        }
+    }
+}
+
+impl Discovery {
+    fn is_off(&self) -> bool {
+        self == &Discovery::default()
+    }
+}
+
+/// What discovery saw in one remote cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DiscoveredRemote {
+    pub name: String,
+    /// The east-west gateway's LoadBalancer address and mTLS port.
+    pub gateway: Option<Gateway>,
+    /// The gateway Service's `topology.istio.io/network` label.
+    pub network: Option<String>,
+    /// `region/zone` of the gateway's nodes.
+    pub locality: Option<String>,
+    /// Ready endpoints per Service (`namespace/name`), 0 for a Service without any.
+    pub services: BTreeMap<String, u32>,
 }
 
 /// A remote east-west gateway.
@@ -294,6 +386,34 @@ impl Config {
         !self.remotes.is_empty() && self.in_scope(namespace)
     }
 
+    /// This configuration with what discovery saw: a typed remote keeps every field it sets
+    /// and gains the discovered Services (presence and ready endpoints); a discovered remote
+    /// without a typed entry is added when its gateway address and locality are known.
+    pub fn with_discovered(&self, discovered: &[DiscoveredRemote]) -> Config {
+        let mut config = self.clone();
+        for found in discovered {
+            let services = Some(std::sync::Arc::new(found.services.clone()));
+            if let Some(typed) = config.remotes.iter_mut().find(|r| r.name == found.name) {
+                typed.services = services;
+                continue;
+            }
+            let (Some(gateway), Some(locality)) = (&found.gateway, &found.locality) else {
+                continue;
+            };
+            config.remotes.push(Remote {
+                name: found.name.clone(),
+                network: found.network.clone().unwrap_or_default(),
+                trust_domain: config.cluster.trust_domain.clone(),
+                locality: locality.clone(),
+                gateway: gateway.clone(),
+                weight: None,
+                services,
+            });
+        }
+        config.topology = config.derive_topology();
+        config
+    }
+
     /// The configured remote whose gateway has this address.
     pub fn remote_at(&self, address: &str) -> Option<&Remote> {
         self.topology
@@ -323,6 +443,18 @@ impl Config {
             if let Err(e) = Locality::parse(locality) {
                 problems.push(format!("cluster.localities[{i}] {locality:?} {e}"));
             }
+        }
+        match self.discovery.source {
+            DiscoverySource::Kubeconfigs if self.discovery.kubeconfigs.is_empty() => problems
+                .push("discovery.source is kubeconfigs but discovery.kubeconfigs is empty".into()),
+            DiscoverySource::None | DiscoverySource::IstioSecrets
+                if !self.discovery.kubeconfigs.is_empty() =>
+            {
+                problems.push(
+                    "discovery.kubeconfigs is set but discovery.source is not kubeconfigs".into(),
+                )
+            }
+            _ => {}
         }
         let mut names = BTreeSet::from([self.cluster.name.as_str()]);
         let mut addresses = BTreeSet::new();

@@ -8,8 +8,8 @@ use clap::Parser;
 use failover_guard::{
     certs,
     cli::{
-        AuditArgs, CertsArgs, Cli, Command, ExplainArgs, LogFormat, ServeArgs, SimulateArgs,
-        SimulateFormat, WorldMode,
+        AuditArgs, CertsArgs, Cli, Command, ExplainArgs, LogFormat, RenderArgs, ServeArgs,
+        SimulateArgs, SimulateFormat, WorldMode,
     },
     cluster,
     cluster::ClusterWorld,
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Mutate(args) => Ok(offline::mutate_command(&args)),
         Command::Audit(args) => audit(args),
         Command::Simulate(args) => simulate(args),
+        Command::Render(args) => render(args),
     };
     match result {
         Ok(code) => code,
@@ -152,13 +153,90 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
             },
         };
-        server::run(options, config, world, metrics, shutdown_signal()).await?;
+        let remote_setup = if config.discovery.source == config::DiscoverySource::None {
+            if args.reconcile {
+                return Err(anyhow::anyhow!(
+                    "--reconcile re-renders failover entries when remote state changes: configure discovery"
+                ));
+            }
+            None
+        } else {
+            // The local cluster holds the remote secrets (istio-secrets) and is where
+            // --reconcile applies; without credentials, kubeconfig files still work.
+            let local = match cluster::client(args.kubeconfig.as_deref(), None).await {
+                Ok(client) => Some(client),
+                Err(error) if args.reconcile => {
+                    return Err(anyhow::anyhow!(error).context("--reconcile"));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no local cluster credentials: remote secrets cannot be read");
+                    None
+                }
+            };
+            Some(server::RemoteSetup {
+                local,
+                reconcile: args.reconcile,
+            })
+        };
+        server::run(options, config, world, remote_setup, metrics, shutdown_signal()).await?;
         drop(watches);
         if let Some(reporter) = reporter {
             reporter.abort();
         }
         Ok(())
     })
+}
+
+/// `render`: the failover objects of one Service, as YAML documents.
+fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
+    let config = offline::load_config(args.config.as_deref())?;
+    let (service, policies, config) = if args.cluster {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(async {
+            let client = cluster::client(args.kubeconfig.as_deref(), None).await?;
+            let objects = cluster::list_all(&client, Some(&args.namespace)).await?;
+            let config = if config.discovery.source == config::DiscoverySource::None {
+                config
+            } else {
+                let discovered = failover_guard::remotes::read_all(&client, &config).await;
+                config.with_discovered(&discovered)
+            };
+            let service =
+                failover_guard::render::find_service(&objects, &args.namespace, &args.service)
+                    .cloned();
+            anyhow::Ok((service, objects, config))
+        })?
+    } else {
+        let (inputs, errors) = offline::read_inputs(&args.paths);
+        if let Some(error) = errors.first() {
+            bail!("{}: {}", error.file, error.message);
+        }
+        let objects: Vec<serde_json::Value> = inputs
+            .into_iter()
+            .flat_map(|i| i.documents)
+            .flat_map(|d| d.objects)
+            .collect();
+        let service =
+            failover_guard::render::find_service(&objects, &args.namespace, &args.service).cloned();
+        (service, objects, config)
+    };
+    let Some(service) = service else {
+        bail!(failover_guard::render::RenderError::NoService {
+            namespace: args.namespace,
+            name: args.service,
+        });
+    };
+    let objects = failover_guard::render::render(&service, &policies, &config, None)?;
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&object).context("cannot print YAML")?);
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `serve --world manifests`: the objects of the given files, read once. Objects move into

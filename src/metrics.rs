@@ -46,6 +46,16 @@ pub struct RuleLabels {
     pub rule: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -60,6 +70,10 @@ pub struct Metrics {
     pub world_objects: Family<KindLabels, Gauge>,
     /// When the serving certificate in use expires (Unix seconds), for expiry alerts.
     pub certificate_expiry: Gauge,
+    /// 1 while a discovered remote cluster answers, 0 while its last known state is used.
+    pub remote_up: Family<ClusterLabels, Gauge>,
+    /// Failover entries re-rendered by `serve --reconcile`, by result.
+    pub reconciles: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -134,7 +148,21 @@ impl Metrics {
             "When the serving certificate in use expires, in seconds since the Unix epoch",
             certificate_expiry.clone(),
         );
+        let remote_up = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "failover_guard_remote_up",
+            "1 while a discovered remote cluster answers; 0 while its last known state is used",
+            remote_up.clone(),
+        );
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "failover_guard_reconciles",
+            "Failover entries re-rendered by serve --reconcile, by result (applied, unchanged, error)",
+            reconciles.clone(),
+        );
         Self {
+            remote_up,
+            reconciles,
             certificate_expiry,
             world_synced,
             world_objects,

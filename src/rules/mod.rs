@@ -163,6 +163,7 @@ pub static RULES: &[&Rule] = &[
     &service_entry::FG209,
     &service_entry::FG210,
     &service_entry::FG211,
+    &service_entry::FG213,
     &authorization_policy::FG301,
     &authorization_policy::FG302,
     &authorization_policy::FG303,
@@ -256,6 +257,9 @@ pub(crate) mod testing {
         /// A JSON merge patch over the example configuration.
         #[serde(default)]
         config: Option<Value>,
+        /// What remote discovery saw, merged into the configuration.
+        #[serde(default)]
+        discovered: Vec<crate::config::DiscoveredRemote>,
         expect: Expect,
     }
 
@@ -301,6 +305,9 @@ pub(crate) mod testing {
                 }
                 if case.no_remotes {
                     config.remotes.clear();
+                }
+                if !case.discovered.is_empty() {
+                    config = config.with_discovered(&case.discovered);
                 }
                 let world = crate::world::ManifestWorld::new(
                     &case.world,

@@ -801,7 +801,27 @@ fn subset_label_sets(se: &Value, cx: &Context<'_>) -> Vec<BTreeMap<String, Strin
     sets
 }
 
-fn generated_endpoint(se: &Value, remote: &Remote, labels: &BTreeMap<String, String>) -> Value {
+/// The Service (namespace, name) a failover entry stands in for: its first cluster-local host.
+fn entry_service<'a>(se: &'a Value, cx: &Context<'_>) -> Option<(&'a str, &'a str)> {
+    array_at(se, &["spec", "hosts"])
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|h| cluster_local_service(h, &cx.config.cluster.cluster_domain))
+        .map(|(name, namespace)| (namespace, name))
+}
+
+/// Ready endpoints of the entry's Service in a remote, when discovery knows the remote.
+fn remote_ready(se: &Value, remote: &Remote, cx: &Context<'_>) -> Option<u32> {
+    let (namespace, name) = entry_service(se, cx)?;
+    remote.ready_endpoints(namespace, name)
+}
+
+fn generated_endpoint(
+    se: &Value,
+    remote: &Remote,
+    labels: &BTreeMap<String, String>,
+    ready: Option<u32>,
+) -> Value {
     let ports: Map<String, Value> = array_at(se, &["spec", "ports"])
         .iter()
         .filter_map(|p| p.get("name").and_then(Value::as_str))
@@ -819,7 +839,9 @@ fn generated_endpoint(se: &Value, remote: &Remote, labels: &BTreeMap<String, Str
         "network": remote.network,
         "labels": all_labels,
     });
-    if let (Some(weight), Some(map)) = (remote.weight, endpoint.as_object_mut()) {
+    // Behind one gateway endpoint stand the remote's ready replicas: weigh it by them when
+    // discovery counts them, else by the configured weight.
+    if let (Some(weight), Some(map)) = (ready.or(remote.weight), endpoint.as_object_mut()) {
         map.insert("weight".into(), json!(weight));
     }
     endpoint
@@ -850,13 +872,17 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         if sets.is_empty() {
             sets.push(BTreeMap::new());
         }
+        // A remote where discovery shows the Service absent or without a ready endpoint gets
+        // none: an endpoint there would be a black hole (FG213 warns about existing ones).
         missing = cx
             .config
             .remotes
             .iter()
-            .flat_map(|remote| sets.iter().map(move |set| (remote, set)))
-            .filter(|(remote, set)| !endpoints(se).iter().any(|e| covers(e, remote, set)))
-            .map(|(remote, set)| generated_endpoint(se, remote, set))
+            .map(|remote| (remote, remote_ready(se, remote, cx)))
+            .filter(|(_, ready)| *ready != Some(0))
+            .flat_map(|(remote, ready)| sets.iter().map(move |set| (remote, ready, set)))
+            .filter(|(remote, _, set)| !endpoints(se).iter().any(|e| covers(e, remote, set)))
+            .map(|(remote, ready, set)| generated_endpoint(se, remote, set, ready))
             .collect();
     }
     // Endpoints with resolution NONE (the default) are rejected by Istio; STATIC takes IP
@@ -963,6 +989,68 @@ fn check_fg209(se: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
                 .fix("expand the variable or command before applying (check the heredoc quoting)"),
             );
         }
+    }
+}
+
+// === FG213 failover-target-missing ===
+
+/// FG213: a failover endpoint for a remote that does not run the service.
+pub static FG213: Rule = Rule {
+    id: "FG213",
+    name: "failover-target-missing",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    summary: "A failover entry's endpoint at a remote gateway, where remote discovery shows the \
+              service absent or without a ready endpoint, is a warning.",
+    istio: "The east-west gateway serves AUTO_PASSTHROUGH: one filter chain per SNI \
+            (outbound_.<port>_._.<host>) of the services its own istiod knows, with Envoy's \
+            sni_cluster and tcp_proxy filters (pilot/pkg/networking/core/gateway.go \
+            buildGatewayListeners). A service that does not exist in that cluster, or has no \
+            ready endpoint there, has no cluster or no host behind the SNI: the connection is \
+            reset, and the failover priority that points there is a black hole exactly when the \
+            local endpoints are gone. Needs `discovery` (serve); silent otherwise.",
+    example_bad: "# discovery: cluster-b has no Service bookinfo/reviews\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, network: network-b, labels: {security.istio.io/tlsMode: istio}}\n",
+    example_fixed: "# discovery: cluster-b runs bookinfo/reviews with 3 ready endpoints\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, network: network-b, weight: 3, labels: {security.istio.io/tlsMode: istio}}\n",
+    check: check_fg213,
+};
+
+fn check_fg213(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    let Some((namespace, name)) = entry_service(se, cx) else {
+        return;
+    };
+    for (i, endpoint) in endpoints(se).iter().enumerate() {
+        let Some(remote) = address(endpoint).and_then(|a| cx.config.remote_at(a)) else {
+            continue;
+        };
+        if remote.ready_endpoints(namespace, name) != Some(0) {
+            continue;
+        }
+        let present = remote
+            .services
+            .as_ref()
+            .is_some_and(|s| s.contains_key(&format!("{namespace}/{name}")));
+        out.push(
+            Issue::warn(
+                endpoint_path(i),
+                format!(
+                    "endpoint {} sends failover traffic to {}, where Service {namespace}/{name} {}",
+                    truncate(address(endpoint).unwrap_or(""), 60),
+                    remote.name,
+                    if present {
+                        "has no ready endpoint"
+                    } else {
+                        "does not exist"
+                    }
+                ),
+            )
+            .because("that cluster's east-west gateway has nothing behind this service's SNI, so failover lands in a black hole")
+            .fix(format!(
+                "deploy {name} in {}, or remove this endpoint (failover-guard generates endpoints only for clusters that run the service)",
+                remote.name
+            )),
+        );
     }
 }
 

@@ -34,7 +34,12 @@ pub const BODY_LIMIT: usize = 6 * 1024 * 1024;
 
 /// What the handlers share.
 pub struct AppState {
+    /// The configuration the rules use: the file's, with discovered remotes merged in.
     pub config: ArcSwap<Config>,
+    /// The configuration file as loaded (what discovery and reloads start from).
+    pub base: Arc<ArcSwap<Config>>,
+    /// Remote discovery, when configured.
+    pub remotes: Option<Arc<crate::remotes::Remotes>>,
     pub world: Option<Arc<dyn World>>,
     pub metrics: Arc<Metrics>,
     /// Set when SIGTERM arrived: /readyz answers 503 from then on.
@@ -45,6 +50,23 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Takes a new configuration file: stored as the base, and merged with what discovery
+    /// knows for the rules.
+    pub fn set_base(&self, config: Config) {
+        self.base.store(Arc::new(config));
+        self.refresh();
+    }
+
+    /// Re-merges the base configuration with the latest discovered remotes.
+    pub fn refresh(&self) {
+        let base = self.base.load();
+        let effective = match &self.remotes {
+            Some(remotes) => base.with_discovered(&remotes.snapshot()),
+            None => (**base).clone(),
+        };
+        self.config.store(Arc::new(effective));
+    }
+
     pub fn new(
         config: Config,
         world: Option<Arc<dyn World>>,
@@ -52,7 +74,9 @@ impl AppState {
         record_dir: Option<PathBuf>,
     ) -> Self {
         Self {
+            base: Arc::new(ArcSwap::from_pointee(config.clone())),
             config: ArcSwap::from_pointee(config),
+            remotes: None,
             world,
             metrics,
             draining: AtomicBool::new(false),
@@ -117,7 +141,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             .world
             .as_ref()
             .map_or_else(|| "none".to_owned(), |w| w.describe());
-        (StatusCode::OK, format!("ok\nworld: {world}\n")).into_response()
+        let remotes = state
+            .remotes
+            .as_ref()
+            .map(|r| format!("remotes: {}\n", r.describe()))
+            .unwrap_or_default();
+        (StatusCode::OK, format!("ok\nworld: {world}\n{remotes}")).into_response()
     }
 }
 

@@ -58,22 +58,35 @@ pub enum ServerError {
     },
 }
 
+/// Remote discovery and reconciliation for `serve` (see [`crate::remotes`]).
+pub struct RemoteSetup {
+    /// This cluster, where the remote secrets live and where `--reconcile` applies.
+    pub local: Option<kube::Client>,
+    /// `serve --reconcile`.
+    pub reconcile: bool,
+}
+
 /// Serves until `shutdown` completes, then drains and returns.
 pub async fn run(
     options: Options,
     config: Config,
     world: Option<Arc<dyn World>>,
+    remote_setup: Option<RemoteSetup>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let serving = Arc::new(ServingCert::load(options.cert.clone())?);
     let acceptor = TlsAcceptor::from(serving.server_config()?);
-    let state = Arc::new(AppState::new(
+    let mut state = AppState::new(
         with_exclusions(config, &options.extra_excluded),
-        world,
+        world.clone(),
         metrics.clone(),
         options.record_dir.clone(),
-    ));
+    );
+    if remote_setup.is_some() {
+        state.remotes = Some(Arc::new(crate::remotes::Remotes::default()));
+    }
+    let state = Arc::new(state);
 
     let bind = |addr| async move {
         TcpListener::bind(addr)
@@ -101,6 +114,32 @@ pub async fn run(
             options.extra_excluded.clone(),
             options.reload_interval,
         ));
+    }
+
+    if let (Some(setup), Some(remotes)) = (remote_setup, state.remotes.clone()) {
+        background.spawn(crate::remotes::supervise(
+            setup.local.clone(),
+            state.base.clone(),
+            metrics.clone(),
+            remotes.clone(),
+        ));
+        // Every change a remote reports reaches the rules' configuration.
+        let follower = state.clone();
+        let mut changes = remotes.subscribe();
+        background.spawn(async move {
+            while changes.changed().await.is_ok() {
+                follower.refresh();
+            }
+        });
+        if let (true, Some(client)) = (setup.reconcile, setup.local) {
+            background.spawn(crate::reconcile::run(
+                client,
+                state.clone(),
+                remotes,
+                world,
+                metrics.clone(),
+            ));
+        }
     }
 
     let (probe_stop, probe_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -252,9 +291,7 @@ async fn watch_config(
         last = Some(current);
         match parsed {
             Ok(config) => {
-                state
-                    .config
-                    .store(Arc::new(with_exclusions(config, &extra_excluded)));
+                state.set_base(with_exclusions(config, &extra_excluded));
                 state.metrics.reload("config", true);
                 tracing::info!(path = %path.display(), "configuration reloaded");
             }

@@ -1,0 +1,178 @@
+//! `serve --reconcile`: keeps the failover entries failover-guard generates current when remote
+//! state changes (a gateway address, a remote's ready replicas, a service appearing in or
+//! leaving a remote). Opt-in per namespace: only namespaces labelled
+//! `failover-guard.io/reconcile: "true"`, and in them only ServiceEntries annotated
+//! `failover-guard.io/failover: "true"`, whose `spec.endpoints` failover-guard then owns.
+//!
+//! One pass after each change a remote reports (and every 5 minutes as a safety net), at most
+//! one pass every 2 s. Each entry's endpoints are rendered again from scratch by the same rule
+//! the webhook runs (FG208, [`rerender_endpoints`], pure) and, when they differ, applied by
+//! server-side apply with field manager `failover-guard` (forced: the field is ours).
+
+use std::{sync::Arc, time::Duration};
+
+use kube::{
+    Api, Client,
+    api::{DynamicObject, ListParams, Patch, PatchParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    config::Config,
+    engine,
+    metrics::{Metrics, ResultLabels},
+    object::{FAILOVER_ANNOTATION, annotation, str_at},
+    remotes::{RECONCILE_LABEL, Remotes},
+    server::AppState,
+    world::World,
+};
+
+/// The endpoints the webhook's rules give a failover entry today, ignoring the ones it has.
+pub fn rerender_endpoints(entry: &Value, config: &Config, world: Option<&dyn World>) -> Value {
+    let mut fresh = entry.clone();
+    if let Some(spec) = fresh.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("endpoints");
+    }
+    let namespace = str_at(entry, &["metadata", "namespace"]).unwrap_or("default");
+    engine::evaluate(&mut fresh, config, world, namespace, engine::Pass::Mutate);
+    fresh
+        .get("spec")
+        .and_then(|s| s.get("endpoints"))
+        .cloned()
+        .unwrap_or_else(|| json!([]))
+}
+
+/// Reconciles until the task is dropped.
+pub async fn run(
+    client: Client,
+    state: Arc<AppState>,
+    remotes: Arc<Remotes>,
+    world: Option<Arc<dyn World>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut changes = remotes.subscribe();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(Duration::from_secs(300)) => {}
+        }
+        let config = state.config.load_full();
+        let world = world.as_deref().filter(|w| w.is_ready());
+        if let Err(error) = reconcile_once(&client, &config, world, &metrics).await {
+            tracing::warn!(%error, "reconcile pass failed; retrying on the next change");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// One pass over the opted-in namespaces.
+pub async fn reconcile_once(
+    client: &Client,
+    config: &Config,
+    world: Option<&dyn World>,
+    metrics: &Metrics,
+) -> Result<(), kube::Error> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let opted_in = namespaces
+        .list(&ListParams::default().labels(&format!("{RECONCILE_LABEL}=true")))
+        .await?;
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "networking.istio.io",
+        "v1",
+        "ServiceEntry",
+    ));
+    let params = PatchParams::apply("failover-guard").force();
+    for namespace in opted_in.items {
+        let Some(ns) = namespace.metadata.name else {
+            continue;
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+        for entry in api.list(&ListParams::default()).await?.items {
+            let Ok(mut value) = serde_json::to_value(&entry) else {
+                continue;
+            };
+            if annotation(&value, FAILOVER_ANNOTATION) != Some("true") {
+                continue;
+            }
+            if let Some(map) = value.as_object_mut() {
+                map.insert("apiVersion".into(), json!(resource.api_version));
+                map.insert("kind".into(), json!(resource.kind));
+            }
+            let desired = rerender_endpoints(&value, config, world);
+            let current = value
+                .get("spec")
+                .and_then(|s| s.get("endpoints"))
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            let name = str_at(&value, &["metadata", "name"])
+                .unwrap_or("")
+                .to_owned();
+            let result = if desired == current {
+                "unchanged"
+            } else {
+                let patch = json!({
+                    "apiVersion": resource.api_version,
+                    "kind": resource.kind,
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {"endpoints": desired},
+                });
+                match api.patch(&name, &params, &Patch::Apply(&patch)).await {
+                    Ok(_) => {
+                        tracing::info!(namespace = %ns, name = %name, "failover entry re-rendered");
+                        "applied"
+                    }
+                    Err(error) => {
+                        tracing::warn!(namespace = %ns, name = %name, %error, "cannot apply re-rendered failover entry");
+                        "error"
+                    }
+                }
+            };
+            metrics
+                .reconciles
+                .get_or_create(&ResultLabels { result })
+                .inc();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DiscoveredRemote, Gateway};
+
+    #[test]
+    fn endpoints_follow_the_remote_state() {
+        let entry = json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+            "metadata": {"name": "reviews-failover", "namespace": "bookinfo", "annotations": {FAILOVER_ANNOTATION: "true"}},
+            "spec": {"hosts": ["reviews.bookinfo.svc.cluster.local"], "location": "MESH_INTERNAL", "resolution": "STATIC",
+                "ports": [{"number": 9080, "name": "http", "protocol": "HTTP"}],
+                "endpoints": [{"address": "198.51.100.20", "ports": {"http": 15443}, "weight": 3}]}});
+        let mut base = Config::example();
+        base.remotes.clear();
+        let seen = |address: &str, ready: u32| {
+            base.with_discovered(&[DiscoveredRemote {
+                name: "cluster-b".into(),
+                gateway: Some(Gateway {
+                    address: address.into(),
+                    port: 15443,
+                }),
+                network: Some("network-b".into()),
+                locality: Some("europe-west4/europe-west4-a".into()),
+                services: [("bookinfo/reviews".to_owned(), ready)].into(),
+            }])
+        };
+        let endpoints = rerender_endpoints(&entry, &seen("198.51.100.21", 5), None);
+        assert_eq!(
+            endpoints,
+            json!([{"address": "198.51.100.21", "ports": {"http": 15443}, "locality": "europe-west4/europe-west4-a",
+                "network": "network-b", "labels": {"security.istio.io/tlsMode": "istio"}, "weight": 5}])
+        );
+        // The service gone from the remote: no endpoint to a black hole.
+        assert_eq!(
+            rerender_endpoints(&entry, &seen("198.51.100.21", 0), None),
+            json!([])
+        );
+    }
+}

@@ -1,0 +1,682 @@
+//! Remote discovery (`discovery` in the config; `serve` and `render --cluster`): instead of
+//! typing each remote cluster's east-west gateway address, locality and network, read them
+//! from the remote clusters themselves, with the Services each one runs and how many ready
+//! endpoints each has.
+//!
+//! The credentials are the ones an Istio multi-primary install already holds: the Secrets
+//! labelled `istio/multiCluster: "true"` that `istioctl create-remote-secret` makes (one
+//! kubeconfig per key, the key being the cluster name), or kubeconfig files named in the
+//! config. Per remote, kube-runtime watches on Services, EndpointSlices and Nodes trigger a
+//! fresh reading of the remote ([`discovered_from`], pure), at most once a second.
+//!
+//! Admission never waits on a remote: the rules read the last known state (a configuration
+//! with the discovered remotes merged in, [`crate::config::Config::with_discovered`]). A remote
+//! that cannot be reached keeps its last known state; it is shown in `/readyz` and in
+//! `failover_guard_remote_up{cluster}`, and its age is logged. Credentials are never logged and
+//! TLS verification stays on (the kubeconfig's CA).
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt as _;
+use kube::{
+    Api, Client,
+    api::{DynamicObject, ListParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    core::{ApiResource, GroupVersionKind},
+    runtime::{WatchStreamExt as _, watcher},
+};
+use serde_json::Value;
+
+use crate::{
+    config::{Config, DiscoveredRemote, DiscoverySource, Gateway},
+    metrics::Metrics,
+    object::{array_at, str_at},
+};
+
+/// The label Istio's remote secrets carry.
+pub const REMOTE_SECRET_LABEL: &str = "istio/multiCluster";
+/// The label of a namespace whose generated failover entries `serve --reconcile` keeps current.
+pub const RECONCILE_LABEL: &str = "failover-guard.io/reconcile";
+
+/// Errors reading a remote. Never carries credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("kubeconfig of {cluster}: {message}")]
+    Kubeconfig { cluster: String, message: String },
+    #[error("{cluster}: {source}")]
+    Api {
+        cluster: String,
+        source: kube::Error,
+    },
+}
+
+/// The state of one remote.
+#[derive(Debug, Clone)]
+pub struct RemoteStatus {
+    /// The last successful reading (kept while the remote is unreachable).
+    pub discovered: Option<DiscoveredRemote>,
+    pub up: bool,
+    /// When the last successful reading was taken.
+    pub read_at: Option<Instant>,
+    pub error: Option<String>,
+}
+
+/// Every remote's state, shared by the discovery tasks and the server.
+pub struct Remotes {
+    state: RwLock<BTreeMap<String, RemoteStatus>>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Remotes {
+    fn default() -> Self {
+        Self {
+            state: RwLock::new(BTreeMap::new()),
+            changed: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl Remotes {
+    /// The last known reading of every remote (up or not).
+    pub fn snapshot(&self) -> Vec<DiscoveredRemote> {
+        self.read()
+            .values()
+            .filter_map(|s| s.discovered.clone())
+            .collect()
+    }
+
+    /// Per remote: up or down, and the age of what is known.
+    pub fn statuses(&self) -> BTreeMap<String, RemoteStatus> {
+        self.read().clone()
+    }
+
+    /// One line for /readyz.
+    pub fn describe(&self) -> String {
+        let state = self.read();
+        if state.is_empty() {
+            return "none discovered yet".into();
+        }
+        state
+            .iter()
+            .map(|(name, s)| {
+                let age = s.read_at.map_or("never read".to_owned(), |t| {
+                    format!("read {}s ago", t.elapsed().as_secs())
+                });
+                if s.up {
+                    format!("{name} up ({age})")
+                } else {
+                    format!(
+                        "{name} DOWN ({age}; last known state used): {}",
+                        s.error.as_deref().unwrap_or("not reached yet")
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Notified (the value counts changes) whenever a remote's reading changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, RemoteStatus>> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, RemoteStatus>> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, name: &str, reading: Result<DiscoveredRemote, String>, metrics: &Metrics) {
+        let mut changed = false;
+        {
+            let mut state = self.write();
+            let status = state.entry(name.to_owned()).or_insert(RemoteStatus {
+                discovered: None,
+                up: false,
+                read_at: None,
+                error: None,
+            });
+            match reading {
+                Ok(discovered) => {
+                    if !status.up {
+                        tracing::info!(cluster = name, "remote reachable");
+                    }
+                    changed = status.discovered.as_ref() != Some(&discovered);
+                    if changed {
+                        tracing::info!(
+                            cluster = name,
+                            gateway = ?discovered.gateway.as_ref().map(|g| format!("{}:{}", g.address, g.port)),
+                            locality = ?discovered.locality,
+                            network = ?discovered.network,
+                            services = discovered.services.len(),
+                            "remote state changed"
+                        );
+                    }
+                    status.discovered = Some(discovered);
+                    status.up = true;
+                    status.read_at = Some(Instant::now());
+                    status.error = None;
+                }
+                Err(error) => {
+                    let age = status
+                        .read_at
+                        .map(|t| t.elapsed().as_secs())
+                        .map_or("none".to_owned(), |s| format!("{s}s"));
+                    tracing::warn!(cluster = name, %error, last_known_age = %age,
+                        "remote unreachable; using its last known state");
+                    status.up = false;
+                    status.error = Some(error);
+                }
+            }
+            metrics
+                .remote_up
+                .get_or_create(&crate::metrics::ClusterLabels {
+                    cluster: name.to_owned(),
+                })
+                .set(i64::from(status.up));
+        }
+        if changed {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn forget(&self, name: &str, metrics: &Metrics) {
+        if self.write().remove(name).is_some() {
+            metrics.remote_up.remove(&crate::metrics::ClusterLabels {
+                cluster: name.to_owned(),
+            });
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// The kubeconfig of every remote the configuration names, by cluster name.
+pub async fn remote_kubeconfigs(
+    local: Option<&Client>,
+    config: &Config,
+) -> Result<BTreeMap<String, Kubeconfig>, RemoteError> {
+    let mut out = BTreeMap::new();
+    match config.discovery.source {
+        DiscoverySource::None => {}
+        DiscoverySource::Kubeconfigs => {
+            for (name, path) in &config.discovery.kubeconfigs {
+                let kubeconfig =
+                    Kubeconfig::read_from(path).map_err(|e| RemoteError::Kubeconfig {
+                        cluster: name.clone(),
+                        message: format!("{}: {}", path.display(), redact(&e.to_string())),
+                    })?;
+                out.insert(name.clone(), kubeconfig);
+            }
+        }
+        DiscoverySource::IstioSecrets => {
+            let Some(client) = local else {
+                return Ok(out);
+            };
+            let api: Api<k8s_openapi::api::core::v1::Secret> =
+                Api::namespaced(client.clone(), &config.discovery.secret_namespace);
+            let secrets = api
+                .list(&ListParams::default().labels(&format!("{REMOTE_SECRET_LABEL}=true")))
+                .await
+                .map_err(|source| RemoteError::Api {
+                    cluster: config.cluster.name.clone(),
+                    source,
+                })?;
+            for secret in secrets.items {
+                for (name, data) in secret.data.unwrap_or_default() {
+                    // This cluster's own secret, if any, is not a remote.
+                    if name == config.cluster.name {
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(&data.0);
+                    match Kubeconfig::from_yaml(&text) {
+                        Ok(kubeconfig) => {
+                            out.insert(name, kubeconfig);
+                        }
+                        Err(e) => tracing::warn!(cluster = %name,
+                            error = %redact(&e.to_string()), "remote secret holds no usable kubeconfig"),
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Error texts from kubeconfig parsing may quote the document; keep only the first line and
+/// never more than 200 characters, so a token cannot end up in a log.
+fn redact(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    let cut: String = first.chars().take(200).collect();
+    if cut.contains("token") || cut.contains("BEGIN") {
+        "unreadable kubeconfig".into()
+    } else {
+        cut
+    }
+}
+
+async fn remote_client(name: &str, kubeconfig: Kubeconfig) -> Result<Client, RemoteError> {
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| RemoteError::Kubeconfig {
+            cluster: name.to_owned(),
+            message: redact(&e.to_string()),
+        })?;
+    Client::try_from(config).map_err(|source| RemoteError::Api {
+        cluster: name.to_owned(),
+        source,
+    })
+}
+
+fn core(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", kind))
+}
+
+fn endpoint_slices() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+    ))
+}
+
+/// Reads one remote once: its Services, EndpointSlices and Nodes (the read-only access the
+/// remote grants), turned into what the rules need.
+pub async fn read_remote(
+    name: &str,
+    client: &Client,
+    config: &Config,
+) -> Result<DiscoveredRemote, RemoteError> {
+    let mut objects = Vec::new();
+    for resource in [core("Service"), endpoint_slices(), core("Node")] {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| RemoteError::Api {
+                cluster: name.to_owned(),
+                source,
+            })?;
+        objects.extend(list.items.into_iter().filter_map(|mut o| {
+            o.types = Some(kube::core::TypeMeta {
+                api_version: resource.api_version.clone(),
+                kind: resource.kind.clone(),
+            });
+            o.metadata.managed_fields = None;
+            serde_json::to_value(o).ok()
+        }));
+    }
+    Ok(discovered_from(name, &objects, config))
+}
+
+/// What a remote's objects say: the east-west gateway Service (in
+/// `discovery.gatewayNamespace`, with the labels of `discovery.gatewaySelector`, else
+/// `scope.gatewaySelector`): its LoadBalancer address (IP, else hostname), its port named
+/// `tls` (else `discovery.gatewayPort`), its `topology.istio.io/network` label, and the
+/// topology labels of the nodes its endpoints run on; and every Service outside the excluded
+/// namespaces with its ready endpoints (EndpointSlice endpoints not marked unready).
+pub fn discovered_from(name: &str, objects: &[Value], config: &Config) -> DiscoveredRemote {
+    fn kind(o: &Value) -> (&str, &str) {
+        (
+            str_at(o, &["apiVersion"]).unwrap_or(""),
+            str_at(o, &["kind"]).unwrap_or(""),
+        )
+    }
+    let namespace = |o: &Value| {
+        str_at(o, &["metadata", "namespace"])
+            .unwrap_or("")
+            .to_owned()
+    };
+    let obj_name = |o: &Value| str_at(o, &["metadata", "name"]).unwrap_or("").to_owned();
+    let services: Vec<&Value> = objects
+        .iter()
+        .filter(|o| kind(o) == ("v1", "Service"))
+        .collect();
+    let slices: Vec<&Value> = objects
+        .iter()
+        .filter(|o| kind(o) == ("discovery.k8s.io/v1", "EndpointSlice"))
+        .collect();
+    let nodes: BTreeMap<String, &Value> = objects
+        .iter()
+        .filter(|o| kind(o) == ("v1", "Node"))
+        .map(|o| (obj_name(o), o))
+        .collect();
+    let slices_of = |ns: &str, svc: &str| -> Vec<&Value> {
+        slices
+            .iter()
+            .copied()
+            .filter(|s| {
+                namespace(s) == ns
+                    && str_at(s, &["metadata", "labels", "kubernetes.io/service-name"]) == Some(svc)
+            })
+            .collect()
+    };
+    let selector = if config.discovery.gateway_selector.is_empty() {
+        &config.scope.gateway_selector
+    } else {
+        &config.discovery.gateway_selector
+    };
+    let gateway_service = services.iter().copied().find(|s| {
+        namespace(s) == config.discovery.gateway_namespace
+            && selector
+                .iter()
+                .all(|(k, v)| str_at(s, &["metadata", "labels", k]) == Some(v.as_str()))
+    });
+    let mut out = DiscoveredRemote {
+        name: name.to_owned(),
+        ..DiscoveredRemote::default()
+    };
+    if let Some(gw) = gateway_service {
+        let ingress = array_at(gw, &["status", "loadBalancer", "ingress"]).first();
+        let address = ingress.and_then(|i| {
+            str_at(i, &["ip"])
+                .filter(|a| !a.is_empty())
+                .or_else(|| str_at(i, &["hostname"]).filter(|h| !h.is_empty()))
+        });
+        let port = array_at(gw, &["spec", "ports"])
+            .iter()
+            .find(|p| str_at(p, &["name"]) == Some("tls"))
+            .and_then(|p| p.get("port").and_then(Value::as_u64))
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(config.discovery.gateway_port);
+        out.gateway = address.map(|address| Gateway {
+            address: address.to_owned(),
+            port,
+        });
+        out.network =
+            str_at(gw, &["metadata", "labels", "topology.istio.io/network"]).map(str::to_owned);
+        out.locality = slices_of(&namespace(gw), &obj_name(gw))
+            .iter()
+            .flat_map(|s| array_at(s, &["endpoints"]))
+            .filter_map(|e| str_at(e, &["nodeName"]))
+            .filter_map(|n| nodes.get(n))
+            .find_map(|node| {
+                let label = |k: &str| str_at(node, &["metadata", "labels", k]);
+                let region = label("topology.kubernetes.io/region")?;
+                Some(match label("topology.kubernetes.io/zone") {
+                    Some(zone) => format!("{region}/{zone}"),
+                    None => region.to_owned(),
+                })
+            });
+    }
+    for svc in services {
+        let ns = namespace(svc);
+        if !config.in_scope(&ns) || Some(svc) == gateway_service {
+            continue;
+        }
+        let svc_name = obj_name(svc);
+        let ready = slices_of(&ns, &svc_name)
+            .iter()
+            .flat_map(|s| array_at(s, &["endpoints"]))
+            .filter(|e| {
+                e.get("conditions")
+                    .and_then(|c| c.get("ready"))
+                    .and_then(Value::as_bool)
+                    != Some(false)
+            })
+            .count();
+        out.services.insert(
+            format!("{ns}/{svc_name}"),
+            u32::try_from(ready).unwrap_or(u32::MAX),
+        );
+    }
+    out
+}
+
+/// Reads every remote once (for `render --cluster`).
+pub async fn read_all(local: &Client, config: &Config) -> Vec<DiscoveredRemote> {
+    let kubeconfigs = match remote_kubeconfigs(Some(local), config).await {
+        Ok(k) => k,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the remote kubeconfigs");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (name, kubeconfig) in kubeconfigs {
+        let reading = match remote_client(&name, kubeconfig).await {
+            Ok(client) => read_remote(&name, &client, config).await,
+            Err(e) => Err(e),
+        };
+        match reading {
+            Ok(discovered) => out.push(discovered),
+            Err(error) => tracing::warn!(%error, "remote skipped"),
+        }
+    }
+    out
+}
+
+/// Discovery's supervisor: (re)reads the remote kubeconfigs every 30 s (from the current
+/// configuration) and keeps one watching task per remote.
+pub async fn supervise(
+    local: Option<Client>,
+    config: Arc<arc_swap::ArcSwap<Config>>,
+    metrics: Arc<Metrics>,
+    remotes: Arc<Remotes>,
+) {
+    let mut tasks: BTreeMap<String, (String, tokio::task::JoinHandle<()>)> = BTreeMap::new();
+    loop {
+        let current = config.load_full();
+        match remote_kubeconfigs(local.as_ref(), &current).await {
+            Ok(kubeconfigs) => {
+                let gone: Vec<String> = tasks
+                    .keys()
+                    .filter(|n| !kubeconfigs.contains_key(*n))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    if let Some((_, task)) = tasks.remove(&name) {
+                        task.abort();
+                    }
+                    remotes.forget(&name, &metrics);
+                    tracing::info!(cluster = %name, "remote removed");
+                }
+                for (name, kubeconfig) in kubeconfigs {
+                    // A changed kubeconfig (a rotated token) restarts that remote's task.
+                    let fingerprint = serde_json::to_string(&kubeconfig).unwrap_or_default();
+                    if tasks
+                        .get(&name)
+                        .is_some_and(|(f, t)| *f == fingerprint && !t.is_finished())
+                    {
+                        continue;
+                    }
+                    if let Some((_, task)) = tasks.remove(&name) {
+                        task.abort();
+                    }
+                    let task = tokio::spawn(watch_remote(
+                        name.clone(),
+                        kubeconfig,
+                        config.clone(),
+                        metrics.clone(),
+                        remotes.clone(),
+                    ));
+                    tasks.insert(name, (fingerprint, task));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the remote kubeconfigs"),
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+/// Watches one remote: any change to its Services, EndpointSlices or Nodes (or 60 s without
+/// one) triggers a fresh reading, at most one per second.
+async fn watch_remote(
+    name: String,
+    kubeconfig: Kubeconfig,
+    config: Arc<arc_swap::ArcSwap<Config>>,
+    metrics: Arc<Metrics>,
+    remotes: Arc<Remotes>,
+) {
+    let client = loop {
+        match remote_client(&name, kubeconfig.clone()).await {
+            Ok(client) => break client,
+            Err(error) => {
+                remotes.record(&name, Err(error.to_string()), &metrics);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+    };
+    let streams = [core("Service"), endpoint_slices(), core("Node")].map(|resource| {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .map(|event| event.map(|_| ()).map_err(|e| e.to_string()))
+            .boxed()
+    });
+    let mut events = futures::stream::select_all(streams);
+    let mut dirty = true;
+    let mut last_error: Option<String> = None;
+    loop {
+        if dirty {
+            let reading = read_remote(&name, &client, &config.load())
+                .await
+                .map_err(|e| e.to_string());
+            remotes.record(&name, reading, &metrics);
+            dirty = false;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        match tokio::time::timeout(Duration::from_secs(60), events.next()).await {
+            Ok(Some(Ok(()))) => {
+                last_error = None;
+                dirty = true;
+            }
+            Ok(Some(Err(error))) => {
+                // The watch retries with backoff; the reading says whether the remote is down.
+                if last_error.as_ref() != Some(&error) {
+                    remotes.record(&name, Err(error.clone()), &metrics);
+                }
+                last_error = Some(error);
+            }
+            Ok(None) => return,
+            Err(_) => dirty = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn objects() -> Vec<Value> {
+        vec![
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-eastwestgateway", "namespace": "istio-system",
+                "labels": {"istio": "eastwestgateway", "topology.istio.io/network": "network-b"}},
+                "spec": {"ports": [{"name": "status-port", "port": 15021}, {"name": "tls", "port": 15443}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.20"}]}}}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "gw-1", "namespace": "istio-system",
+                "labels": {"kubernetes.io/service-name": "istio-eastwestgateway"}},
+                "endpoints": [{"addresses": ["10.0.0.9"], "nodeName": "node-b1"}]}),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-b1",
+                "labels": {"topology.kubernetes.io/region": "europe-west4", "topology.kubernetes.io/zone": "europe-west4-a"}}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "bookinfo"}}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "reviews-1", "namespace": "bookinfo",
+                "labels": {"kubernetes.io/service-name": "reviews"}},
+                "endpoints": [{"addresses": ["10.0.1.1"]}, {"addresses": ["10.0.1.2"], "conditions": {"ready": true}},
+                              {"addresses": ["10.0.1.3"], "conditions": {"ready": false}}]}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ratings", "namespace": "bookinfo"}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"}}),
+        ]
+    }
+
+    #[test]
+    fn reads_gateway_locality_network_and_ready_endpoints() {
+        let found = discovered_from("cluster-b", &objects(), &Config::example());
+        assert_eq!(
+            found.gateway,
+            Some(Gateway {
+                address: "198.51.100.20".into(),
+                port: 15443
+            })
+        );
+        assert_eq!(found.network.as_deref(), Some("network-b"));
+        assert_eq!(
+            found.locality.as_deref(),
+            Some("europe-west4/europe-west4-a")
+        );
+        assert_eq!(
+            found.services,
+            BTreeMap::from([
+                ("bookinfo/ratings".to_owned(), 0),
+                ("bookinfo/reviews".to_owned(), 2)
+            ])
+        );
+    }
+
+    #[test]
+    fn a_gateway_without_an_address_is_not_a_gateway_yet() {
+        let mut objects = objects();
+        objects[0]["status"] = json!({});
+        objects[0]["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("topology.istio.io/network");
+        let found = discovered_from("cluster-b", &objects, &Config::example());
+        assert_eq!(found.gateway, None);
+        // Without an address the remote cannot be added, and a typed one keeps its own.
+        let merged = Config::example().with_discovered(&[DiscoveredRemote {
+            name: "cluster-c".into(),
+            ..found
+        }]);
+        assert_eq!(merged.remotes.len(), 1);
+    }
+
+    #[test]
+    fn hostname_address_and_default_port() {
+        let mut objects = objects();
+        objects[0]["status"]["loadBalancer"]["ingress"] = json!([{"hostname": "gw.example.com"}]);
+        objects[0]["spec"]["ports"] = json!([{"name": "mtls", "port": 443}]);
+        let found = discovered_from("cluster-b", &objects, &Config::example());
+        assert_eq!(
+            found.gateway,
+            Some(Gateway {
+                address: "gw.example.com".into(),
+                port: 15443
+            })
+        );
+    }
+
+    #[test]
+    fn status_line_names_down_remotes_and_metric_follows() {
+        let remotes = Remotes::default();
+        let metrics = Metrics::new();
+        remotes.record(
+            "cluster-b",
+            Ok(discovered_from("cluster-b", &objects(), &Config::example())),
+            &metrics,
+        );
+        assert!(
+            remotes.describe().starts_with("cluster-b up"),
+            "{}",
+            remotes.describe()
+        );
+        remotes.record("cluster-b", Err("connection refused".into()), &metrics);
+        let line = remotes.describe();
+        assert!(
+            line.contains("cluster-b DOWN") && line.contains("connection refused"),
+            "{line}"
+        );
+        // The last known state stays in use.
+        assert_eq!(remotes.snapshot().len(), 1);
+        assert!(
+            metrics
+                .encode()
+                .contains("failover_guard_remote_up{cluster=\"cluster-b\"} 0")
+        );
+    }
+
+    #[test]
+    fn redaction_never_passes_a_token() {
+        assert_eq!(redact("bad: token: abc"), "unreadable kubeconfig");
+        assert_eq!(
+            redact("missing field `clusters`\nsecond line"),
+            "missing field `clusters`"
+        );
+    }
+}

@@ -57,6 +57,9 @@ pub async fn run(
             changed = changes.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(Duration::from_secs(300)) => {}
         }
+        // The rules' configuration follows remote changes in another task: merge here too,
+        // so this pass never runs on the state from before the change that woke it.
+        state.refresh();
         let config = state.config.load_full();
         let world = world.as_deref().filter(|w| w.is_ready());
         if let Err(error) = reconcile_once(&client, &config, world, &metrics).await {

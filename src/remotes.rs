@@ -534,6 +534,7 @@ async fn watch_remote(
     let mut last_error: Option<String> = None;
     loop {
         if dirty {
+            tracing::debug!(cluster = %name, "reading remote");
             let reading = read_remote(&name, &client, &config.load())
                 .await
                 .map_err(|e| e.to_string());
@@ -543,6 +544,7 @@ async fn watch_remote(
         }
         match tokio::time::timeout(Duration::from_secs(60), events.next()).await {
             Ok(Some(Ok(()))) => {
+                tracing::debug!(cluster = %name, "remote object changed");
                 last_error = None;
                 dirty = true;
             }

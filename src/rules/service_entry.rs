@@ -1035,14 +1035,14 @@ fn check_fg213(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             Issue::warn(
                 endpoint_path(i),
                 format!(
-                    "endpoint {} sends failover traffic to {}, where Service {namespace}/{name} {}",
-                    truncate(address(endpoint).unwrap_or(""), 60),
-                    remote.name,
+                    "Service {namespace}/{name} {} in {}, yet endpoint {} sends failover traffic there",
                     if present {
                         "has no ready endpoint"
                     } else {
                         "does not exist"
-                    }
+                    },
+                    remote.name,
+                    truncate(address(endpoint).unwrap_or(""), 60),
                 ),
             )
             .because("that cluster's east-west gateway has nothing behind this service's SNI, so failover lands in a black hole")

@@ -47,6 +47,10 @@ fn binaries() -> Result<PathBuf, String> {
     }
 }
 
+/// A second static identity without any group: what RBAC grants it is all it may do (the
+/// remote-discovery test binds it to deploy/remote/rbac.yaml's read-only role).
+pub const READER_TOKEN: &str = "failover-guard-e2e-reader-token";
+
 /// A running etcd + kube-apiserver pair, torn down on drop (also when a test fails).
 pub struct ControlPlane {
     pub dir: tempfile::TempDir,
@@ -99,7 +103,7 @@ impl ControlPlane {
         let token = "failover-guard-e2e-admin-token";
         std::fs::write(
             dir.path().join("tokens.csv"),
-            format!("{token},admin,admin,system:masters\n"),
+            format!("{token},admin,admin,system:masters\n{READER_TOKEN},reader,reader\n"),
         )
         .expect("tokens");
 

@@ -85,7 +85,10 @@ impl Server {
             } else {
                 &["--world", "none"][..]
             })
-            .env("FAILOVER_GUARD_LOG", "warn")
+            .env(
+                "FAILOVER_GUARD_LOG",
+                std::env::var("FG_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,377 @@
+//! Two real clusters (two kube-apiservers, each with its own etcd): failover-guard in cluster A
+//! discovers cluster B through an Istio remote secret made the way `istioctl
+//! create-remote-secret` makes it, authenticated as a read-only identity bound by
+//! deploy/remote/rbac.yaml. It generates the failover endpoint from B's east-west gateway
+//! (address from `status.loadBalancer`, set through the status subresource), B's node topology
+//! and B's ready endpoints; `--reconcile` follows B as it scales and as its gateway address
+//! changes; and admission keeps working once B is gone.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use common::{
+    Server,
+    cluster::{ControlPlane, READER_TOKEN, text},
+};
+use serde_json::{Value, json};
+
+fn ok(out: std::process::Output) {
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Polls `probe` until it returns `Some`; `None` after `secs` seconds (`what` is logged).
+fn eventually<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if started.elapsed() > Duration::from_secs(secs) {
+            eprintln!("timed out after {secs}s waiting for {what}");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn reviews_slice(ready: usize) -> String {
+    let endpoints: Vec<Value> = (0..ready)
+        .map(|i| json!({"addresses": [format!("10.1.0.{}", i + 1)], "conditions": {"ready": true}, "nodeName": "node-b1"}))
+        .chain([json!({"addresses": ["10.1.0.99"], "conditions": {"ready": false}})])
+        .collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "reviews-1", "namespace": "bookinfo", "labels": {"kubernetes.io/service-name": "reviews"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 9080}], "endpoints": endpoints})
+    .to_string()
+}
+
+fn set_gateway_address(remote: &ControlPlane, ip: &str) {
+    ok(remote.kubectl(&[
+        "-n",
+        "istio-system",
+        "patch",
+        "service",
+        "istio-eastwestgateway",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}).to_string(),
+    ]));
+}
+
+/// The remote secret of `istioctl create-remote-secret`: Secret istio-remote-secret-<name> in
+/// istio-system, labelled istio/multiCluster=true, annotated networking.istio.io/cluster, one
+/// key per cluster holding a kubeconfig with the CA embedded and a bearer token.
+fn remote_secret(name: &str, remote: &ControlPlane, token: &str) -> String {
+    let ca = std::fs::read(remote.dir.path().join("pki/ca.crt")).unwrap();
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\ncontexts:\n- name: {name}\n  context: {{cluster: {name}, user: {name}}}\ncurrent-context: {name}\nusers:\n- name: {name}\n  user: {{token: {token}}}\n",
+        port = remote.port,
+        ca = base64::engine::general_purpose::STANDARD.encode(ca),
+    );
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("istio-remote-secret-{name}"), "namespace": "istio-system",
+            "labels": {"istio/multiCluster": "true"}, "annotations": {"networking.istio.io/cluster": name}},
+        "stringData": {name: kubeconfig}})
+    .to_string()
+}
+
+const CONFIG: &str = "cluster:
+  name: cluster-a
+  network: network-a
+  localities: [europe-west1/europe-west1-b]
+discovery:
+  source: istio-secrets
+";
+
+#[test]
+fn discovered_remote_end_to_end() {
+    let Some(local) = ControlPlane::start() else {
+        return;
+    };
+    let Some(remote) = ControlPlane::start() else {
+        return;
+    };
+    local.install_istio_crds();
+
+    // Cluster B: the read-only role of deploy/remote/rbac.yaml, bound to the reader identity
+    // the remote secret uses; the east-west gateway on a node with topology labels; reviews
+    // with 3 ready endpoints (and one unready).
+    ok(remote.kubectl(&["create", "namespace", "istio-system"]));
+    ok(remote.kubectl(&["create", "namespace", "bookinfo"]));
+    ok(remote.kubectl(&[
+        "apply",
+        "-f",
+        &common::repo_path("deploy/remote/rbac.yaml")
+            .display()
+            .to_string(),
+    ]));
+    ok(remote.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "e2e-reader",
+        "--clusterrole=failover-guard-remote-reader",
+        "--user=reader",
+    ]));
+    ok(remote.apply(
+        "apiVersion: v1
+kind: Node
+metadata:
+  name: node-b1
+  labels: {topology.kubernetes.io/region: europe-west4, topology.kubernetes.io/zone: europe-west4-a}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-eastwestgateway
+  namespace: istio-system
+  labels: {istio: eastwestgateway, topology.istio.io/network: network-b}
+spec:
+  type: LoadBalancer
+  selector: {istio: eastwestgateway}
+  ports: [{name: status-port, port: 15021}, {name: tls, port: 15443}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: istio-eastwestgateway-1
+  namespace: istio-system
+  labels: {kubernetes.io/service-name: istio-eastwestgateway}
+addressType: IPv4
+ports: [{name: tls, port: 15443}]
+endpoints: [{addresses: [10.1.9.1], nodeName: node-b1}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+",
+        &[],
+    ));
+    ok(remote.apply(&reviews_slice(3), &[]));
+    set_gateway_address(&remote, "198.51.100.20");
+
+    // Cluster A: the remote secret, and a namespace opted in to reconciliation.
+    ok(local.kubectl(&["create", "namespace", "istio-system"]));
+    ok(local.apply(&remote_secret("cluster-b", &remote, READER_TOKEN), &[]));
+    ok(local.apply(
+        "apiVersion: v1
+kind: Namespace
+metadata: {name: bookinfo, labels: {failover-guard.io/reconcile: \"true\"}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: bookinfo}
+spec:
+  selector: {app: ratings}
+  ports: [{name: http, port: 9080}]
+",
+        &[],
+    ));
+
+    let kubeconfig = local.kubeconfig.display().to_string();
+    let server = Server::start(
+        Some(CONFIG),
+        &[
+            "--world",
+            "cluster",
+            "--kubeconfig",
+            &kubeconfig,
+            "--reconcile",
+        ],
+    );
+    eventually(60, "cluster-b discovered (readyz)", || {
+        let (_, body) = server.probe("/readyz");
+        body.contains("cluster-b up").then_some(())
+    })
+    .expect("cluster-b discovered");
+    local.register_webhooks(server.port, &server.ca_pem);
+
+    // The failover entry gets one endpoint for cluster B, all discovered: gateway address and
+    // tls port, the gateway node's locality, the gateway's network, weight = ready endpoints.
+    let entry = |name: &str, host: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: {name}
+  namespace: bookinfo
+  annotations: {{failover-guard.io/failover: \"true\"}}
+spec:
+  hosts: [{host}.bookinfo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+"
+        )
+    };
+    ok(local.apply(&entry("reviews-failover", "reviews"), &[]));
+    let endpoints = |name: &str| {
+        local
+            .get("serviceentries.networking.istio.io", "bookinfo", name)
+            .map(|se| se["spec"]["endpoints"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        endpoints("reviews-failover"),
+        json!([{"address": "198.51.100.20", "ports": {"http": 15443}, "locality": "europe-west4/europe-west4-a",
+            "network": "network-b", "labels": {"security.istio.io/tlsMode": "istio"}, "weight": 3}])
+    );
+
+    // ratings does not run in B: no endpoint to a black hole, and a hand-written one is warned
+    // about (FG213) on apply.
+    ok(local.apply(&entry("ratings-failover", "ratings"), &[]));
+    assert_eq!(endpoints("ratings-failover"), Value::Null);
+    let manual = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings-manual, namespace: bookinfo}
+spec:
+  hosts: [ratings.bookinfo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 198.51.100.20, ports: {http: 15443}, locality: europe-west4/europe-west4-a, network: network-b, labels: {security.istio.io/tlsMode: istio}}
+";
+    let out = local.apply(manual, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("FG213") && text(&out).contains("does not exist in cluster-b"),
+        "{}",
+        text(&out)
+    );
+
+    // render --cluster prints the same entry (discovered), and it passes check clean.
+    let config_path = server.path("config.yaml");
+    let render = Command::new(common::BIN)
+        .args([
+            "render",
+            "--cluster",
+            "--service",
+            "reviews",
+            "-n",
+            "bookinfo",
+        ])
+        .args(["--kubeconfig", &kubeconfig, "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(render.status.success(), "{}", text(&render));
+    let rendered = String::from_utf8(render.stdout.clone()).unwrap();
+    assert!(
+        rendered.contains("198.51.100.20") && rendered.contains("weight: 3"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("kind: AuthorizationPolicy"), "{rendered}");
+    let file = server.path("rendered.yaml");
+    std::fs::write(&file, &rendered).unwrap();
+    // A pipeline without cluster access checks with the remote typed, as it was discovered.
+    let typed = server.path("typed.yaml");
+    std::fs::write(
+        &typed,
+        format!(
+            "{CONFIG}remotes:\n- {{name: cluster-b, network: network-b, locality: europe-west4/europe-west4-a, gateway: {{address: 198.51.100.20, port: 15443}}}}\n"
+        ),
+    )
+    .unwrap();
+    let check = Command::new(common::BIN)
+        .args(["check", "--config"])
+        .arg(&typed)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+
+    // Scaling B changes the weight (reconcile, server-side apply as failover-guard).
+    ok(remote.apply(&reviews_slice(5), &[]));
+    let state = || {
+        format!(
+            "readyz: {}\nmetrics: {}",
+            server.probe("/readyz").1,
+            server
+                .probe("/metrics")
+                .1
+                .lines()
+                .filter(|l| l.contains("remote") || l.contains("reconcile"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    if eventually(60, "weight 5 after scaling B", || {
+        (endpoints("reviews-failover")[0]["weight"] == 5).then_some(())
+    })
+    .is_none()
+    {
+        let context = format!("{}\n{}", endpoints("reviews-failover"), state());
+        let mut server = server;
+        let (_, logs) = server.terminate_with_logs();
+        panic!("{context}\nlogs:\n{logs}");
+    }
+    let out = local.kubectl(&[
+        "get",
+        "serviceentries.networking.istio.io",
+        "reviews-failover",
+        "-n",
+        "bookinfo",
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]);
+    let stored: Value = serde_json::from_slice(&out.stdout).expect("kubectl JSON");
+    assert!(
+        stored["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["manager"] == "failover-guard" && m["operation"] == "Apply"),
+        "{stored:#}"
+    );
+
+    // A new gateway address propagates.
+    set_gateway_address(&remote, "198.51.100.21");
+    eventually(60, "the new gateway address", || {
+        (endpoints("reviews-failover")[0]["address"] == "198.51.100.21").then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}\n{}", endpoints("reviews-failover"), state()));
+
+    // B goes away: admission keeps working with the last known state, and readyz and the
+    // metric say B is down.
+    drop(remote);
+    eventually(90, "cluster-b reported down", || {
+        let (_, body) = server.probe("/readyz");
+        body.contains("cluster-b DOWN").then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}", state()));
+    let (_, metrics) = server.probe("/metrics");
+    assert!(
+        metrics.contains("failover_guard_remote_up{cluster=\"cluster-b\"} 0"),
+        "{metrics}"
+    );
+    let started = Instant::now();
+    ok(local.apply(&entry("reviews-failover-2", "reviews"), &[]));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        endpoints("reviews-failover-2")[0]["address"],
+        "198.51.100.21",
+        "the last known state is used"
+    );
+    // Remote credentials never reach the logs.
+    let mut server = server;
+    let (_, logs) = server.terminate_with_logs();
+    assert!(!logs.contains(READER_TOKEN), "{logs}");
+}

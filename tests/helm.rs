@@ -151,6 +151,40 @@ fn chart_lints_and_renders_what_the_kustomize_base_renders() {
         "{rules}"
     );
 
+    // Remote discovery: reading secrets only in the named namespace, and patching
+    // ServiceEntries only with reconcile; neither by default.
+    assert!(find(&objects, "Role").is_empty());
+    let with_discovery = template(
+        &helm,
+        &[
+            "--set",
+            "discovery.secretNamespace=istio-system",
+            "--set",
+            "discovery.reconcile=true",
+        ],
+    );
+    let secrets_role = find(&with_discovery, "Role")[0];
+    assert_eq!(secrets_role["metadata"]["namespace"], "istio-system");
+    assert_eq!(
+        secrets_role["rules"][0]["resources"],
+        serde_json::json!(["secrets"])
+    );
+    assert!(find(&with_discovery, "RoleBinding")[0]["subjects"][0]["kind"] == "ServiceAccount");
+    let args = &find(&with_discovery, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+        ["args"];
+    assert!(
+        args.as_array().unwrap().iter().any(|a| a == "--reconcile"),
+        "{args}"
+    );
+    assert!(
+        find(&with_discovery, "ClusterRole")[0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["verbs"] == serde_json::json!(["patch"])
+                && r["resources"] == serde_json::json!(["serviceentries"]))
+    );
+
     // Generated certificates: a TLS Secret and its CA in every webhook.
     let secret = find(&objects, "Secret")[0];
     let ca = secret["data"]["ca.crt"].as_str().unwrap();

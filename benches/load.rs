@@ -446,6 +446,21 @@ impl Saturation {
     }
 }
 
+/// Runs the connection tasks to the end; the first failure fails the measurement.
+async fn run_all(
+    local: tokio::task::LocalSet,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<()> {
+    local
+        .run_until(async {
+            for task in tasks {
+                task.await??;
+            }
+            anyhow::Ok(())
+        })
+        .await
+}
+
 /// Closed loop: every connection sends its next request as soon as the answer is in.
 async fn saturate(
     connector: &TlsConnector,
@@ -483,14 +498,7 @@ async fn saturate(
             anyhow::Ok(())
         }));
     }
-    local
-        .run_until(async {
-            for task in tasks {
-                task.await??;
-            }
-            anyhow::Ok(())
-        })
-        .await?;
+    run_all(local, tasks).await?;
     let wall = start.elapsed();
     Ok(Saturation {
         requests: count.get(),
@@ -541,14 +549,7 @@ async fn fixed_rate(
             anyhow::Ok(())
         }));
     }
-    local
-        .run_until(async {
-            for task in tasks {
-                task.await??;
-            }
-            anyhow::Ok(())
-        })
-        .await?;
+    run_all(local, tasks).await?;
     let mut all = latencies.take();
     all.sort();
     let pick = |q: f64| {

@@ -4,6 +4,11 @@
 //! `failover-guard.io/reconcile: "true"`, and in them only ServiceEntries annotated
 //! `failover-guard.io/failover: "true"`, whose `spec.endpoints` failover-guard then owns.
 //!
+//! In namespaces labelled `failover-guard.io/default-policy: "true"` it also keeps the
+//! namespace default AuthorizationPolicy of `render` (`failover-guard-default`) while the
+//! namespace has no other policy; a policy a user wrote is never changed, and once one exists
+//! the default is left alone.
+//!
 //! One pass after each change a remote reports (and every 5 minutes as a safety net), at most
 //! one pass every 2 s. Each entry's endpoints are rendered again from scratch by the same rule
 //! the webhook runs (FG208, [`rerender_endpoints`], pure) and, when they differ, applied by
@@ -23,7 +28,8 @@ use crate::{
     engine,
     metrics::{Metrics, ResultLabels},
     object::{FAILOVER_ANNOTATION, annotation, str_at},
-    remotes::{RECONCILE_LABEL, Remotes},
+    remotes::{DEFAULT_POLICY_LABEL, RECONCILE_LABEL, Remotes},
+    render::{DEFAULT_POLICY, default_policy},
     server::AppState,
     world::World,
 };
@@ -69,6 +75,61 @@ pub async fn run(
     }
 }
 
+/// Keeps the default AuthorizationPolicy in namespaces opted in, while they have no other.
+async fn default_policies(
+    client: &Client,
+    config: &Config,
+    world: Option<&dyn World>,
+    metrics: &Metrics,
+) -> Result<(), kube::Error> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let opted_in = namespaces
+        .list(&ListParams::default().labels(&format!("{DEFAULT_POLICY_LABEL}=true")))
+        .await?;
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "security.istio.io",
+        "v1",
+        "AuthorizationPolicy",
+    ));
+    let params = PatchParams::apply("failover-guard").force();
+    for namespace in opted_in.items {
+        let Some(ns) = namespace.metadata.name else {
+            continue;
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+        let existing = api.list(&ListParams::default()).await?.items;
+        let ours = existing
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(DEFAULT_POLICY));
+        // A policy of the user's own: theirs to say who may call; never narrowed or added to.
+        if existing.len() > usize::from(ours.is_some()) {
+            continue;
+        }
+        let desired = default_policy(&ns, config, world);
+        if ours.is_some_and(|p| p.data.get("spec") == desired.get("spec")) {
+            continue;
+        }
+        let result = match api
+            .patch(DEFAULT_POLICY, &params, &Patch::Apply(&desired))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(namespace = %ns, "default AuthorizationPolicy applied");
+                "applied"
+            }
+            Err(error) => {
+                tracing::warn!(namespace = %ns, %error, "cannot apply the default AuthorizationPolicy");
+                "error"
+            }
+        };
+        metrics
+            .reconciles
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+    Ok(())
+}
+
 /// One pass over the opted-in namespaces.
 pub async fn reconcile_once(
     client: &Client,
@@ -85,6 +146,7 @@ pub async fn reconcile_once(
         "v1",
         "ServiceEntry",
     ));
+    default_policies(client, config, world, metrics).await?;
     let params = PatchParams::apply("failover-guard").force();
     for namespace in opted_in.items {
         let Some(ns) = namespace.metadata.name else {

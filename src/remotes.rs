@@ -41,6 +41,9 @@ use crate::{
 pub const REMOTE_SECRET_LABEL: &str = "istio/multiCluster";
 /// The label of a namespace whose generated failover entries `serve --reconcile` keeps current.
 pub const RECONCILE_LABEL: &str = "failover-guard.io/reconcile";
+/// The label of a namespace where `serve --reconcile` keeps a default AuthorizationPolicy
+/// while the namespace has no policy of its own.
+pub const DEFAULT_POLICY_LABEL: &str = "failover-guard.io/default-policy";
 
 /// Errors reading a remote. Never carries credentials.
 #[derive(Debug, thiserror::Error)]

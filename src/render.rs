@@ -113,24 +113,35 @@ pub fn render(
             && str_at(p, &["metadata", "namespace"]).unwrap_or("default") == namespace
     });
     if !has_policy {
-        let subject = Subject {
-            kind: Kind::AuthorizationPolicy,
-            namespace: namespace.to_owned(),
-            name: "failover-guard-default".into(),
-        };
-        let cx = Context {
-            config,
-            world,
-            subject: &subject,
-        };
-        out.push(json!({
-            "apiVersion": "security.istio.io/v1",
-            "kind": "AuthorizationPolicy",
-            "metadata": {"name": subject.name, "namespace": namespace},
-            "spec": {"action": "ALLOW", "rules": [{"from": default_sources(&cx)}]}
-        }));
+        out.push(default_policy(namespace, config, world));
     }
     Ok(out)
+}
+
+/// The name of the namespace default AuthorizationPolicy failover-guard renders.
+pub const DEFAULT_POLICY: &str = "failover-guard-default";
+
+/// A namespace's default AuthorizationPolicy: ALLOW from the namespace's own principals in
+/// every configured trust domain and `authorization.defaultSources` (FG301's sources), so that
+/// an east-west gateway serving `*.svc.cluster.local` does not open the namespace to every
+/// workload of every cluster sharing the root CA.
+pub fn default_policy(namespace: &str, config: &Config, world: Option<&dyn World>) -> Value {
+    let subject = Subject {
+        kind: Kind::AuthorizationPolicy,
+        namespace: namespace.to_owned(),
+        name: DEFAULT_POLICY.into(),
+    };
+    let cx = Context {
+        config,
+        world,
+        subject: &subject,
+    };
+    json!({
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": DEFAULT_POLICY, "namespace": namespace},
+        "spec": {"action": "ALLOW", "rules": [{"from": default_sources(&cx)}]}
+    })
 }
 
 /// Finds a Service among objects.

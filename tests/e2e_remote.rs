@@ -165,7 +165,7 @@ spec:
     ok(local.apply(
         "apiVersion: v1
 kind: Namespace
-metadata: {name: bookinfo, labels: {failover-guard.io/reconcile: \"true\"}}
+metadata: {name: bookinfo, labels: {failover-guard.io/reconcile: \"true\", failover-guard.io/default-policy: \"true\"}}
 ---
 apiVersion: v1
 kind: Service
@@ -256,6 +256,20 @@ spec:
         text(&out)
     );
 
+    // The namespace opted in to a default AuthorizationPolicy has one (it had none).
+    let policy = eventually(30, "the default AuthorizationPolicy", || {
+        local.get(
+            "authorizationpolicies.security.istio.io",
+            "bookinfo",
+            "failover-guard-default",
+        )
+    })
+    .expect("default AuthorizationPolicy");
+    assert_eq!(
+        policy["spec"]["rules"][0]["from"][0]["source"]["principals"],
+        json!(["cluster.local/ns/bookinfo/sa/*"])
+    );
+
     // render --cluster prints the same entry (discovered), and it passes check clean.
     let config_path = server.path("config.yaml");
     let render = Command::new(common::BIN)
@@ -277,7 +291,11 @@ spec:
         rendered.contains("198.51.100.20") && rendered.contains("weight: 3"),
         "{rendered}"
     );
-    assert!(rendered.contains("kind: AuthorizationPolicy"), "{rendered}");
+    // The namespace has a policy now (the default): render adds none.
+    assert!(
+        !rendered.contains("kind: AuthorizationPolicy"),
+        "{rendered}"
+    );
     let file = server.path("rendered.yaml");
     std::fs::write(&file, &rendered).unwrap();
     // A pipeline without cluster access checks with the remote typed, as it was discovered.
@@ -362,6 +380,8 @@ spec:
         metrics.contains("failover_guard_remote_up{cluster=\"cluster-b\"} 0"),
         "{metrics}"
     );
+    // What deploy/monitoring's unreachable-remote alert reads is what the server exposes.
+    common::check_remote_monitoring_against(&metrics);
     let started = Instant::now();
     ok(local.apply(&entry("reviews-failover-2", "reviews"), &[]));
     assert!(started.elapsed() < Duration::from_secs(10));

@@ -589,6 +589,67 @@ mod tests {
     }
 
     #[test]
+    fn discovery_settings_are_checked() {
+        let base = "cluster: {name: a, network: n}\n";
+        let err = |extra: &str| {
+            Config::from_yaml(&format!("{base}{extra}"), "t")
+                .map(|_| String::new())
+                .unwrap_or_else(|e| e.to_string())
+        };
+        assert!(
+            err("discovery: {source: kubeconfigs}\n").contains("discovery.kubeconfigs is empty")
+        );
+        assert!(
+            err("discovery: {kubeconfigs: {b: /x}}\n")
+                .contains("discovery.source is not kubeconfigs")
+        );
+        assert!(err("discovery: {source: everywhere}\n").contains("unknown variant"));
+        assert!(err("discovery: {sourc: istio-secrets}\n").contains("sourc"));
+        let config = Config::from_yaml(
+            &format!("{base}discovery: {{source: istio-secrets}}\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(config.discovery.source, DiscoverySource::IstioSecrets);
+        assert_eq!(config.discovery.secret_namespace, "istio-system");
+        // Without remotes, nothing is in failover scope until discovery adds one.
+        assert!(!config.in_failover_scope("bookinfo"));
+        let merged = config.with_discovered(&[DiscoveredRemote {
+            name: "b".into(),
+            gateway: Some(Gateway {
+                address: "198.51.100.20".into(),
+                port: 15443,
+            }),
+            network: Some("nb".into()),
+            locality: Some("r/z".into()),
+            services: BTreeMap::new(),
+        }]);
+        assert!(merged.in_failover_scope("bookinfo"));
+        assert_eq!(
+            merged.remote_at("198.51.100.20").map(|r| r.name.as_str()),
+            Some("b")
+        );
+        // The example's typed remote keeps its own fields and gains the discovered Services.
+        let typed = Config::example().with_discovered(&[DiscoveredRemote {
+            name: "cluster-b".into(),
+            gateway: Some(Gateway {
+                address: "198.51.100.99".into(),
+                port: 443,
+            }),
+            services: BTreeMap::from([("ns/svc".to_owned(), 2)]),
+            ..DiscoveredRemote::default()
+        }]);
+        assert_eq!(typed.remotes.len(), 1);
+        assert_eq!(typed.remotes[0].gateway.address, "203.0.113.10");
+        assert_eq!(typed.remotes[0].ready_endpoints("ns", "svc"), Some(2));
+        assert_eq!(typed.remotes[0].ready_endpoints("ns", "other"), Some(0));
+        assert_eq!(
+            Config::example().remotes[0].ready_endpoints("ns", "svc"),
+            None
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = "cluster:\n  name: a\n  network: n\n  netwrok: x\n";
         let err = Config::from_yaml(text, "test.yaml")

@@ -676,6 +676,27 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn broken_kubeconfig_files_are_named_not_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("cluster-b");
+        std::fs::write(&broken, "users:\n- name: x\n  user: {token: s3cr3t-token\n").unwrap();
+        let mut config = Config::example();
+        config.discovery.source = DiscoverySource::Kubeconfigs;
+        for path in [broken, dir.path().join("missing")] {
+            config.discovery.kubeconfigs = BTreeMap::from([("cluster-b".to_owned(), path)]);
+            let error = remote_kubeconfigs(None, &config)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("kubeconfig of cluster-b"), "{error}");
+            assert!(!error.contains("s3cr3t"), "{error}");
+        }
+        // istio-secrets without a local cluster: nothing to read, no error.
+        config.discovery.source = DiscoverySource::IstioSecrets;
+        assert!(remote_kubeconfigs(None, &config).await.unwrap().is_empty());
+    }
+
     #[test]
     fn redaction_never_passes_a_token() {
         assert_eq!(redact("bad: token: abc"), "unreadable kubeconfig");

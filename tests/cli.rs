@@ -435,3 +435,35 @@ fn check_prints_policy_reports_the_crd_accepts() {
     // The exit code is check's, whatever the format.
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn render_prints_what_check_passes_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("svc.yaml");
+    std::fs::write(
+        &manifests,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  ports: [{name: http, port: 9080}]\n",
+    )
+    .unwrap();
+    let path = manifests.display().to_string();
+    let out = run(&["render", "--service", "reviews", "-n", "bookinfo", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let rendered = stdout(&out);
+    for kind in ["ServiceEntry", "DestinationRule", "AuthorizationPolicy"] {
+        assert!(rendered.contains(&format!("kind: {kind}")), "{rendered}");
+    }
+    assert!(rendered.contains("address: 203.0.113.10"), "{rendered}");
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, &rendered).unwrap();
+    let check = run(&["check", &file.display().to_string()]);
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+
+    let missing = run(&["render", "--service", "ratings", "-n", "bookinfo", &path]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("Service bookinfo/ratings not found")
+    );
+    let broken = run_stdin(&["render", "--service", "reviews", "-"], "not: [yaml");
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("<stdin>"));
+}

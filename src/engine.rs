@@ -209,6 +209,13 @@ fn evaluate_keeping_original(
                 None => rule.default != Mode::Warn,
                 Some(_) => false,
             };
+        // The mutating pass only fixes. A rule that fixes nothing would only find what the
+        // validating pass reports anyway (the mutating webhook returns no warnings or
+        // denials), so it is not run here: FG601's simulation and every judge-only rule cost
+        // nothing on /mutate.
+        if pass == Pass::Mutate && !fixes {
+            continue;
+        }
         let fix = pass == Pass::Mutate && fixes;
         issues.clear();
         match original.as_deref_mut() {
@@ -357,7 +364,12 @@ mod tests {
         let mut object = dr("", "  host: reviews\n");
         let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
         assert!(m.applied.is_empty());
-        assert_eq!(m.warnings().count(), 1);
+        assert!(
+            m.findings.is_empty(),
+            "a rule set to warn is judged by validation only"
+        );
+        let v = evaluate(&mut object, &config, None, "default", Pass::Validate);
+        assert_eq!(v.warnings().count(), 1);
 
         config.rules.insert("FG101".into(), Mode::Off);
         let m = evaluate(&mut object, &config, None, "default", Pass::Validate);

@@ -267,7 +267,7 @@ pub fn review(
             // already correct costs a decode and the rules, with no copy and no diff.
             if let Some(original) = original.filter(|_| !evaluation.applied.is_empty()) {
                 let patch = json_patch::diff(&original, &object);
-                response = match response.clone().with_patch(patch) {
+                response = match response.with_patch(patch) {
                     Ok(r) => r,
                     Err(e) => deny_with_uid(
                         &reviewed.uid,

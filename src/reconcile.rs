@@ -75,6 +75,40 @@ pub async fn run(
     }
 }
 
+/// The namespaces labelled `label=true`.
+async fn opted_in(client: &Client, label: &str) -> Result<Vec<String>, kube::Error> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    Ok(namespaces
+        .list(&ListParams::default().labels(&format!("{label}=true")))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect())
+}
+
+/// Server-side applies `object` as field manager `failover-guard` (forced: the fields are
+/// ours), logs the outcome and counts it.
+async fn apply(api: &Api<DynamicObject>, object: &Value, what: &str, metrics: &Metrics) {
+    let namespace = str_at(object, &["metadata", "namespace"]).unwrap_or("");
+    let name = str_at(object, &["metadata", "name"]).unwrap_or("");
+    let params = PatchParams::apply("failover-guard").force();
+    let result = match api.patch(name, &params, &Patch::Apply(object)).await {
+        Ok(_) => {
+            tracing::info!(%namespace, %name, "{what} applied");
+            "applied"
+        }
+        Err(error) => {
+            tracing::warn!(%namespace, %name, %error, "cannot apply {what}");
+            "error"
+        }
+    };
+    metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result })
+        .inc();
+}
+
 /// Keeps the default AuthorizationPolicy in namespaces opted in, while they have no other.
 async fn default_policies(
     client: &Client,
@@ -82,20 +116,12 @@ async fn default_policies(
     world: Option<&dyn World>,
     metrics: &Metrics,
 ) -> Result<(), kube::Error> {
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let opted_in = namespaces
-        .list(&ListParams::default().labels(&format!("{DEFAULT_POLICY_LABEL}=true")))
-        .await?;
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "security.istio.io",
         "v1",
         "AuthorizationPolicy",
     ));
-    let params = PatchParams::apply("failover-guard").force();
-    for namespace in opted_in.items {
-        let Some(ns) = namespace.metadata.name else {
-            continue;
-        };
+    for ns in opted_in(client, DEFAULT_POLICY_LABEL).await? {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
         let existing = api.list(&ListParams::default()).await?.items;
         let ours = existing
@@ -109,23 +135,7 @@ async fn default_policies(
         if ours.is_some_and(|p| p.data.get("spec") == desired.get("spec")) {
             continue;
         }
-        let result = match api
-            .patch(DEFAULT_POLICY, &params, &Patch::Apply(&desired))
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(namespace = %ns, "default AuthorizationPolicy applied");
-                "applied"
-            }
-            Err(error) => {
-                tracing::warn!(namespace = %ns, %error, "cannot apply the default AuthorizationPolicy");
-                "error"
-            }
-        };
-        metrics
-            .reconciles
-            .get_or_create(&ResultLabels { result })
-            .inc();
+        apply(&api, &desired, "default AuthorizationPolicy", metrics).await;
     }
     Ok(())
 }
@@ -137,21 +147,13 @@ pub async fn reconcile_once(
     world: Option<&dyn World>,
     metrics: &Metrics,
 ) -> Result<(), kube::Error> {
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let opted_in = namespaces
-        .list(&ListParams::default().labels(&format!("{RECONCILE_LABEL}=true")))
-        .await?;
+    default_policies(client, config, world, metrics).await?;
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "networking.istio.io",
         "v1",
         "ServiceEntry",
     ));
-    default_policies(client, config, world, metrics).await?;
-    let params = PatchParams::apply("failover-guard").force();
-    for namespace in opted_in.items {
-        let Some(ns) = namespace.metadata.name else {
-            continue;
-        };
+    for ns in opted_in(client, RECONCILE_LABEL).await? {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
         for entry in api.list(&ListParams::default()).await?.items {
             let Ok(mut value) = serde_json::to_value(&entry) else {
@@ -170,33 +172,23 @@ pub async fn reconcile_once(
                 .and_then(|s| s.get("endpoints"))
                 .cloned()
                 .unwrap_or_else(|| json!([]));
-            let name = str_at(&value, &["metadata", "name"])
-                .unwrap_or("")
-                .to_owned();
-            let result = if desired == current {
-                "unchanged"
-            } else {
-                let patch = json!({
-                    "apiVersion": resource.api_version,
-                    "kind": resource.kind,
-                    "metadata": {"name": name, "namespace": ns},
-                    "spec": {"endpoints": desired},
-                });
-                match api.patch(&name, &params, &Patch::Apply(&patch)).await {
-                    Ok(_) => {
-                        tracing::info!(namespace = %ns, name = %name, "failover entry re-rendered");
-                        "applied"
-                    }
-                    Err(error) => {
-                        tracing::warn!(namespace = %ns, name = %name, %error, "cannot apply re-rendered failover entry");
-                        "error"
-                    }
-                }
-            };
-            metrics
-                .reconciles
-                .get_or_create(&ResultLabels { result })
-                .inc();
+            if desired == current {
+                metrics
+                    .reconciles
+                    .get_or_create(&ResultLabels {
+                        result: "unchanged",
+                    })
+                    .inc();
+                continue;
+            }
+            let name = str_at(&value, &["metadata", "name"]).unwrap_or("");
+            let patch = json!({
+                "apiVersion": resource.api_version,
+                "kind": resource.kind,
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"endpoints": desired},
+            });
+            apply(&api, &patch, "re-rendered failover entry", metrics).await;
         }
     }
     Ok(())

@@ -262,11 +262,10 @@ pub fn review(
     };
     match webhook {
         Webhook::Mutate => {
-            let (evaluation, original) = engine::mutate(&mut object, config, world, namespace);
-            // The engine copies the object only before the first fix: an object that is
-            // already correct costs a decode and the rules, with no copy and no diff.
-            if let Some(original) = original.filter(|_| !evaluation.applied.is_empty()) {
-                let patch = json_patch::diff(&original, &object);
+            let evaluation = engine::evaluate(&mut object, config, world, namespace, Pass::Mutate);
+            // The patch is built from where the fixes wrote: no copy of the object, no diff.
+            if !evaluation.applied.is_empty() {
+                let patch = engine::patch(&object, &evaluation.changes);
                 response = match response.with_patch(patch) {
                     Ok(r) => r,
                     Err(e) => deny_with_uid(

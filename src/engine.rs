@@ -6,6 +6,10 @@
 
 use std::collections::BTreeSet;
 
+use json_patch::{
+    AddOperation, Patch, PatchOperation, ReplaceOperation,
+    jsonptr::{Pointer, PointerBuf},
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -119,6 +123,8 @@ pub struct Evaluation {
     pub applied: Vec<&'static str>,
     /// Rules switched off for this object by the skip annotation.
     pub skipped: Vec<&'static str>,
+    /// Where the applied fixes wrote (and the mutated annotation): what [`patch`] sends.
+    pub changes: Vec<PointerBuf>,
 }
 
 impl Evaluation {
@@ -141,38 +147,6 @@ pub fn evaluate(
     world: Option<&dyn World>,
     default_namespace: &str,
     pass: Pass,
-) -> Evaluation {
-    evaluate_keeping_original(object, config, world, default_namespace, pass, None)
-}
-
-/// The mutating pass that also hands back the object as it was before the first fix, or
-/// `None` when nothing was fixed: what a JSONPatch is computed against. The copy is made only
-/// when a fix is about to be applied, so an object that is already correct costs no copy.
-pub fn mutate(
-    object: &mut Value,
-    config: &Config,
-    world: Option<&dyn World>,
-    default_namespace: &str,
-) -> (Evaluation, Option<Value>) {
-    let mut original = None;
-    let evaluation = evaluate_keeping_original(
-        object,
-        config,
-        world,
-        default_namespace,
-        Pass::Mutate,
-        Some(&mut original),
-    );
-    (evaluation, original)
-}
-
-fn evaluate_keeping_original(
-    object: &mut Value,
-    config: &Config,
-    world: Option<&dyn World>,
-    default_namespace: &str,
-    pass: Pass,
-    mut original: Option<&mut Option<Value>>,
 ) -> Evaluation {
     let Some(kind) = Kind::of(object) else {
         return Evaluation::default();
@@ -216,24 +190,11 @@ fn evaluate_keeping_original(
         if pass == Pass::Mutate && !fixes {
             continue;
         }
-        let fix = pass == Pass::Mutate && fixes;
         issues.clear();
-        match original.as_deref_mut() {
-            // Keeping the original: judge first, and copy the object only when this rule is
-            // about to fix something (the first fix of the pass), then fix.
-            Some(slot) if fix && slot.is_none() => {
-                (rule.check)(object, &cx, false, &mut issues);
-                if issues.iter().any(|i| i.fixable) {
-                    *slot = Some(object.clone());
-                    issues.clear();
-                    (rule.check)(object, &cx, true, &mut issues);
-                }
-            }
-            _ => (rule.check)(object, &cx, fix, &mut issues),
-        }
+        (rule.check)(object, &cx, pass == Pass::Mutate, &mut issues);
         let mut applied = false;
-        for issue in issues.drain(..) {
-            let action = match (issue.fixed, mode) {
+        for mut issue in issues.drain(..) {
+            let action = match (issue.fixed(), mode) {
                 (true, _) => Action::Mutate,
                 (false, Some(Mode::Warn)) => Action::Warn,
                 (false, Some(Mode::Deny)) => Action::Deny,
@@ -243,7 +204,8 @@ fn evaluate_keeping_original(
                     Severity::Warn => Action::Warn,
                 },
             };
-            applied |= issue.fixed;
+            applied |= issue.fixed();
+            evaluation.changes.append(&mut issue.wrote);
             evaluation
                 .findings
                 .push(Finding::new(rule.id, action, &subject, issue));
@@ -253,9 +215,61 @@ fn evaluate_keeping_original(
         }
     }
     if !evaluation.applied.is_empty() {
-        mark_mutated(object, &evaluation.applied);
+        evaluation
+            .changes
+            .extend(mark_mutated(object, &evaluation.applied));
     }
     evaluation
+}
+
+/// The JSONPatch that turns the object as admitted into `object` after the mutating pass that
+/// gave `changes`: an `add` of the final value of each member the fixes wrote, outermost first
+/// (a member inside one already sent is left out), or a `replace` for an array element. It is
+/// built from the fixes' own record, so a fix costs no copy of the object and no diff.
+pub fn patch(object: &Value, changes: &[PointerBuf]) -> Patch {
+    // A member a later fix removed again is sent as its nearest ancestor still there.
+    let mut changes: Vec<&Pointer> = changes
+        .iter()
+        .map(|p| {
+            let mut at: &Pointer = p;
+            while object.pointer(at.as_str()).is_none()
+                && let Some(parent) = at.parent()
+            {
+                at = parent;
+            }
+            at
+        })
+        .collect();
+    changes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    changes.dedup_by(|a, b| a.as_str() == b.as_str());
+    let mut sent: Vec<&Pointer> = Vec::with_capacity(changes.len());
+    let mut operations = Vec::with_capacity(changes.len());
+    for at in changes {
+        if sent.iter().any(|outer| at.starts_with(outer)) {
+            continue;
+        }
+        sent.push(at);
+        let Some(value) = object.pointer(at.as_str()) else {
+            continue;
+        };
+        let in_array = at
+            .parent()
+            .and_then(|parent| object.pointer(parent.as_str()))
+            .is_some_and(Value::is_array);
+        let path = at.to_buf();
+        operations.push(if in_array {
+            PatchOperation::Replace(ReplaceOperation {
+                path,
+                value: value.clone(),
+            })
+        } else {
+            PatchOperation::Add(AddOperation {
+                path,
+                value: value.clone(),
+            })
+        });
+    }
+    Patch(operations)
 }
 
 /// The rules an object opts out of.
@@ -288,13 +302,13 @@ fn skip_list(object: &Value) -> SkipList {
 }
 
 /// Records applied rules in the mutated annotation, merged with what earlier passes recorded.
-fn mark_mutated(object: &mut Value, applied: &[&str]) {
+fn mark_mutated(object: &mut Value, applied: &[&str]) -> Option<PointerBuf> {
     let mut ids: BTreeSet<String> = object::annotation(object, object::MUTATED_ANNOTATION)
         .map(|t| object::split_list(t).map(str::to_owned).collect())
         .unwrap_or_default();
     ids.extend(applied.iter().map(|s| (*s).to_owned()));
     let value = ids.into_iter().collect::<Vec<_>>().join(",");
-    object::set_annotation(object, object::MUTATED_ANNOTATION, value);
+    object::set_annotation(object, object::MUTATED_ANNOTATION, value)
 }
 
 #[cfg(test)]
@@ -444,6 +458,40 @@ mod tests {
         assert!(all.contains("FG999: no such rule"), "{all}");
         assert!(all.contains("FG105 cannot mutate"), "{all}");
         assert!(!all.contains("FG101"), "{all}");
+    }
+
+    #[test]
+    fn patch_sends_the_outermost_members_written() {
+        let admitted = serde_json::json!({
+            "metadata": {"name": "a"},
+            "spec": {"ports": [{"name": "web"}], "od": {"old": 1}, "keep": true}
+        });
+        let mut object = admitted.clone();
+        object["metadata"]["annotations"] = serde_json::json!({"x/y": "1"});
+        object["spec"]["ports"][0]["name"] = serde_json::json!("http");
+        object["spec"]["od"] = serde_json::json!({"new": 1});
+        let at = |p: &str| PointerBuf::parse(p).unwrap();
+        let changes = [
+            at("/spec/od/new"),
+            at("/metadata/annotations"),
+            // Written, then removed by a later fix: its parent is sent.
+            at("/spec/od/old"),
+            at("/spec/ports/0"),
+            at("/spec/od/new"),
+        ];
+        let patch = patch(&object, &changes);
+        let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
+        assert_eq!(
+            paths,
+            ["/metadata/annotations", "/spec/od", "/spec/ports/0"]
+        );
+        assert!(
+            matches!(patch.0[2], PatchOperation::Replace(_)),
+            "an array element is replaced, not inserted"
+        );
+        let mut patched = admitted;
+        json_patch::patch(&mut patched, &patch).unwrap();
+        assert_eq!(patched, object);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Every accessor tolerates objects of the wrong shape (a `spec` that is a string) by answering
 //! `None`: hostile input must never panic a request.
 
+use json_patch::jsonptr::PointerBuf;
 use serde_json::{Map, Value};
 
 /// Annotation that opts an object out of rules: `"FG101,FG203"` or `"*"`.
@@ -119,17 +120,39 @@ pub fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     str_at(object, &["metadata", "annotations", key])
 }
 
-/// Sets an annotation, creating `metadata.annotations` when needed.
-pub fn set_annotation(object: &mut Value, key: &str, value: String) -> bool {
-    let Some(annotations) = child_object(object, "metadata").and_then(|m| {
-        m.entry("annotations")
+/// Sets an annotation, creating `metadata.annotations` when needed. Returns where it wrote
+/// (see [`insert_at`]).
+pub fn set_annotation(object: &mut Value, key: &str, value: String) -> Option<PointerBuf> {
+    insert_at(
+        object,
+        &["metadata", "annotations"],
+        key,
+        Value::String(value),
+    )
+}
+
+/// Sets `key` in the map at `path`, creating the maps missing on the way. Returns the JSON
+/// pointer a JSONPatch `add` of the change names: the first map it created, else the key;
+/// `None` when something on the way is not a map.
+pub fn insert_at(object: &mut Value, path: &[&str], key: &str, value: Value) -> Option<PointerBuf> {
+    let mut wrote = PointerBuf::new();
+    let mut created = false;
+    let mut map = object.as_object_mut()?;
+    for step in path {
+        if !created {
+            wrote.push_back(*step);
+            created = !map.contains_key(*step);
+        }
+        map = map
+            .entry(*step)
             .or_insert_with(|| Value::Object(Map::new()))
-            .as_object_mut()
-    }) else {
-        return false;
-    };
-    annotations.insert(key.to_owned(), Value::String(value));
-    true
+            .as_object_mut()?;
+    }
+    if !created {
+        wrote.push_back(key);
+    }
+    map.insert(key.to_owned(), value);
+    Some(wrote)
 }
 
 /// A label of the object.
@@ -183,8 +206,26 @@ mod tests {
     #[test]
     fn wrong_shapes_do_not_panic() {
         let mut v = json!({"metadata": "oops"});
-        assert!(!set_annotation(&mut v, "a", "b".into()));
+        assert!(set_annotation(&mut v, "a", "b".into()).is_none());
         assert_eq!(annotation(&v, "a"), None);
+        let mut v = json!({"metadata": {"labels": null}});
+        assert!(insert_at(&mut v, &["metadata", "labels"], "a", json!("b")).is_none());
+    }
+
+    #[test]
+    fn insert_at_names_the_outermost_member_it_created() {
+        let mut v = json!({"metadata": {"name": "x"}});
+        let wrote = set_annotation(&mut v, "failover-guard.io/mutated", "FG101".into());
+        assert_eq!(wrote.unwrap().as_str(), "/metadata/annotations");
+        let wrote = set_annotation(&mut v, "failover-guard.io/mutated", "FG102".into());
+        assert_eq!(
+            wrote.unwrap().as_str(),
+            "/metadata/annotations/failover-guard.io~1mutated"
+        );
+        let mut v = json!({});
+        let wrote = insert_at(&mut v, &["metadata", "labels"], "a", json!("b"));
+        assert_eq!(wrote.unwrap().as_str(), "/metadata");
+        assert_eq!(v, json!({"metadata": {"labels": {"a": "b"}}}));
         assert_eq!(as_int(&json!("7")), Some(7));
         assert_eq!(as_int(&json!(7.0)), Some(7));
         assert_eq!(as_int(&json!(7.5)), None);

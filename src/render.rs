@@ -202,7 +202,8 @@ mod tests {
         // What render prints is already what the webhook stores: a second pass changes nothing.
         for object in &out {
             let mut again = object.clone();
-            let (evaluation, _) = engine::mutate(&mut again, &config, None, "bookinfo");
+            let evaluation =
+                engine::evaluate(&mut again, &config, None, "bookinfo", engine::Pass::Mutate);
             assert!(evaluation.applied.is_empty(), "{object}");
         }
     }

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use failover_guard::{
     config::Config,
+    engine::{self, Pass},
     offline::{self, read_inputs},
 };
 
@@ -83,7 +84,7 @@ fn corpus_mutations_stay_valid_istio() {
     let config = Config::example();
     let schemas = common::CrdSchemas::load();
     let (inputs, _) = read_inputs(std::slice::from_ref(&corpus));
-    let mut checked = 0;
+    let (mut checked, mut patched_objects) = (0, 0);
     for file in offline::mutate(&inputs, &config) {
         for change in &file.changes {
             let pairs: Vec<(&serde_json::Value, &serde_json::Value)> =
@@ -97,6 +98,22 @@ fn corpus_mutations_stay_valid_istio() {
                     _ => vec![(&change.before, &change.after)],
                 };
             for (before, after) in pairs {
+                // The webhook's patch, built from where the fixes wrote, reproduces the
+                // mutation on every object of the corpus that gets one.
+                let mut mutated = before.clone();
+                let evaluation =
+                    engine::evaluate(&mut mutated, &config, None, "default", Pass::Mutate);
+                let mut patched = before.clone();
+                json_patch::patch(&mut patched, &engine::patch(&mutated, &evaluation.changes))
+                    .unwrap_or_else(|e| {
+                        panic!("{} doc {}: patch: {e}", file.name, change.document)
+                    });
+                assert_eq!(
+                    patched, mutated,
+                    "{} doc {}: patch",
+                    file.name, change.document
+                );
+                patched_objects += 1;
                 let Some(errors_before) = schemas.errors(before) else {
                     continue;
                 };
@@ -117,5 +134,9 @@ fn corpus_mutations_stay_valid_istio() {
     assert!(
         checked > 10,
         "only {checked} mutated corpus objects were schema-checked"
+    );
+    assert!(
+        patched_objects >= checked,
+        "{patched_objects} patches checked"
     );
 }

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Context, Issue, Rule};
+use super::{Context, Issue, Rule, pointer};
 use crate::{
     config::Mode,
     object::{Kind, Pointer as _, array_at},
@@ -98,6 +98,7 @@ fn check_fg301(ap: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 .and_then(Value::as_object_mut)
                 .map(|rule| rule.insert("from".into(), sources))
                 .is_some();
+        let wrote = fixed.then(|| pointer(["spec", "rules", &i.to_string(), "from"]));
         let mut issue = Issue::fixable(
             format!("spec.rules[{i}]"),
             format!(
@@ -105,7 +106,7 @@ fn check_fg301(ap: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 remotes.join(", "),
                 domains.join(", ")
             ),
-            fixed,
+            wrote,
         )
         .because(
             "through the east-west gateway every cluster sharing the root CA reaches this workload",

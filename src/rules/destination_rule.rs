@@ -8,7 +8,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Context, Issue, Rule};
+use json_patch::jsonptr::PointerBuf;
+
+use super::{Context, Issue, Rule, pointer};
 use crate::{
     config::Mode,
     istio::{cluster_local_service, fqdn},
@@ -71,6 +73,21 @@ impl Level {
             None => Some(policy),
             Some(i) => policy.get_mut("portLevelSettings")?.get_mut(i),
         }
+    }
+
+    /// The policy object at this level, as a JSON pointer (where a fix writes).
+    fn pointer(&self) -> PointerBuf {
+        let mut out = pointer(["spec"]);
+        if let Some(j) = self.subset {
+            out.push_back("subsets");
+            out.push_back(j.to_string());
+        }
+        out.push_back("trafficPolicy");
+        if let Some(i) = self.port {
+            out.push_back("portLevelSettings");
+            out.push_back(i.to_string());
+        }
+        out
     }
 
     /// The level of the subset a subset port-level entry belongs to.
@@ -340,6 +357,7 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         if policy.is_some_and(|p| !p.is_object() || has(p, "outlierDetection") || disabled_here) {
             continue;
         }
+        let existed = policy.is_some();
         let fixed = fix
             && policy_mut(dr, &level)
                 .map(|p| {
@@ -349,11 +367,19 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                     )
                 })
                 .is_some();
+        // Only the top level is created when absent (by policy_mut); then the patch adds it whole.
+        let wrote = fixed.then(|| {
+            if existed {
+                level.pointer().with_trailing_token("outlierDetection")
+            } else {
+                level.pointer()
+            }
+        });
         out.push(
             Issue::fixable(
                 level.path(),
                 format!("{} has no outlierDetection", level.path()),
-                fixed,
+                wrote,
             )
             .because(
                 "Istio orders locality failover only where outlierDetection is set, so traffic \
@@ -434,8 +460,14 @@ fn check_fg102(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 if fix {
                     od.insert("maxEjectionPercent".into(), json!(100));
                 }
+                let wrote = fix.then(|| {
+                    let mut at = level.pointer();
+                    at.push_back("outlierDetection");
+                    at.push_back("maxEjectionPercent");
+                    at
+                });
                 out.push(
-                    Issue::fixable(&path, format!("{path} has no maxEjectionPercent"), fix)
+                    Issue::fixable(&path, format!("{path} has no maxEjectionPercent"), wrote)
                         .because(
                             "Envoy then ejects at most 10% of endpoints, so with fewer than 10 \
                              endpoints none is ever ejected and traffic never fails over",
@@ -488,6 +520,8 @@ fn check_fg103(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
         let Some(od) = outlier_detection_mut(dr, &level) else {
             continue;
         };
+        // A field is removed: the patch replaces the whole outlierDetection.
+        let wrote = || fix.then(|| level.pointer().with_trailing_token("outlierDetection"));
         if has_value(od, "consecutiveErrors") && !has_value(od, "consecutive5xxErrors") {
             if let Some(value) = fix.then(|| od.remove("consecutiveErrors")).flatten() {
                 od.insert("consecutive5xxErrors".into(), value);
@@ -496,7 +530,7 @@ fn check_fg103(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
                 Issue::fixable(
                     &path,
                     format!("{path} uses the deprecated consecutiveErrors"),
-                    fix,
+                    wrote(),
                 )
                 .because("pilot never reads it, so Envoy's default of 5 consecutive 5xx applies")
                 .fix("rename consecutiveErrors to consecutive5xxErrors"),
@@ -514,7 +548,7 @@ fn check_fg103(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
                     format!(
                         "{path} has the deprecated consecutiveErrors beside consecutive5xxErrors"
                     ),
-                    fix,
+                    wrote(),
                 )
                 .because("pilot reads only consecutive5xxErrors; the other is ignored")
                 .fix("remove consecutiveErrors"),
@@ -662,17 +696,27 @@ fn check_fg104(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
         } else {
             top.clone()
         };
+        let had_lb = lb.is_some();
         let fixed = fix
             && level
                 .get_mut(dr)
                 .and_then(|p| crate::object::child_object(p, "loadBalancer"))
                 .map(|lb| lb.insert("localityLbSetting".into(), reference))
                 .is_some();
+        // A port level without a loadBalancer gets one created, added whole.
+        let wrote = fixed.then(|| {
+            let mut at = level.pointer();
+            at.push_back("loadBalancer");
+            if had_lb {
+                at.push_back("localityLbSetting");
+            }
+            at
+        });
         out.push(
             Issue::fixable(
                 level.path(),
                 format!("{} has no localityLbSetting while spec.trafficPolicy has one", level.path()),
-                fixed,
+                wrote,
             )
             .because("it replaces the top-level load balancer, so Istio drops the failover settings there")
             .fix(format!("copy localityLbSetting into {}.loadBalancer", level.path())),
@@ -1508,7 +1552,7 @@ subsets:
         let (fixed, issues) =
             run_rule(&FG101, &Config::example(), None, &dr("host: reviews"), true);
         assert_eq!(issues.len(), 1);
-        assert!(issues[0].fixed);
+        assert!(issues[0].fixed());
         assert_eq!(
             fixed["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"],
             100
@@ -1537,7 +1581,7 @@ subsets:
             false,
         );
         assert_eq!(paths(&issues), ["spec.trafficPolicy.portLevelSettings[0]"]);
-        assert!(!issues[0].fixed);
+        assert!(!issues[0].fixed());
     }
 
     #[test]
@@ -1562,7 +1606,7 @@ subsets:
 ");
         let (fixed, issues) = run_rule(&FG102, &config, None, &object, true);
         assert_eq!(issues.len(), 2);
-        assert!(issues[0].fixed);
+        assert!(issues[0].fixed());
         assert_eq!(
             fixed["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"],
             100
@@ -1601,7 +1645,7 @@ subsets:
         let deprecated = dr("host: a\ntrafficPolicy:\n  outlierDetection: {consecutiveErrors: 7}");
         let (fixed, issues) = run_rule(&FG103, &config, None, &deprecated, true);
         assert_eq!(issues.len(), 1);
-        assert!(issues[0].fixed);
+        assert!(issues[0].fixed());
         assert_eq!(
             fixed["spec"]["trafficPolicy"]["outlierDetection"],
             json!({"consecutive5xxErrors": 7})

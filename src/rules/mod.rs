@@ -2,6 +2,7 @@
 //! that checks it and the tests that pin it down, in the file of the kind it reads:
 //! `grep -rn FG204 src/rules` lands on its definition.
 
+use json_patch::jsonptr::{PointerBuf, Token};
 use serde_json::Value;
 
 use crate::{
@@ -88,8 +89,12 @@ pub struct Issue {
     pub severity: Severity,
     /// The rule knows how to fix this.
     pub fixable: bool,
-    /// The rule fixed it in this pass.
-    pub fixed: bool,
+    /// Set when the rule fixed it in this pass: the JSON pointers (RFC 6901) of the object
+    /// members the fix added or replaced, whole. The member must have been in the object before
+    /// the fix, or be the outermost one the fix created; a fix that changes an array's length
+    /// names the array. The webhook sends each such member's final value as a JSONPatch `add`
+    /// (`engine::patch`), so a fix costs no copy of the object and no diff.
+    pub wrote: Vec<PointerBuf>,
 }
 
 impl Issue {
@@ -101,7 +106,7 @@ impl Issue {
             remedy: String::new(),
             severity,
             fixable: false,
-            fixed: false,
+            wrote: Vec::new(),
         }
     }
 
@@ -115,13 +120,28 @@ impl Issue {
         Self::new(path, problem, Severity::Warn)
     }
 
-    /// An issue the rule can fix; `fixed` says whether it did.
-    pub fn fixable(path: impl Into<String>, problem: impl Into<String>, fixed: bool) -> Self {
+    /// An issue the rule can fix; `wrote` is where it did (`None`: not fixed in this pass).
+    pub fn fixable(
+        path: impl Into<String>,
+        problem: impl Into<String>,
+        wrote: Option<PointerBuf>,
+    ) -> Self {
         Self {
             fixable: true,
-            fixed,
+            wrote: wrote.into_iter().collect(),
             ..Self::new(path, problem, Severity::Deny)
         }
+    }
+
+    /// A second member the same fix wrote, when it did.
+    pub fn and_wrote(mut self, wrote: Option<PointerBuf>) -> Self {
+        self.wrote.extend(wrote);
+        self
+    }
+
+    /// Whether the rule fixed it in this pass.
+    pub fn fixed(&self) -> bool {
+        !self.wrote.is_empty()
     }
 
     /// What Istio will do.
@@ -135,6 +155,11 @@ impl Issue {
         self.remedy = remedy.into();
         self
     }
+}
+
+/// A JSON pointer from object keys and array indices, escaped as RFC 6901 says.
+pub fn pointer<'t>(tokens: impl IntoIterator<Item: Into<Token<'t>>>) -> PointerBuf {
+    PointerBuf::from_tokens(tokens)
 }
 
 /// Every rule, in ID order.
@@ -347,9 +372,16 @@ pub(crate) mod testing {
                 if let Some(expected) = &case.expect.fixed {
                     assert_eq!(&fixed, expected, "{label}: fixed object");
                 }
+                // Where the fixes say they wrote is the whole change: the webhook's patch
+                // built from it turns the object as admitted into the fixed one.
+                let wrote: Vec<_> = issues.iter().flat_map(|i| i.wrote.clone()).collect();
+                let mut patched = case.object.clone();
+                json_patch::patch(&mut patched, &crate::engine::patch(&fixed, &wrote))
+                    .unwrap_or_else(|e| panic!("{label}: patch does not apply: {e}"));
+                assert_eq!(patched, fixed, "{label}: patch from the fixes' writes");
                 if issues.iter().any(|i| i.fixable) {
                     assert!(
-                        issues.iter().filter(|i| i.fixable).all(|i| i.fixed),
+                        issues.iter().filter(|i| i.fixable).all(Issue::fixed),
                         "{label}: unfixed"
                     );
                     let (again, rest) = run_rule(rule, &config, world, &fixed, true);

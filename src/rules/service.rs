@@ -56,13 +56,11 @@ fn check_fg401(svc: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
                 .fix(format!("set {NETWORK_LABEL}: {network}, or fix cluster.network in the failover-guard config")),
         ),
         None => {
-            let fixed = fix
-                && crate::object::child_object(svc, "metadata")
-                    .and_then(|m| m.entry("labels").or_insert_with(|| json!({})).as_object_mut())
-                    .map(|labels| labels.insert(NETWORK_LABEL.into(), json!(network)))
-                    .is_some();
+            let wrote = fix
+                .then(|| crate::object::insert_at(svc, &["metadata", "labels"], NETWORK_LABEL, json!(network)))
+                .flatten();
             out.push(
-                Issue::fixable("metadata.labels", format!("east-west gateway Service has no {NETWORK_LABEL} label"), fixed)
+                Issue::fixable("metadata.labels", format!("east-west gateway Service has no {NETWORK_LABEL} label"), wrote)
                     .because("remote clusters cannot find this network's gateway, so failover into this cluster fails")
                     .fix(format!("add the label {NETWORK_LABEL}: {network}")),
             );

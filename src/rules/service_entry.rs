@@ -10,14 +10,14 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde_json::{Map, Value, json};
 
-use super::{Context, Issue, Rule};
+use super::{Context, Issue, Rule, pointer};
 use crate::{
     config::{Mode, Remote},
     istio::cluster_local_service,
     locality::{Locality, closest},
     object::{
         FAILOVER_ANNOTATION, Kind, Pointer as _, SUBSET_LABELS_ANNOTATION, annotation, array_at,
-        as_int, split_list, truncate,
+        as_int, insert_at, split_list, truncate,
     },
 };
 
@@ -167,8 +167,9 @@ fn check_fg201(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                         .and_then(Value::as_object_mut)
                         .map(|e| e.insert("locality".into(), json!(locality)))
                         .is_some();
+                let wrote = fixed.then(|| pointer(["spec", "endpoints", &i.to_string(), "locality"]));
                 out.push(
-                    Issue::fixable(&path, format!("endpoint {addr} has no locality"), fixed)
+                    Issue::fixable(&path, format!("endpoint {addr} has no locality"), wrote)
                         .because("Istio gives it the client's own priority, so failover order is lost")
                         .fix(format!("set locality: {locality} (the remote cluster whose gateway it is)")),
                 );
@@ -331,17 +332,18 @@ fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         .collect();
     for (i, addr) in plain {
         let path = endpoint_path(i);
-        let fixed = fix
-            && endpoints_mut(se)
-                .and_then(|eps| eps.get_mut(i))
-                .and_then(|e| crate::object::child_object(e, "labels"))
-                .map(|labels| labels.insert(TLS_MODE_LABEL.into(), json!("istio")))
-                .is_some();
+        let wrote = fix
+            .then(|| {
+                let endpoint = endpoints_mut(se)?.get_mut(i)?;
+                let within = insert_at(endpoint, &["labels"], TLS_MODE_LABEL, json!("istio"))?;
+                Some(pointer(["spec", "endpoints", &i.to_string()]).concat(&within))
+            })
+            .flatten();
         out.push(
             Issue::fixable(
                 &path,
                 format!("gateway endpoint {addr} has no {TLS_MODE_LABEL}: istio label"),
-                fixed,
+                wrote,
             )
             .because(
                 "the sidecar sends plaintext to the gateway's mTLS port and the connection fails",
@@ -396,8 +398,9 @@ fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             .and_then(Value::as_object_mut)
             .map(|spec| spec.insert("location".into(), json!("MESH_INTERNAL")))
             .is_some();
+    let wrote = fixed.then(|| pointer(["spec", "location"]));
     out.push(
-        Issue::fixable("spec.location", format!("failover entry has location {shown}"), fixed)
+        Issue::fixable("spec.location", format!("failover entry has location {shown}"), wrote)
             .because("Istio turns auto mTLS off for mesh-external entries, so remote gateways reject the traffic")
             .fix("set location: MESH_INTERNAL"),
     );
@@ -568,12 +571,14 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     let fixed = fix
         && rename_ports(se, safe.iter().map(|(r, _)| r))
         && drop_duplicate_ports(se, duplicate.iter().map(|(r, _)| r));
+    // The ports and every endpoint's port map change together: the patch replaces the spec.
+    let wrote = || fixed.then(|| pointer(["spec"]));
     for (rename, service) in safe {
         out.push(
             Issue::fixable(
                 format!("spec.ports[{}]", rename.index),
                 format!("port {:?} has the number of Service {service}'s port {:?} but not its name", rename.from, rename.to),
-                fixed,
+                wrote(),
             )
             .because("Istio merges endpoints by port name, so these endpoints are dropped from the Service")
             .fix(format!("rename the port to {:?} (and the endpoints' port maps with it)", rename.to)),
@@ -584,7 +589,7 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             Issue::fixable(
                 format!("spec.ports[{}]", rename.index),
                 format!("port {:?} duplicates port {:?} (Service {service}'s name for the same number)", rename.from, rename.to),
-                fixed,
+                wrote(),
             )
             .because("a re-apply of the manifest brought back the old port name beside the renamed one; Istio rejects two ports of one number")
             .fix(format!("name the port {:?} in the manifest", rename.to)),
@@ -917,13 +922,16 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 }
             })
             .is_some();
+    // Endpoints are appended (the array is sent whole, or created); resolution is set.
+    let wrote = |key: &str| fixed.then(|| pointer(["spec", key]));
     if count > 0 {
         out.push(
             Issue::fixable(
                 "spec.endpoints",
                 format!("failover entry lacks {count} endpoint(s) for the configured remote clusters"),
-                fixed,
+                wrote("endpoints"),
             )
+            .and_wrote(wrote("resolution").filter(|_| needs_static))
             .because("traffic can only fail over to endpoints the entry lists")
             .fix("add one endpoint per remote gateway (and subset), with locality, network and tlsMode label"),
         );
@@ -932,7 +940,7 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             Issue::fixable(
                 "spec.resolution",
                 "failover entry has endpoints but resolution NONE",
-                fixed,
+                wrote("resolution"),
             )
             .because("Istio's validation rejects endpoints with resolution NONE")
             .fix("set resolution: STATIC"),
@@ -1120,7 +1128,7 @@ fn check_fg210(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             Issue::fixable(
                 format!("{}.locality", endpoint_path(i)),
                 format!("endpoint of {remote}'s gateway has locality {written}, but {remote} is in {wanted}"),
-                fixed,
+                fixed.then(|| pointer(["spec", "endpoints", &i.to_string(), "locality"])),
             )
             .because(consequence)
             .fix(format!("set locality: {wanted}")),

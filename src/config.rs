@@ -313,6 +313,8 @@ pub struct Topology {
     pub gateway_ports: BTreeSet<u16>,
     /// Trust domains of this cluster, its aliases and the remotes.
     pub trust_domains: BTreeSet<String>,
+    /// `outlierDetection` as FG101 injects it, built once rather than on every fix.
+    pub outlier_detection: Value,
 }
 
 fn default_trust_domain() -> String {
@@ -548,6 +550,7 @@ impl Config {
             }
         }
         topology.gateway_ports.insert(15443);
+        topology.outlier_detection = self.outlier_detection.to_json();
         for (i, remote) in self.remotes.iter().enumerate() {
             topology
                 .remote_by_address

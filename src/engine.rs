@@ -6,10 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use json_patch::{
-    AddOperation, Patch, PatchOperation, ReplaceOperation,
-    jsonptr::{Pointer, PointerBuf},
-};
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation, jsonptr::PointerBuf};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -160,11 +157,7 @@ pub fn evaluate(
         return evaluation;
     }
     let skip = skip_list(object);
-    let cx = Context {
-        config,
-        world,
-        subject: &subject,
-    };
+    let cx = Context::new(config, world, &subject);
     let mut issues = Vec::new();
     for rule in RULES.iter().filter(|r| r.kinds.contains(&kind)) {
         let mode = config.mode(rule.id);
@@ -228,45 +221,28 @@ pub fn evaluate(
 /// built from the fixes' own record, so a fix costs no copy of the object and no diff.
 pub fn patch(object: &Value, changes: &[PointerBuf]) -> Patch {
     // A member a later fix removed again is sent as its nearest ancestor still there.
-    let mut changes: Vec<&Pointer> = changes
+    let mut found: Vec<(&str, &Value, bool)> = changes
         .iter()
-        .map(|p| {
-            let mut at: &Pointer = p;
-            while object.pointer(at.as_str()).is_none()
-                && let Some(parent) = at.parent()
-            {
-                at = parent;
-            }
-            at
-        })
+        .map(|at| object::deepest(object, at.as_str()))
         .collect();
-    changes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    changes.dedup_by(|a, b| a.as_str() == b.as_str());
-    let mut sent: Vec<&Pointer> = Vec::with_capacity(changes.len());
-    let mut operations = Vec::with_capacity(changes.len());
-    for at in changes {
-        if sent.iter().any(|outer| at.starts_with(outer)) {
+    found.sort_by(|a, b| a.0.cmp(b.0));
+    found.dedup_by(|a, b| a.0 == b.0);
+    let mut sent: Vec<&str> = Vec::with_capacity(found.len());
+    let mut operations = Vec::with_capacity(found.len());
+    for (at, value, in_array) in found {
+        let inside = |outer: &&str| at.strip_prefix(*outer).is_some_and(|r| r.starts_with('/'));
+        if sent.iter().any(inside) {
             continue;
         }
         sent.push(at);
-        let Some(value) = object.pointer(at.as_str()) else {
+        let Ok(path) = PointerBuf::parse(at) else {
             continue;
         };
-        let in_array = at
-            .parent()
-            .and_then(|parent| object.pointer(parent.as_str()))
-            .is_some_and(Value::is_array);
-        let path = at.to_buf();
+        let value = value.clone();
         operations.push(if in_array {
-            PatchOperation::Replace(ReplaceOperation {
-                path,
-                value: value.clone(),
-            })
+            PatchOperation::Replace(ReplaceOperation { path, value })
         } else {
-            PatchOperation::Add(AddOperation {
-                path,
-                value: value.clone(),
-            })
+            PatchOperation::Add(AddOperation { path, value })
         });
     }
     Patch(operations)

@@ -251,6 +251,29 @@ fn index(token: &str) -> Option<usize> {
     (token == "0" || !token.starts_with(['0', '+'])).then(|| token.parse().ok())?
 }
 
+/// The deepest member on the path of `pointer` that `value` has (the whole path, unless
+/// something on it is missing): its pointer (a prefix of `pointer`), the member, and whether
+/// it is an array element. One walk, no allocation for tokens without `~`.
+pub fn deepest<'v, 'p>(value: &'v Value, pointer: &'p str) -> (&'p str, &'v Value, bool) {
+    let (mut value, mut end, mut in_array) = (value, 0, false);
+    let mut rest = pointer;
+    while let Some(tail) = rest.strip_prefix('/') {
+        let len = tail.find('/').unwrap_or(tail.len());
+        let token = &tail[..len];
+        let next = match value {
+            Value::Object(map) => map.get(unescape(token).as_ref()),
+            Value::Array(items) => index(token).and_then(|i| items.get(i)),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        in_array = value.is_array();
+        value = next;
+        end += 1 + len;
+        rest = &tail[len..];
+    }
+    (&pointer[..end], value, in_array)
+}
+
 impl Pointer for Value {
     fn at(&self, pointer: &str) -> Option<&Value> {
         if pointer.is_empty() {
@@ -306,5 +329,10 @@ mod pointer_tests {
         }
         *v.at_mut("/a/0/b~1c").unwrap() = json!(3);
         assert_eq!(v["a"][0]["b/c"], 3);
+        assert_eq!(deepest(&v, "/a/0/b~1c"), ("/a/0/b~1c", &json!(3), false));
+        assert_eq!(deepest(&v, "/a/0"), ("/a/0", &v["a"][0], true));
+        assert_eq!(deepest(&v, "/a/0/nope/deeper"), ("/a/0", &v["a"][0], true));
+        assert_eq!(deepest(&v, "/x/y/z"), ("/x/y", &Value::Null, false));
+        assert_eq!(deepest(&v, ""), ("", &v, false));
     }
 }

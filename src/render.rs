@@ -131,11 +131,7 @@ pub fn default_policy(namespace: &str, config: &Config, world: Option<&dyn World
         namespace: namespace.to_owned(),
         name: DEFAULT_POLICY.into(),
     };
-    let cx = Context {
-        config,
-        world,
-        subject: &subject,
-    };
+    let cx = Context::new(config, world, &subject);
     json!({
         "apiVersion": "security.istio.io/v1",
         "kind": "AuthorizationPolicy",

@@ -20,7 +20,7 @@ use crate::{
 
 /// Where a traffic policy resolves on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LevelKind {
+pub(crate) enum LevelKind {
     /// `spec.trafficPolicy`
     Top,
     /// `spec.trafficPolicy.portLevelSettings[i]`
@@ -34,7 +34,7 @@ enum LevelKind {
 /// One policy level, by position: navigated directly (no pointer strings) and named in
 /// messages by [`Level::path`].
 #[derive(Debug, Clone, Copy)]
-struct Level {
+pub(crate) struct Level {
     kind: LevelKind,
     subset: Option<usize>,
     port: Option<usize>,
@@ -131,8 +131,14 @@ impl From<&FieldPath> for String {
     }
 }
 
-/// Every policy level present in the object; the top level is listed even when absent.
-fn levels(dr: &Value) -> Vec<Level> {
+/// Every policy level present in the object; the top level is listed even when absent. No
+/// fix adds a level (they write into levels that exist, or create the top one), so they are
+/// found once per pass.
+fn levels<'c>(dr: &Value, cx: &'c Context<'_>) -> &'c [Level] {
+    cx.facts.levels.get_or_init(|| find_levels(dr))
+}
+
+fn find_levels(dr: &Value) -> Vec<Level> {
     let mut out = vec![Level::TOP];
     let ports = |policy: &Value| {
         policy
@@ -224,13 +230,19 @@ pub static FG101: Rule = Rule {
 };
 
 /// The rule's host, fully qualified in the rule's namespace (model.ResolveShortnameToFQDN).
-fn rule_host(dr: &Value, cx: &Context<'_>) -> Option<String> {
-    let host = dr.at("/spec/host")?.as_str()?;
-    Some(fqdn(
-        host,
-        &cx.subject.namespace,
-        &cx.config.cluster.cluster_domain,
-    ))
+/// No fix changes the host: it is worked out once per pass.
+fn rule_host<'c>(dr: &Value, cx: &'c Context<'_>) -> Option<&'c str> {
+    cx.facts
+        .host
+        .get_or_init(|| {
+            let host = dr.at("/spec/host")?.as_str()?;
+            Some(fqdn(
+                host,
+                &cx.subject.namespace,
+                &cx.config.cluster.cluster_domain,
+            ))
+        })
+        .as_deref()
 }
 
 /// Whether the world shows a failover entry for the host with an endpoint at a configured
@@ -246,13 +258,16 @@ fn fed_by_remote_gateway(host: &str, cx: &Context<'_>) -> bool {
 /// Whether a DestinationRule's host is one locality failover is for: a cluster-local service
 /// host, or a host that the world shows fed by a failover entry.
 fn in_failover_scope(dr: &Value, cx: &Context<'_>) -> bool {
-    let Some(host) = rule_host(dr, cx) else {
-        return false;
-    };
-    if let Some((_, namespace)) = cluster_local_service(&host, &cx.config.cluster.cluster_domain) {
-        return cx.config.in_scope(namespace);
-    }
-    fed_by_remote_gateway(&host, cx)
+    *cx.facts.in_failover_scope.get_or_init(|| {
+        let Some(host) = rule_host(dr, cx) else {
+            return false;
+        };
+        if let Some((_, namespace)) = cluster_local_service(host, &cx.config.cluster.cluster_domain)
+        {
+            return cx.config.in_scope(namespace);
+        }
+        fed_by_remote_gateway(host, cx)
+    })
 }
 
 /// Other DestinationRules pilot merges this one with that already bring a top-level
@@ -326,7 +341,7 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     // An egress rule for an external host is no failover target: ejecting its endpoints is
     // the user's call. Warn only when it asks for locality failover explicitly.
     if !in_failover_scope(dr, cx) {
-        let asks = locality_settings(dr).iter().any(|(level, _)| {
+        let asks = locality_settings(dr, cx).iter().any(|(level, _)| {
             setting(dr, level).is_some_and(|s| {
                 non_empty(s.get("failover")) || non_empty(s.get("failoverPriority"))
             }) && !level.get(dr).is_some_and(|p| has(p, "outlierDetection"))
@@ -341,7 +356,7 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         return;
     }
     let partners = policy_partners(dr, cx);
-    for level in levels(dr) {
+    for &level in levels(dr, cx) {
         match level.kind {
             // A subset inherits the top level's outlierDetection, unless its own load
             // balancer re-enables locality under a top level that disabled it.
@@ -363,7 +378,7 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 .map(|p| {
                     p.insert(
                         "outlierDetection".into(),
-                        cx.config.outlier_detection.to_json(),
+                        cx.config.topology.outlier_detection.clone(),
                     )
                 })
                 .is_some();
@@ -394,9 +409,10 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
 }
 
 /// Every `outlierDetection` object in the rule, with its level's path.
-fn outlier_detections(dr: &Value) -> Vec<(Level, FieldPath)> {
-    levels(dr)
-        .into_iter()
+fn outlier_detections(dr: &Value, cx: &Context<'_>) -> Vec<(Level, FieldPath)> {
+    levels(dr, cx)
+        .iter()
+        .copied()
         .filter(|l| {
             l.get(dr)
                 .and_then(|p| p.get("outlierDetection"))
@@ -451,7 +467,7 @@ fn check_fg102(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     if !in_failover_scope(dr, cx) {
         return;
     }
-    for (level, path) in outlier_detections(dr) {
+    for (level, path) in outlier_detections(dr, cx) {
         let Some(od) = outlier_detection_mut(dr, &level) else {
             continue;
         };
@@ -515,8 +531,8 @@ pub static FG103: Rule = Rule {
     check: check_fg103,
 };
 
-fn check_fg103(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
-    for (level, path) in outlier_detections(dr) {
+fn check_fg103(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+    for (level, path) in outlier_detections(dr, cx) {
         let Some(od) = outlier_detection_mut(dr, &level) else {
             continue;
         };
@@ -583,9 +599,10 @@ fn has_value(map: &Map<String, Value>, key: &str) -> bool {
 }
 
 /// Every `localityLbSetting` object in the rule, with its level.
-fn locality_settings(dr: &Value) -> Vec<(Level, FieldPath)> {
-    levels(dr)
-        .into_iter()
+fn locality_settings(dr: &Value, cx: &Context<'_>) -> Vec<(Level, FieldPath)> {
+    levels(dr, cx)
+        .iter()
+        .copied()
         .filter(|l| setting(dr, l).is_some_and(Value::is_object))
         .map(|level| {
             (
@@ -613,10 +630,10 @@ fn non_empty(value: Option<&Value>) -> bool {
 }
 
 /// The fully qualified host of the rule, when it is a cluster-local service in failover scope.
-fn failover_host(dr: &Value, cx: &Context<'_>) -> Option<String> {
+fn failover_host<'c>(dr: &Value, cx: &'c Context<'_>) -> Option<&'c str> {
     let fqdn = rule_host(dr, cx)?;
     (cx.config.in_failover_scope(&cx.subject.namespace)
-        && cluster_local_service(&fqdn, &cx.config.cluster.cluster_domain).is_some())
+        && cluster_local_service(fqdn, &cx.config.cluster.cluster_domain).is_some())
     .then_some(fqdn)
 }
 
@@ -645,7 +662,7 @@ pub static FG104: Rule = Rule {
     check: check_fg104,
 };
 
-fn check_fg104(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
     let Some(top) = dr
         .at("/spec/trafficPolicy/loadBalancer/localityLbSetting")
         .filter(|v| v.is_object())
@@ -653,7 +670,7 @@ fn check_fg104(dr: &mut Value, _cx: &Context<'_>, fix: bool, out: &mut Vec<Issue
     else {
         return;
     };
-    for level in levels(dr) {
+    for &level in levels(dr, cx) {
         let Some(policy) = level.get(dr).filter(|p| p.is_object()) else {
             continue;
         };
@@ -744,8 +761,8 @@ pub static FG105: Rule = Rule {
     check: check_fg105,
 };
 
-fn check_fg105(dr: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    for (level, path) in locality_settings(dr) {
+fn check_fg105(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    for (level, path) in locality_settings(dr, cx) {
         let Some(setting) = setting(dr, &level) else {
             continue;
         };
@@ -802,7 +819,7 @@ pub static FG106: Rule = Rule {
 
 fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     let topology = &cx.config.topology;
-    for (level, path) in locality_settings(dr) {
+    for (level, path) in locality_settings(dr, cx) {
         let Some(setting) = setting(dr, &level) else {
             continue;
         };
@@ -931,7 +948,7 @@ fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     if topology.regions.is_empty() {
         return;
     }
-    for (level, path) in locality_settings(dr) {
+    for (level, path) in locality_settings(dr, cx) {
         let Some(setting) = setting(dr, &level) else {
             continue;
         };
@@ -1063,7 +1080,7 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     // Only a localityLbSetting with failoverPriority is judged: the rest is looked up then.
     let asks_priority =
         |level: &Level| setting(dr, level).is_some_and(|s| non_empty(s.get("failoverPriority")));
-    if !levels(dr).iter().any(asks_priority) {
+    if !levels(dr, cx).iter().any(asks_priority) {
         return;
     }
     let Some(host) = rule_host(dr, cx) else {
@@ -1098,7 +1115,7 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         client_locality,
         &cx.config.cluster.network,
     );
-    for (level, path) in locality_settings(dr) {
+    for (level, path) in locality_settings(dr, cx) {
         let Some(setting) = setting(dr, &level) else {
             continue;
         };
@@ -1176,8 +1193,8 @@ pub static FG109: Rule = Rule {
     check: check_fg109,
 };
 
-fn check_fg109(dr: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    for level in levels(dr) {
+fn check_fg109(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+    for &level in levels(dr, cx) {
         let Some(policy) = level.get(dr) else {
             continue;
         };
@@ -1230,7 +1247,7 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     // Deny only with evidence of remote gateway endpoints for the host (a failover entry in
     // the world); without a world, or without such an entry, the host may be local-only.
     let evidence = fed_by_remote_gateway(&host, cx);
-    for level in levels(dr) {
+    for &level in levels(dr, cx) {
         let Some(mode) = level
             .get(dr)
             .and_then(|p| p.at("/tls/mode"))
@@ -1428,7 +1445,7 @@ pub static FG405: Rule = Rule {
 };
 
 fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    let asks = levels(dr).iter().any(|l| {
+    let asks = levels(dr, cx).iter().any(|l| {
         l.get(dr).is_some_and(|p| {
             has(p, "outlierDetection") || p.at("/loadBalancer/localityLbSetting").is_some()
         })
@@ -1436,7 +1453,7 @@ fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     if !asks {
         return;
     }
-    for level in levels(dr) {
+    for &level in levels(dr, cx) {
         if level
             .get(dr)
             .and_then(|p| p.at("/loadBalancer/simple"))

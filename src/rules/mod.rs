@@ -2,6 +2,8 @@
 //! that checks it and the tests that pin it down, in the file of the kind it reads:
 //! `grep -rn FG204 src/rules` lands on its definition.
 
+use std::cell::OnceCell;
+
 use json_patch::jsonptr::{PointerBuf, Token};
 use serde_json::Value;
 
@@ -68,6 +70,30 @@ pub struct Context<'a> {
     pub config: &'a Config,
     pub world: Option<&'a dyn World>,
     pub subject: &'a Subject,
+    /// Facts about the object that no fix changes, worked out by the first rule that asks.
+    pub facts: Facts,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(config: &'a Config, world: Option<&'a dyn World>, subject: &'a Subject) -> Self {
+        Self {
+            config,
+            world,
+            subject,
+            facts: Facts::default(),
+        }
+    }
+}
+
+/// Facts about one object that several rules need and no fix changes (a DestinationRule's
+/// host, whether it is in failover scope; whether a ServiceEntry is a failover entry): each
+/// rule of a pass asks, the first one works it out.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub(crate) host: OnceCell<Option<String>>,
+    pub(crate) in_failover_scope: OnceCell<bool>,
+    pub(crate) failover_entry: OnceCell<bool>,
+    pub(crate) levels: OnceCell<Vec<destination_rule::Level>>,
 }
 
 /// The severity of an issue the rule does not (or cannot) fix.
@@ -254,11 +280,7 @@ pub(crate) mod testing {
         let mut object = object.clone();
         let kind = crate::object::Kind::of(&object).unwrap_or_else(|| panic!("unknown kind"));
         let subject = Subject::of(&object, kind, "default");
-        let cx = Context {
-            config,
-            world,
-            subject: &subject,
-        };
+        let cx = Context::new(config, world, &subject);
         let mut issues = Vec::new();
         let before = object.clone();
         (rule.check)(&mut object, &cx, fix, &mut issues);

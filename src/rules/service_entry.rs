@@ -38,12 +38,17 @@ fn annotated_failover(se: &Value) -> bool {
 }
 
 /// Whether this ServiceEntry is a failover entry.
+///
+/// Fixes run only on failover entries and never take that away, so it is worked out once
+/// per pass.
 pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
-    annotated_failover(se)
-        || !local_services(se, cx).is_empty()
-        || endpoints(se)
-            .iter()
-            .any(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))
+    *cx.facts.failover_entry.get_or_init(|| {
+        annotated_failover(se)
+            || !local_services(se, cx).is_empty()
+            || endpoints(se)
+                .iter()
+                .any(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))
+    })
 }
 
 /// Whether an endpoint of the entry is at a configured remote gateway.

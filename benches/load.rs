@@ -3,6 +3,7 @@
 //! less than the server it measures.
 //!
 //!   cargo bench --bench load [-- --duration 5 --connections 16 --rate 1000 --rounds 2]
+//!                              [--no-world | --world-only] [--case "gets a fix"]
 //!
 //! Side by side in one run, for each case: (a) the shipped config (deploy/base/config.yaml)
 //! and (b) the same server with every rule off, measured alternately. Each case is a real
@@ -76,6 +77,8 @@ struct Options {
     rate: u32,
     rounds: usize,
     only_world: Option<bool>,
+    /// Only the cases whose name contains this.
+    case: Option<String>,
 }
 
 impl Options {
@@ -86,6 +89,7 @@ impl Options {
             rate: 1000,
             rounds: 2,
             only_world: None,
+            case: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -98,6 +102,7 @@ impl Options {
                 "--rounds" => options.rounds = value()?.parse()?,
                 "--no-world" => options.only_world = Some(false),
                 "--world-only" => options.only_world = Some(true),
+                "--case" => options.case = Some(value()?),
                 other => bail!("unknown argument {other}"),
             }
         }
@@ -169,7 +174,10 @@ fn main() -> anyhow::Result<()> {
             "| case | a req/s | b req/s | a/b | a CPU µs/req | b CPU µs/req | a p50/p99 ms | b p50/p99 ms | generator share |"
         );
         println!("|---|---|---|---|---|---|---|---|---|");
-        for case in CASES {
+        for case in CASES
+            .iter()
+            .filter(|c| options.case.as_ref().is_none_or(|n| c.name.contains(n.as_str())))
+        {
             let body = Bytes::from(std::fs::read(
                 Path::new(ROOT)
                     .join("tests/fixtures/apiserver")

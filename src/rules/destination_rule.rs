@@ -277,7 +277,7 @@ fn policy_partners(dr: &Value, cx: &Context<'_>) -> Vec<String> {
         return Vec::new();
     };
     world
-        .destination_rules(&host)
+        .destination_rules(host)
         .iter()
         .filter(|other| {
             let subject = crate::object::Subject::of(other, Kind::DestinationRule, "default");
@@ -1088,7 +1088,7 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     };
     let entries = cx
         .world
-        .map(|w| w.service_entries(&host))
+        .map(|w| w.service_entries(host))
         .unwrap_or_default();
     let dns_host = entries.iter().any(|se| {
         matches!(
@@ -1099,7 +1099,7 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     // Fed by failover entries: the world shows one, or (no world) the host is a cluster-local
     // service in failover scope, the hosts failover entries are written for.
     let fed = if cx.world.is_some() {
-        fed_by_remote_gateway(&host, cx)
+        fed_by_remote_gateway(host, cx)
     } else {
         failover_host(dr, cx).is_some()
     };
@@ -1246,7 +1246,7 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     };
     // Deny only with evidence of remote gateway endpoints for the host (a failover entry in
     // the world); without a world, or without such an entry, the host may be local-only.
-    let evidence = fed_by_remote_gateway(&host, cx);
+    let evidence = fed_by_remote_gateway(host, cx);
     for &level in levels(dr, cx) {
         let Some(mode) = level
             .get(dr)
@@ -1404,7 +1404,7 @@ fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         return;
     };
     let Some((service, namespace)) =
-        cluster_local_service(&host, &cx.config.cluster.cluster_domain)
+        cluster_local_service(host, &cx.config.cluster.cluster_domain)
     else {
         return;
     };
@@ -1470,10 +1470,10 @@ fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     let (Some(world), Some(host)) = (cx.world, rule_host(dr, cx)) else {
         return;
     };
-    let headless = cluster_local_service(&host, &cx.config.cluster.cluster_domain)
+    let headless = cluster_local_service(host, &cx.config.cluster.cluster_domain)
         .and_then(|(svc, ns)| world.service(ns, svc))
         .is_some_and(|svc| svc.at("/spec/clusterIP").and_then(Value::as_str) == Some("None"));
-    let resolution = world.service_entries(&host).iter().find_map(|se| {
+    let resolution = world.service_entries(host).iter().find_map(|se| {
         let r = se
             .at("/spec/resolution")
             .and_then(Value::as_str)

@@ -285,8 +285,8 @@ pub fn review(
         Webhook::Validate => {
             let evaluation =
                 engine::evaluate(&mut object, config, world, namespace, Pass::Validate);
-            let denials: Vec<&str> = evaluation.denials().map(|f| f.message.as_str()).collect();
-            let warnings: Vec<String> = evaluation.warnings().map(|f| f.warning.clone()).collect();
+            let denials: Vec<String> = evaluation.denials().map(Finding::message).collect();
+            let warnings: Vec<String> = evaluation.warnings().map(Finding::warning).collect();
             if !warnings.is_empty() {
                 response.warnings = Some(warnings);
             }

@@ -4,7 +4,7 @@
 //! every rule on the final object without fixing, and a fixable finding that is still there
 //! (the mutating webhook was off, or another mutator undid the fix) becomes a denial.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation, jsonptr::PointerBuf};
 use serde::Serialize;
@@ -73,40 +73,52 @@ impl Action {
     }
 }
 
-/// One finding of one rule on one object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One finding of one rule on one object. Its message is put together only when asked for:
+/// the mutating webhook answers with a patch and never shows the messages of its fixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub rule: &'static str,
     pub action: Action,
     /// Where in the object, as `spec.trafficPolicy.outlierDetection`.
     pub path: String,
-    /// `FG101 DestinationRule ns/name: what is wrong; what Istio will do; how to fix`.
-    pub message: String,
-    /// The one-line admission warning (at most 120 characters).
-    #[serde(skip)]
-    pub warning: String,
+    /// The object, as `DestinationRule ns/name` (shared by the findings of one pass).
+    subject: Arc<str>,
+    problem: String,
+    consequence: String,
+    remedy: String,
 }
 
 impl Finding {
-    fn new(rule: &'static str, action: Action, subject: &Subject, issue: Issue) -> Self {
-        let mut message = format!("{rule} {subject}: {}", issue.problem);
-        for part in [&issue.consequence, &issue.remedy] {
+    fn new(rule: &'static str, action: Action, subject: Arc<str>, issue: Issue) -> Self {
+        Finding {
+            rule,
+            action,
+            path: issue.path,
+            subject,
+            problem: issue.problem,
+            consequence: issue.consequence,
+            remedy: issue.remedy,
+        }
+    }
+
+    /// `FG101 DestinationRule ns/name: what is wrong; what Istio will do; how to fix`.
+    pub fn message(&self) -> String {
+        let mut message = format!("{} {}: {}", self.rule, self.subject, self.problem);
+        for part in [&self.consequence, &self.remedy] {
             if !part.is_empty() {
                 message.push_str("; ");
                 message.push_str(part);
             }
         }
-        let warning = truncate(
-            &format!("{rule} {subject}: {}", issue.problem),
+        message
+    }
+
+    /// The one-line admission warning: rule, object and problem, at most 120 characters.
+    pub fn warning(&self) -> String {
+        truncate(
+            &format!("{} {}: {}", self.rule, self.subject, self.problem),
             WARNING_LIMIT,
-        );
-        Finding {
-            rule,
-            action,
-            path: issue.path,
-            message,
-            warning,
-        }
+        )
     }
 }
 
@@ -159,6 +171,7 @@ pub fn evaluate(
     let skip = skip_list(object);
     let cx = Context::new(config, world, &subject);
     let mut issues = Vec::new();
+    let mut shown: Option<Arc<str>> = None;
     for rule in RULES.iter().filter(|r| r.kinds.contains(&kind)) {
         let mode = config.mode(rule.id);
         if mode == Some(Mode::Off) {
@@ -199,9 +212,10 @@ pub fn evaluate(
             };
             applied |= issue.fixed();
             evaluation.changes.append(&mut issue.wrote);
+            let shown = shown.get_or_insert_with(|| subject.to_string().into());
             evaluation
                 .findings
-                .push(Finding::new(rule.id, action, &subject, issue));
+                .push(Finding::new(rule.id, action, shown.clone(), issue));
         }
         if applied {
             evaluation.applied.push(rule.id);
@@ -326,10 +340,10 @@ mod tests {
         assert_eq!(denial.rule, "FG101");
         assert!(
             denial
-                .message
+                .message()
                 .starts_with("FG101 DestinationRule bookinfo/reviews: ")
         );
-        assert!(denial.warning.chars().count() <= WARNING_LIMIT);
+        assert!(denial.warning().chars().count() <= WARNING_LIMIT);
     }
 
     #[test]
@@ -385,7 +399,7 @@ mod tests {
         let warning = v.warnings().next().expect("a warning");
         assert!(
             warning
-                .message
+                .message()
                 .contains("admits every workload of cluster-b")
         );
         assert_eq!(v.denials().count(), 0);

@@ -96,8 +96,8 @@ impl Located {
             name: subject.name.clone(),
             rule: finding.rule,
             action: finding.action,
+            message: finding.message(),
             path: finding.path,
-            message: finding.message,
         }
     }
 }

@@ -91,9 +91,9 @@ fn check_invariants(original: &Value) -> Result<(), TestCaseError> {
     {
         let rule = failover_guard::rules::by_id(finding.rule).expect("rule");
         prop_assert!(
-            !rule.can_mutate || !finding.message.contains("has no ") || finding.rule == "FG201",
+            !rule.can_mutate || !finding.message().contains("has no ") || finding.rule == "FG201",
             "fixable finding left after mutation: {}",
-            finding.message
+            finding.message()
         );
     }
 

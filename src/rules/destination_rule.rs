@@ -1403,8 +1403,7 @@ fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     let Some(host) = rule_host(dr, cx) else {
         return;
     };
-    let Some((service, namespace)) =
-        cluster_local_service(host, &cx.config.cluster.cluster_domain)
+    let Some((service, namespace)) = cluster_local_service(host, &cx.config.cluster.cluster_domain)
     else {
         return;
     };

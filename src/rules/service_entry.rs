@@ -835,26 +835,28 @@ fn generated_endpoint(
     let ports: Map<String, Value> = array_at(se, &["spec", "ports"])
         .iter()
         .filter_map(|p| p.get("name").and_then(Value::as_str))
-        .map(|name| (name.to_owned(), json!(remote.gateway.port)))
+        .map(|name| (name.to_owned(), Value::from(remote.gateway.port)))
         .collect();
-    let mut all_labels = Map::new();
-    all_labels.insert(TLS_MODE_LABEL.into(), json!("istio"));
+    let mut all_labels = Map::with_capacity(labels.len() + 1);
+    all_labels.insert(TLS_MODE_LABEL.into(), Value::from("istio"));
     for (k, v) in labels {
-        all_labels.insert(k.clone(), json!(v));
+        all_labels.insert(k.clone(), Value::from(v.as_str()));
     }
-    let mut endpoint = json!({
-        "address": remote.gateway.address,
-        "ports": ports,
-        "locality": remote.locality,
-        "network": remote.network,
-        "labels": all_labels,
-    });
+    let mut endpoint = Map::with_capacity(6);
+    endpoint.insert(
+        "address".into(),
+        Value::from(remote.gateway.address.as_str()),
+    );
+    endpoint.insert("ports".into(), Value::Object(ports));
+    endpoint.insert("locality".into(), Value::from(remote.locality.as_str()));
+    endpoint.insert("network".into(), Value::from(remote.network.as_str()));
+    endpoint.insert("labels".into(), Value::Object(all_labels));
     // Behind one gateway endpoint stand the remote's ready replicas: weigh it by them when
     // discovery counts them, else by the configured weight.
-    if let (Some(weight), Some(map)) = (ready.or(remote.weight), endpoint.as_object_mut()) {
-        map.insert("weight".into(), json!(weight));
+    if let Some(weight) = ready.or(remote.weight) {
+        endpoint.insert("weight".into(), Value::from(weight));
     }
-    endpoint
+    Value::Object(endpoint)
 }
 
 /// Whether `existing` already stands for the endpoint of `remote` with these subset labels.

@@ -257,14 +257,17 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
             decision = reviewed.decision.as_str(), "reviewed");
     } else if tracing::enabled!(tracing::Level::INFO) {
         // Built only when it will be logged: this is the request path.
-        let rules: Vec<String> = reviewed
-            .findings
-            .iter()
-            .map(|f| format!("{}:{}", f.rule, f.action.as_str()))
-            .collect();
+        let mut rules = String::new();
+        for f in &reviewed.findings {
+            let sep = if rules.is_empty() { "" } else { "," };
+            rules.push_str(sep);
+            rules.push_str(f.rule);
+            rules.push(':');
+            rules.push_str(f.action.as_str());
+        }
         tracing::info!(uid = %reviewed.uid, webhook = webhook.as_str(), kind = %reviewed.kind,
             namespace = %reviewed.namespace, name = %reviewed.name, operation = reviewed.operation,
-            decision = reviewed.decision.as_str(), findings = ?rules, "reviewed");
+            decision = reviewed.decision.as_str(), findings = %rules, "reviewed");
     }
     match encoded {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),

@@ -174,10 +174,12 @@ fn main() -> anyhow::Result<()> {
             "| case | a req/s | b req/s | a/b | a CPU µs/req | b CPU µs/req | a p50/p99 ms | b p50/p99 ms | generator share |"
         );
         println!("|---|---|---|---|---|---|---|---|---|");
-        for case in CASES
-            .iter()
-            .filter(|c| options.case.as_ref().is_none_or(|n| c.name.contains(n.as_str())))
-        {
+        for case in CASES.iter().filter(|c| {
+            options
+                .case
+                .as_ref()
+                .is_none_or(|n| c.name.contains(n.as_str()))
+        }) {
             let body = Bytes::from(std::fs::read(
                 Path::new(ROOT)
                     .join("tests/fixtures/apiserver")

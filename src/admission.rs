@@ -118,9 +118,8 @@ struct IncomingRequest {
 }
 
 /// The admitted object without `metadata.managedFields`, which no rule reads and which is the
-/// costliest part of a stored object to decode (hundreds of tiny maps). A patch is a diff of the object
-/// before and after the fixes, both without it, so it never touches the field and the API
-/// server keeps it.
+/// costliest part of a stored object to decode (hundreds of tiny maps). No fix writes it, so
+/// the patch never touches it and the API server keeps it.
 struct Admitted(Value);
 
 impl<'de> serde::Deserialize<'de> for Admitted {

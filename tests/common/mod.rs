@@ -49,8 +49,8 @@ impl Server {
         extra: &[&str],
         certs: Option<(PathBuf, PathBuf, String)>,
     ) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cert, key, ca_pem) = certs.unwrap_or_else(|| {
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key, mut ca_pem) = certs.unwrap_or_else(|| {
             let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
             let generated = failover_guard::certs::generate(&names).expect("certs");
             generated.write(dir.path()).expect("write certs");
@@ -66,53 +66,68 @@ impl Server {
             config.unwrap_or(failover_guard::config::EXAMPLE),
         )
         .expect("write config");
-        let port = free_port();
-        let probe_port = free_port();
-        let child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--probe-listen", &format!("127.0.0.1:{probe_port}")])
-            .args(["--reload-interval", "200ms"])
-            .args(extra)
-            // Never watch whatever cluster the developer's kubeconfig points at.
-            .args(if extra.contains(&"--world") {
-                &[][..]
-            } else {
-                &["--world", "none"][..]
-            })
-            .env(
-                "FAILOVER_GUARD_LOG",
-                std::env::var("FG_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start failover-guard");
-        let mut server = Server {
-            child: Some(child),
-            dir,
-            port,
-            probe_port,
-            ca_pem,
-        };
-        server.wait_ready();
-        server
+        // A port found free can be taken by a parallel test before the server binds it:
+        // start again on new ports when that is why the server exited.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port();
+            let probe_port = free_port();
+            let child = Command::new(BIN)
+                .args(["serve", "--config"])
+                .arg(&config_path)
+                .arg("--tls-cert")
+                .arg(&cert)
+                .arg("--tls-key")
+                .arg(&key)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--probe-listen", &format!("127.0.0.1:{probe_port}")])
+                .args(["--reload-interval", "200ms"])
+                .args(extra)
+                // Never watch whatever cluster the developer's kubeconfig points at.
+                .args(if extra.contains(&"--world") {
+                    &[][..]
+                } else {
+                    &["--world", "none"][..]
+                })
+                .env(
+                    "FAILOVER_GUARD_LOG",
+                    std::env::var("FG_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start failover-guard");
+            let mut server = Server {
+                child: Some(child),
+                dir,
+                port,
+                probe_port,
+                ca_pem,
+            };
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(why) if why.contains("Address already in use") && attempt < 5 => {
+                    // The certificates and config live in `dir`: keep it for the next try.
+                    let placeholder = tempfile::tempdir().expect("temp dir");
+                    dir = std::mem::replace(&mut server.dir, placeholder);
+                    ca_pem = std::mem::take(&mut server.ca_pem);
+                    continue;
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if self.probe("/readyz").0 == 200 {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
@@ -123,11 +138,11 @@ impl Server {
                 if let Some(mut err) = self.child.as_mut().and_then(|c| c.stderr.take()) {
                     let _ = err.read_to_string(&mut stderr);
                 }
-                panic!("failover-guard exited with {status}: {stderr}");
+                return Err(format!("failover-guard exited with {status}: {stderr}"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("failover-guard did not become ready");
+        Err("failover-guard did not become ready".into())
     }
 
     pub fn url(&self, path: &str) -> String {

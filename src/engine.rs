@@ -101,9 +101,14 @@ impl Finding {
         }
     }
 
+    /// `FG101 DestinationRule ns/name: what is wrong`: how both message and warning begin.
+    fn head(&self) -> String {
+        format!("{} {}: {}", self.rule, self.subject, self.problem)
+    }
+
     /// `FG101 DestinationRule ns/name: what is wrong; what Istio will do; how to fix`.
     pub fn message(&self) -> String {
-        let mut message = format!("{} {}: {}", self.rule, self.subject, self.problem);
+        let mut message = self.head();
         for part in [&self.consequence, &self.remedy] {
             if !part.is_empty() {
                 message.push_str("; ");
@@ -115,10 +120,7 @@ impl Finding {
 
     /// The one-line admission warning: rule, object and problem, at most 120 characters.
     pub fn warning(&self) -> String {
-        truncate(
-            &format!("{} {}: {}", self.rule, self.subject, self.problem),
-            WARNING_LIMIT,
-        )
+        truncate(&self.head(), WARNING_LIMIT)
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
+use json_patch::jsonptr::PointerBuf;
 use serde_json::{Map, Value, json};
 
 use super::{Context, Issue, Rule, pointer};
@@ -43,11 +44,7 @@ fn annotated_failover(se: &Value) -> bool {
 /// per pass.
 pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
     *cx.facts.failover_entry.get_or_init(|| {
-        annotated_failover(se)
-            || !local_services(se, cx).is_empty()
-            || endpoints(se)
-                .iter()
-                .any(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))
+        annotated_failover(se) || !local_services(se, cx).is_empty() || at_remote_gateway(se, cx)
     })
 }
 
@@ -105,6 +102,11 @@ fn placeholder(address: &str) -> bool {
 
 fn endpoint_path(i: usize) -> String {
     format!("spec.endpoints[{i}]")
+}
+
+/// Endpoint `i`, as a JSON pointer (where a fix of one endpoint writes).
+fn endpoint_pointer(i: usize) -> PointerBuf {
+    pointer(["spec", "endpoints", &i.to_string()])
 }
 
 fn endpoints_mut(se: &mut Value) -> Option<&mut Vec<Value>> {
@@ -172,7 +174,7 @@ fn check_fg201(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                         .and_then(Value::as_object_mut)
                         .map(|e| e.insert("locality".into(), json!(locality)))
                         .is_some();
-                let wrote = fixed.then(|| pointer(["spec", "endpoints", &i.to_string(), "locality"]));
+                let wrote = fixed.then(|| endpoint_pointer(i).with_trailing_token("locality"));
                 out.push(
                     Issue::fixable(&path, format!("endpoint {addr} has no locality"), wrote)
                         .because("Istio gives it the client's own priority, so failover order is lost")
@@ -341,7 +343,7 @@ fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             .then(|| {
                 let endpoint = endpoints_mut(se)?.get_mut(i)?;
                 let within = insert_at(endpoint, &["labels"], TLS_MODE_LABEL, json!("istio"))?;
-                Some(pointer(["spec", "endpoints", &i.to_string()]).concat(&within))
+                Some(endpoint_pointer(i).concat(&within))
             })
             .flatten();
         out.push(
@@ -1135,7 +1137,7 @@ fn check_fg210(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             Issue::fixable(
                 format!("{}.locality", endpoint_path(i)),
                 format!("endpoint of {remote}'s gateway has locality {written}, but {remote} is in {wanted}"),
-                fixed.then(|| pointer(["spec", "endpoints", &i.to_string(), "locality"])),
+                fixed.then(|| endpoint_pointer(i).with_trailing_token("locality")),
             )
             .because(consequence)
             .fix(format!("set locality: {wanted}")),

@@ -7,6 +7,8 @@ use kube_core::{
 };
 use serde_json::Value;
 
+use crate::object::Field as _;
+
 use crate::{
     config::Config,
     engine::{self, Finding, Pass, truncate},
@@ -322,9 +324,9 @@ fn unreadable(body: &[u8], error: &serde_json::Error) -> Result<Reviewed, BadRev
             kind: truncate(text("kind"), 64),
         });
     }
-    let request = value.get("request").ok_or(BadReview::NoRequest)?;
+    let request = value.field("request").ok_or(BadReview::NoRequest)?;
     let uid = request
-        .get("uid")
+        .field("uid")
         .and_then(Value::as_str)
         .filter(|u| !u.is_empty())
         .ok_or(BadReview::NoUid)?;
@@ -495,8 +497,8 @@ mod tests {
         assert!(patch_of(&reviewed).is_empty());
         let encoded: Value = serde_json::from_slice(&encode(&reviewed.response).unwrap()).unwrap();
         assert_eq!(encoded["response"]["allowed"], true);
-        assert!(encoded["response"].get("patch").is_none());
-        assert!(encoded["response"].get("patchType").is_none());
+        assert!(encoded["response"].field("patch").is_none());
+        assert!(encoded["response"].field("patchType").is_none());
     }
 
     #[test]

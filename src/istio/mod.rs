@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::object::Field as _;
+
 /// Endpoint and proxy label keys that pilot derives from topology.
 pub mod labels {
     pub const REGION: &str = "topology.kubernetes.io/region";
@@ -77,14 +79,14 @@ pub fn augment_labels(
 /// stands for), and its `network`.
 pub fn entry_endpoint_labels(endpoint: &Value, local_cluster: &str) -> BTreeMap<String, String> {
     let own: BTreeMap<String, String> = endpoint
-        .get("labels")
+        .field("labels")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
         .collect();
     let locality = endpoint
-        .get("locality")
+        .field("locality")
         .and_then(Value::as_str)
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
@@ -94,7 +96,7 @@ pub fn entry_endpoint_labels(endpoint: &Value, local_cluster: &str) -> BTreeMap<
         })
         .unwrap_or_default();
     let network = endpoint
-        .get("network")
+        .field("network")
         .and_then(Value::as_str)
         .unwrap_or("");
     augment_labels(&own, local_cluster, &locality, network)

@@ -16,6 +16,8 @@ use std::{
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::object::Field as _;
+
 use super::{augment_labels, entry_endpoint_labels, failover_priority, fqdn};
 use crate::{
     config::Config,
@@ -194,15 +196,15 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
         let ports: Vec<(String, u32, u32)> = array_at(svc, &["spec", "ports"])
             .iter()
             .filter_map(|p| {
-                let port = u32::try_from(p.get("port").and_then(as_int)?).ok()?;
+                let port = u32::try_from(p.field("port").and_then(as_int)?).ok()?;
                 let target = p
-                    .get("targetPort")
+                    .field("targetPort")
                     .and_then(|t| t.as_i64())
                     .and_then(|t| u32::try_from(t).ok())
                     .filter(|t| *t > 0)
                     .unwrap_or(port);
                 Some((
-                    p.get("name")
+                    p.field("name")
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_owned(),
@@ -218,7 +220,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
         let mut sets: Vec<BTreeMap<String, String>> = Vec::new();
         for (_, dr) in rules.iter().filter(|(h, _)| *h == host) {
             for subset in array_at(dr, &["spec", "subsets"]) {
-                let labels = string_map(subset.get("labels"));
+                let labels = string_map(subset.field("labels"));
                 if !labels.is_empty() && !sets.contains(&labels) {
                     sets.push(labels);
                 }
@@ -355,8 +357,8 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                     .iter()
                     .filter_map(|p| {
                         Some((
-                            p.get("name")?.as_str()?.to_owned(),
-                            u32::try_from(p.get("number").and_then(as_int)?).ok()?,
+                            p.field("name")?.as_str()?.to_owned(),
+                            u32::try_from(p.field("number").and_then(as_int)?).ok()?,
                         ))
                     })
                     .collect(),
@@ -447,12 +449,15 @@ fn slice_endpoints(
                 labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
             }
             for slice_port in array_at(slice, &["ports"]) {
-                let port_name = slice_port.get("name").and_then(Value::as_str).unwrap_or("");
+                let port_name = slice_port
+                    .field("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 if !ports.iter().any(|(n, _, _)| n == port_name) {
                     continue;
                 }
                 let port = slice_port
-                    .get("port")
+                    .field("port")
                     .and_then(as_int)
                     .and_then(|p| u32::try_from(p).ok())
                     .unwrap_or(0);
@@ -480,16 +485,16 @@ fn entry_endpoints(se: &Value, config: &Config) -> Vec<IstioEndpoint> {
     let mut out = Vec::new();
     for endpoint in array_at(se, &["spec", "endpoints"]) {
         let address = endpoint
-            .get("address")
+            .field("address")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
         // An endpoint without `network` has no network label: the ServiceEntry registry's
         // network callback finds none for it (workloadEntryNetwork).
         let labels = entry_endpoint_labels(endpoint, &config.cluster.name);
-        let own = string_map(endpoint.get("labels"));
+        let own = string_map(endpoint.field("labels"));
         let locality = endpoint
-            .get("locality")
+            .field("locality")
             .and_then(Value::as_str)
             .filter(|l| !l.is_empty())
             .map(str::to_owned)
@@ -500,15 +505,15 @@ fn entry_endpoints(se: &Value, config: &Config) -> Vec<IstioEndpoint> {
             .map(|r| r.name.clone())
             .unwrap_or_default();
         for port in array_at(se, &["spec", "ports"]) {
-            let Some(name) = port.get("name").and_then(Value::as_str) else {
+            let Some(name) = port.field("name").and_then(Value::as_str) else {
                 continue;
             };
-            let number = port.get("number").and_then(as_int).unwrap_or(0);
+            let number = port.field("number").and_then(as_int).unwrap_or(0);
             let target = endpoint
-                .get("ports")
+                .field("ports")
                 .and_then(|m| m.get(name))
                 .and_then(as_int)
-                .or_else(|| port.get("targetPort").and_then(as_int).filter(|t| *t > 0))
+                .or_else(|| port.field("targetPort").and_then(as_int).filter(|t| *t > 0))
                 .unwrap_or(number);
             out.push(IstioEndpoint {
                 address: address.clone(),
@@ -517,7 +522,7 @@ fn entry_endpoints(se: &Value, config: &Config) -> Vec<IstioEndpoint> {
                 locality: locality.clone(),
                 labels: labels.clone(),
                 weight: endpoint
-                    .get("weight")
+                    .field("weight")
                     .and_then(as_int)
                     .and_then(|w| u32::try_from(w).ok())
                     .filter(|w| *w > 0)
@@ -609,8 +614,8 @@ fn destination_rule_for(
                 .cloned();
         }
         for subset in array_at(dr, &["spec", "subsets"]) {
-            let name = subset.get("name");
-            if !merged.subsets.iter().any(|s| s.get("name") == name) {
+            let name = subset.field("name");
+            if !merged.subsets.iter().any(|s| s.field("name") == name) {
                 merged.subsets.push(subset.clone());
             }
         }
@@ -648,8 +653,8 @@ fn effective_policy(rule: &MergedRule, subset: &str, port: u32) -> Option<Value>
     let subset_policy = rule
         .subsets
         .iter()
-        .find(|s| s.get("name").and_then(Value::as_str) == Some(subset))
-        .and_then(|s| s.get("trafficPolicy"))
+        .find(|s| s.field("name").and_then(Value::as_str) == Some(subset))
+        .and_then(|s| s.field("trafficPolicy"))
         .filter(|p| !p.is_null());
     let Some(subset_policy) = subset_policy.filter(|_| !subset.is_empty()) else {
         return top;
@@ -683,7 +688,7 @@ fn effective_lb_setting(policy: Option<&Value>, service: &Service) -> Option<(Va
         .and_then(|p| p.at("/loadBalancer/localityLbSetting"))
         .filter(|s| !s.is_null())
     {
-        if setting.get("enabled").and_then(Value::as_bool) == Some(false) {
+        if setting.field("enabled").and_then(Value::as_bool) == Some(false) {
             return None;
         }
         return Some((setting.clone(), false));
@@ -765,7 +770,7 @@ fn renumber(groups: &mut [Group]) {
 /// loadbalancer.applyLocalityWeights.
 fn apply_locality_weights(client: &str, groups: &mut [Group], distribute: &[Value]) {
     for rule in distribute {
-        let Some(from) = rule.get("from").and_then(Value::as_str) else {
+        let Some(from) = rule.field("from").and_then(Value::as_str) else {
             continue;
         };
         if !locality_match(client, from) {
@@ -773,7 +778,7 @@ fn apply_locality_weights(client: &str, groups: &mut [Group], distribute: &[Valu
         }
         let mut unmatched: BTreeSet<usize> = (0..groups.len()).collect();
         for (key, weight) in rule
-            .get("to")
+            .field("to")
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
@@ -807,8 +812,9 @@ fn apply_locality_failover(client: &str, groups: &mut [Group], failover: &[Value
         let mut p = lb_priority(client, &g.locality);
         if p == 3 {
             for rule in failover {
-                if rule.get("from").and_then(Value::as_str) == Some(client_region) {
-                    if split(&g.locality).0 != rule.get("to").and_then(Value::as_str).unwrap_or("")
+                if rule.field("from").and_then(Value::as_str) == Some(client_region) {
+                    if split(&g.locality).0
+                        != rule.field("to").and_then(Value::as_str).unwrap_or("")
                     {
                         p = 4;
                     }
@@ -906,7 +912,7 @@ pub fn simulate<V: Borrow<Value>>(
             subsets.extend(
                 rule.subsets
                     .iter()
-                    .filter_map(|s| s.get("name")?.as_str().map(str::to_owned)),
+                    .filter_map(|s| s.field("name")?.as_str().map(str::to_owned)),
             );
             for (port_name, port) in &service.ports {
                 for subset in &subsets {
@@ -948,7 +954,7 @@ fn cluster(
     let policy = effective_policy(rule, subset, port);
     let od = policy
         .as_ref()
-        .and_then(|p| p.get("outlierDetection"))
+        .and_then(|p| p.field("outlierDetection"))
         .filter(|o| !o.is_null());
     let passthrough = policy
         .as_ref()
@@ -963,8 +969,8 @@ fn cluster(
     let subset_labels: BTreeMap<String, String> = rule
         .subsets
         .iter()
-        .find(|s| !subset.is_empty() && s.get("name").and_then(Value::as_str) == Some(subset))
-        .map(|s| string_map(s.get("labels")))
+        .find(|s| !subset.is_empty() && s.field("name").and_then(Value::as_str) == Some(subset))
+        .map(|s| string_map(s.field("labels")))
         .unwrap_or_default();
     let mut groups: Vec<Group> = Vec::new();
     if kind != "ORIGINAL_DST" {
@@ -1074,7 +1080,7 @@ fn cluster(
         .collect();
     priorities.sort_by(|a, b| (a.priority, &a.locality).cmp(&(b.priority, &b.locality)));
     let max_ejection_percent = od
-        .and_then(|o| o.get("maxEjectionPercent"))
+        .and_then(|o| o.field("maxEjectionPercent"))
         .and_then(as_int)
         .and_then(|v| u32::try_from(v).ok())
         .unwrap_or(0);
@@ -1107,7 +1113,7 @@ fn tls_mode_for_destination_rule(rule: &MergedRule, subset: &str, port: u32) -> 
             .map(str::to_owned);
         if let Some(entry) = array_at(policy, &["portLevelSettings"]).iter().find(|p| {
             p.at("/port/number").and_then(as_int) == Some(i64::from(port))
-                && p.get("tls").is_some_and(|t| !t.is_null())
+                && p.field("tls").is_some_and(|t| !t.is_null())
         }) {
             mode = entry
                 .at("/tls/mode")
@@ -1126,8 +1132,8 @@ fn tls_mode_for_destination_rule(rule: &MergedRule, subset: &str, port: u32) -> 
     let found = rule
         .subsets
         .iter()
-        .find(|s| s.get("name").and_then(Value::as_str) == Some(subset))?;
-    for_port(found.get("trafficPolicy").filter(|p| !p.is_null()), port)
+        .find(|s| s.field("name").and_then(Value::as_str) == Some(subset))?;
+    for_port(found.field("trafficPolicy").filter(|p| !p.is_null()), port)
         .or_else(|| for_port(rule.traffic_policy.as_ref(), port))
 }
 

@@ -8,6 +8,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::object::Field as _;
+
 use json_patch::jsonptr::PointerBuf;
 
 use super::{Context, Issue, Rule, pointer};
@@ -49,29 +51,29 @@ impl Level {
 
     /// The policy object at this level.
     fn get<'a>(&self, dr: &'a Value) -> Option<&'a Value> {
-        let spec = dr.get("spec")?;
+        let spec = dr.field("spec")?;
         let policy = match self.subset {
-            None => spec.get("trafficPolicy")?,
-            Some(j) => spec.get("subsets")?.get(j)?.get("trafficPolicy")?,
+            None => spec.field("trafficPolicy")?,
+            Some(j) => spec.field("subsets")?.get(j)?.field("trafficPolicy")?,
         };
         match self.port {
             None => Some(policy),
-            Some(i) => policy.get("portLevelSettings")?.get(i),
+            Some(i) => policy.field("portLevelSettings")?.get(i),
         }
     }
 
     fn get_mut<'a>(&self, dr: &'a mut Value) -> Option<&'a mut Value> {
-        let spec = dr.get_mut("spec")?;
+        let spec = dr.field_mut("spec")?;
         let policy = match self.subset {
-            None => spec.get_mut("trafficPolicy")?,
+            None => spec.field_mut("trafficPolicy")?,
             Some(j) => spec
-                .get_mut("subsets")?
+                .field_mut("subsets")?
                 .get_mut(j)?
-                .get_mut("trafficPolicy")?,
+                .field_mut("trafficPolicy")?,
         };
         match self.port {
             None => Some(policy),
-            Some(i) => policy.get_mut("portLevelSettings")?.get_mut(i),
+            Some(i) => policy.field_mut("portLevelSettings")?.get_mut(i),
         }
     }
 
@@ -142,7 +144,7 @@ fn find_levels(dr: &Value) -> Vec<Level> {
     let mut out = vec![Level::TOP];
     let ports = |policy: &Value| {
         policy
-            .get("portLevelSettings")
+            .field("portLevelSettings")
             .and_then(Value::as_array)
             .map_or(0, Vec::len)
     };
@@ -154,12 +156,12 @@ fn find_levels(dr: &Value) -> Vec<Level> {
         }));
     }
     if let Some(subsets) = dr
-        .get("spec")
-        .and_then(|s| s.get("subsets"))
+        .field("spec")
+        .and_then(|s| s.field("subsets"))
         .and_then(Value::as_array)
     {
         for (j, subset) in subsets.iter().enumerate() {
-            if let Some(policy) = subset.get("trafficPolicy").filter(|p| p.is_object()) {
+            if let Some(policy) = subset.field("trafficPolicy").filter(|p| p.is_object()) {
                 out.push(Level {
                     kind: LevelKind::Subset,
                     subset: Some(j),
@@ -304,7 +306,7 @@ fn subset_reenables_locality(dr: &Value, level: &Level) -> bool {
         && !top.is_some_and(|p| has(p, "outlierDetection"))
         && level
             .get(dr)
-            .and_then(|p| p.get("loadBalancer"))
+            .and_then(|p| p.field("loadBalancer"))
             .is_some_and(|lb| {
                 lb.is_object()
                     && !lb
@@ -314,7 +316,7 @@ fn subset_reenables_locality(dr: &Value, level: &Level) -> bool {
 }
 
 fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
-    if dr.get("spec").is_some_and(|s| !s.is_object()) {
+    if dr.field("spec").is_some_and(|s| !s.is_object()) {
         return;
     }
     // A wildcard host (`*.local`, `*.global`) makes this a mesh- or namespace-wide default.
@@ -343,7 +345,7 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     if !in_failover_scope(dr, cx) {
         let asks = locality_settings(dr, cx).iter().any(|(level, _)| {
             setting(dr, level).is_some_and(|s| {
-                non_empty(s.get("failover")) || non_empty(s.get("failoverPriority"))
+                non_empty(s.field("failover")) || non_empty(s.field("failoverPriority"))
             }) && !level.get(dr).is_some_and(|p| has(p, "outlierDetection"))
         });
         if asks {
@@ -415,7 +417,7 @@ fn outlier_detections(dr: &Value, cx: &Context<'_>) -> Vec<(Level, FieldPath)> {
         .copied()
         .filter(|l| {
             l.get(dr)
-                .and_then(|p| p.get("outlierDetection"))
+                .and_then(|p| p.field("outlierDetection"))
                 .is_some_and(Value::is_object)
         })
         .map(|level| {
@@ -437,7 +439,7 @@ fn outlier_detection_mut<'a>(
 ) -> Option<&'a mut Map<String, Value>> {
     level
         .get_mut(dr)?
-        .get_mut("outlierDetection")?
+        .field_mut("outlierDetection")?
         .as_object_mut()
 }
 
@@ -471,7 +473,7 @@ fn check_fg102(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         let Some(od) = outlier_detection_mut(dr, &level) else {
             continue;
         };
-        match od.get("maxEjectionPercent") {
+        match od.field("maxEjectionPercent") {
             None | Some(Value::Null) => {
                 if fix {
                     od.insert("maxEjectionPercent".into(), json!(100));
@@ -575,7 +577,7 @@ fn check_fg103(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         // Envoy ejects on local-origin failures (consecutive_local_origin_failure defaults to
         // 5, enforcing to 100) even when consecutiveLocalOriginFailures is unset.
         let local_origin = od
-            .get("splitExternalLocalOriginErrors")
+            .field("splitExternalLocalOriginErrors")
             .and_then(Value::as_bool)
             == Some(true);
         if count("consecutive5xxErrors") == Some(0)
@@ -617,7 +619,10 @@ fn locality_settings(dr: &Value, cx: &Context<'_>) -> Vec<(Level, FieldPath)> {
 }
 
 fn setting<'a>(dr: &'a Value, level: &Level) -> Option<&'a Value> {
-    level.get(dr)?.get("loadBalancer")?.get("localityLbSetting")
+    level
+        .get(dr)?
+        .field("loadBalancer")?
+        .field("localityLbSetting")
 }
 
 fn non_empty(value: Option<&Value>) -> bool {
@@ -674,7 +679,7 @@ fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         let Some(policy) = level.get(dr).filter(|p| p.is_object()) else {
             continue;
         };
-        let lb = policy.get("loadBalancer");
+        let lb = policy.field("loadBalancer");
         let dropped = match level.kind {
             LevelKind::Top => false,
             // A subset without its own loadBalancer inherits the top-level one whole.
@@ -766,7 +771,7 @@ fn check_fg105(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         let Some(setting) = setting(dr, &level) else {
             continue;
         };
-        if setting.get("enabled").and_then(Value::as_bool) != Some(false) {
+        if setting.field("enabled").and_then(Value::as_bool) != Some(false) {
             continue;
         }
         let ignored: Vec<&str> = ["failover", "failoverPriority", "distribute"]
@@ -823,13 +828,13 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         let Some(setting) = setting(dr, &level) else {
             continue;
         };
-        let Some(rules) = setting.get("distribute").and_then(Value::as_array) else {
+        let Some(rules) = setting.field("distribute").and_then(Value::as_array) else {
             continue;
         };
         if rules.is_empty() {
             continue;
         }
-        if non_empty(setting.get("failoverPriority")) {
+        if non_empty(setting.field("failoverPriority")) {
             out.push(
                 Issue::deny(
                     &path,
@@ -849,7 +854,7 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             .filter_map(|l| crate::locality::Locality::parse(l).ok())
             .filter(|l| {
                 !rules.iter().any(|r| {
-                    r.get("from")
+                    r.field("from")
                         .and_then(Value::as_str)
                         .is_some_and(|from| l.matches_rule(from))
                 })
@@ -865,9 +870,9 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         }
         for (i, rule) in rules.iter().enumerate() {
             let at = format!("{path}.distribute[{i}]");
-            let from = rule.get("from").and_then(Value::as_str).unwrap_or("");
+            let from = rule.field("from").and_then(Value::as_str).unwrap_or("");
             let to: Vec<&str> = rule
-                .get("to")
+                .field("to")
                 .and_then(Value::as_object)
                 .map(|m| m.keys().map(String::as_str).collect())
                 .unwrap_or_default();
@@ -974,7 +979,7 @@ fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                     .fix(region_hint(region, cx)),
                 );
             }
-            if let Some(from) = rule.get("from").and_then(Value::as_str)
+            if let Some(from) = rule.field("from").and_then(Value::as_str)
                 && !seen.insert(from)
             {
                 out.push(
@@ -1052,7 +1057,7 @@ fn failover_endpoint_labels(
         .iter()
         .flat_map(|se| crate::object::array_at(se, &["spec", "endpoints"]).iter())
         .filter_map(|e| {
-            let remote = cx.config.remote_at(e.get("address")?.as_str()?)?;
+            let remote = cx.config.remote_at(e.field("address")?.as_str()?)?;
             Some((
                 remote.name.clone(),
                 crate::istio::entry_endpoint_labels(e, local),
@@ -1079,7 +1084,7 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     use crate::istio::{augment_labels, failover_priority, labels};
     // Only a localityLbSetting with failoverPriority is judged: the rest is looked up then.
     let asks_priority =
-        |level: &Level| setting(dr, level).is_some_and(|s| non_empty(s.get("failoverPriority")));
+        |level: &Level| setting(dr, level).is_some_and(|s| non_empty(s.field("failoverPriority")));
     if !levels(dr, cx).iter().any(asks_priority) {
         return;
     }
@@ -1120,8 +1125,8 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             continue;
         };
         // LocalityLBSettings.FailoverPriorityLabels: ignored beside distribute or enabled: false.
-        if non_empty(setting.get("distribute"))
-            || setting.get("enabled").and_then(Value::as_bool) == Some(false)
+        if non_empty(setting.field("distribute"))
+            || setting.field("enabled").and_then(Value::as_bool) == Some(false)
         {
             continue;
         }
@@ -1556,7 +1561,7 @@ subsets:
         );
         assert!(
             fixed["spec"]["subsets"][1]["trafficPolicy"]
-                .get("outlierDetection")
+                .field("outlierDetection")
                 .is_none()
         );
         let (_, again) = run_rule(&FG101, &config, None, &fixed, true);

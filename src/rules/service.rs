@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use crate::object::Field as _;
+
 use super::{Context, Issue, Rule};
 use crate::{
     config::Mode,
@@ -183,7 +185,10 @@ fn check_fg403(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
                 .is_some_and(|s| !s.is_empty())
         };
         if !named("name") {
-            let number = port.get("port").map(|p| p.to_string()).unwrap_or_default();
+            let number = port
+                .field("port")
+                .map(|p| p.to_string())
+                .unwrap_or_default();
             out.push(
                 Issue::warn(
                     format!("spec.ports[{i}]"),

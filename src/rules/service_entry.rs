@@ -11,6 +11,8 @@ use std::{collections::BTreeMap, net::IpAddr};
 use json_patch::jsonptr::PointerBuf;
 use serde_json::{Map, Value, json};
 
+use crate::object::Field as _;
+
 use super::{Context, Issue, Rule, pointer};
 use crate::{
     config::{Mode, Remote},
@@ -90,7 +92,7 @@ fn endpoints(se: &Value) -> &[Value] {
 }
 
 fn address(endpoint: &Value) -> Option<&str> {
-    endpoint.get("address").and_then(Value::as_str)
+    endpoint.field("address").and_then(Value::as_str)
 }
 
 /// An address that is an unexpanded shell substitution or template.
@@ -115,7 +117,7 @@ fn endpoints_mut(se: &mut Value) -> Option<&mut Vec<Value>> {
 
 fn has_locality(endpoint: &Value) -> bool {
     endpoint
-        .get("locality")
+        .field("locality")
         .and_then(Value::as_str)
         .is_some_and(|l| !l.is_empty())
         || LOCALITY_LABELS.iter().any(|l| {
@@ -218,7 +220,7 @@ fn check_fg202(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     let failover = real_failover_entry(se, cx);
     let topology = &cx.config.topology;
     for (i, endpoint) in endpoints(se).iter().enumerate() {
-        let Some(text) = endpoint.get("locality").and_then(Value::as_str) else {
+        let Some(text) = endpoint.field("locality").and_then(Value::as_str) else {
             continue;
         };
         let path = format!("{}.locality", endpoint_path(i));
@@ -298,16 +300,16 @@ pub static FG203: Rule = Rule {
 
 /// The ports an endpoint receives traffic on.
 fn endpoint_ports(se: &Value, endpoint: &Value) -> Vec<i64> {
-    let mapped = endpoint.get("ports").and_then(Value::as_object);
+    let mapped = endpoint.field("ports").and_then(Value::as_object);
     array_at(se, &["spec", "ports"])
         .iter()
         .filter_map(|port| {
-            let name = port.get("name").and_then(Value::as_str).unwrap_or("");
+            let name = port.field("name").and_then(Value::as_str).unwrap_or("");
             mapped
                 .and_then(|m| m.get(name))
                 .and_then(as_int)
-                .or_else(|| port.get("targetPort").and_then(as_int))
-                .or_else(|| port.get("number").and_then(as_int))
+                .or_else(|| port.field("targetPort").and_then(as_int))
+                .or_else(|| port.field("number").and_then(as_int))
         })
         .chain(
             mapped
@@ -383,7 +385,7 @@ pub static FG204: Rule = Rule {
 };
 
 fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
-    if !is_failover_entry(se, cx) || !se.get("spec").is_some_and(Value::is_object) {
+    if !is_failover_entry(se, cx) || !se.field("spec").is_some_and(Value::is_object) {
         return;
     }
     let location = se
@@ -401,7 +403,7 @@ fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     };
     let fixed = fix
         && se
-            .get_mut("spec")
+            .field_mut("spec")
             .and_then(Value::as_object_mut)
             .map(|spec| spec.insert("location".into(), json!("MESH_INTERNAL")))
             .is_some();
@@ -490,7 +492,7 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     let ports = array_at(se, &["spec", "ports"]);
     let names: Vec<&str> = ports
         .iter()
-        .map(|p| p.get("name").and_then(Value::as_str).unwrap_or(""))
+        .map(|p| p.field("name").and_then(Value::as_str).unwrap_or(""))
         .collect();
     let mut renames: Vec<(Rename, String)> = Vec::new();
     let mut unmatched: Vec<(String, Vec<String>)> = Vec::new();
@@ -504,13 +506,13 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         let svc_ports: Vec<(i64, &str)> = array_at(&svc, &["spec", "ports"])
             .iter()
             .filter_map(|p| {
-                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-                Some((p.get("port").and_then(as_int)?, name))
+                let name = p.field("name").and_then(Value::as_str).unwrap_or("");
+                Some((p.field("port").and_then(as_int)?, name))
             })
             .collect();
         let mut matched = false;
         for (i, port) in ports.iter().enumerate() {
-            let Some(number) = port.get("number").and_then(as_int) else {
+            let Some(number) = port.field("number").and_then(as_int) else {
                 continue;
             };
             if svc_ports
@@ -558,7 +560,7 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     let renamed: std::collections::BTreeSet<usize> = renames.iter().map(|(r, _)| r.index).collect();
     let numbers: Vec<Option<i64>> = ports
         .iter()
-        .map(|p| p.get("number").and_then(as_int))
+        .map(|p| p.field("number").and_then(as_int))
         .collect();
     let kept_as = |r: &Rename| {
         names
@@ -638,7 +640,7 @@ fn drop_duplicate_ports<'a>(se: &mut Value, duplicates: impl Iterator<Item = &'a
         }
     }
     for endpoint in endpoints_mut(se).into_iter().flatten() {
-        if let Some(ports) = endpoint.get_mut("ports").and_then(Value::as_object_mut) {
+        if let Some(ports) = endpoint.field_mut("ports").and_then(Value::as_object_mut) {
             for rename in &duplicates {
                 if let Some(value) = ports.remove(&rename.from) {
                     ports.entry(rename.to.clone()).or_insert(value);
@@ -667,7 +669,7 @@ fn rename_ports<'a>(se: &mut Value, renames: impl Iterator<Item = &'a Rename>) -
         port.insert("name".into(), json!(rename.to));
     }
     for endpoint in endpoints_mut(se).into_iter().flatten() {
-        if let Some(ports) = endpoint.get_mut("ports").and_then(Value::as_object_mut) {
+        if let Some(ports) = endpoint.field_mut("ports").and_then(Value::as_object_mut) {
             let old = std::mem::take(ports);
             for (key, value) in old {
                 let key = by_name
@@ -796,7 +798,7 @@ fn subset_label_sets(se: &Value, cx: &Context<'_>) -> Vec<BTreeMap<String, Strin
         let host = format!("{service}.{namespace}.{}", cx.config.cluster.cluster_domain);
         for dr in world.destination_rules(&host) {
             for subset in array_at(&dr, &["spec", "subsets"]) {
-                let Some(labels) = subset.get("labels").and_then(Value::as_object) else {
+                let Some(labels) = subset.field("labels").and_then(Value::as_object) else {
                     continue;
                 };
                 let set: BTreeMap<String, String> = labels
@@ -836,7 +838,7 @@ fn generated_endpoint(
 ) -> Value {
     let ports: Map<String, Value> = array_at(se, &["spec", "ports"])
         .iter()
-        .filter_map(|p| p.get("name").and_then(Value::as_str))
+        .filter_map(|p| p.field("name").and_then(Value::as_str))
         .map(|name| (name.to_owned(), Value::from(remote.gateway.port)))
         .collect();
     let mut all_labels = Map::with_capacity(labels.len() + 1);
@@ -866,7 +868,7 @@ fn covers(existing: &Value, remote: &Remote, labels: &BTreeMap<String, String>) 
     address(existing) == Some(remote.gateway.address.as_str())
         && labels.iter().all(|(k, v)| {
             existing
-                .get("labels")
+                .field("labels")
                 .and_then(|l| l.get(k))
                 .and_then(Value::as_str)
                 == Some(v.as_str())
@@ -876,7 +878,7 @@ fn covers(existing: &Value, remote: &Remote, labels: &BTreeMap<String, String>) 
 fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
     if !is_failover_entry(se, cx)
         || se.at("/spec/workloadSelector").is_some()
-        || !se.get("spec").is_some_and(Value::is_object)
+        || !se.field("spec").is_some_and(Value::is_object)
     {
         return;
     }
@@ -915,7 +917,7 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     let count = missing.len();
     let fixed = fix
         && se
-            .get_mut("spec")
+            .field_mut("spec")
             .and_then(Value::as_object_mut)
             .map(|spec| {
                 if !missing.is_empty()
@@ -981,11 +983,11 @@ pub static FG209: Rule = Rule {
 
 fn check_fg209(se: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     for (i, endpoint) in endpoints(se).iter().enumerate() {
-        let Some(addr) = endpoint.get("address").map(|a| a.as_str().unwrap_or("")) else {
+        let Some(addr) = endpoint.field("address").map(|a| a.as_str().unwrap_or("")) else {
             continue;
         };
         let network = endpoint
-            .get("network")
+            .field("network")
             .and_then(Value::as_str)
             .is_some_and(|n| !n.is_empty());
         // An empty address with a network is Istio's way to name a workload reached through
@@ -1108,7 +1110,7 @@ fn check_fg210(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         .filter_map(|(i, e)| {
             let remote = cx.config.remote_at(address(e)?)?;
             let written = e
-                .get("locality")
+                .field("locality")
                 .and_then(Value::as_str)
                 .filter(|l| !l.is_empty())?;
             (written != remote.locality).then(|| {
@@ -1183,18 +1185,18 @@ fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         let host = format!("{service}.{namespace}.{}", cx.config.cluster.cluster_domain);
         for dr in world.destination_rules(&host) {
             for subset in array_at(&dr, &["spec", "subsets"]) {
-                let Some(labels) = subset.get("labels").and_then(Value::as_object) else {
+                let Some(labels) = subset.field("labels").and_then(Value::as_object) else {
                     continue;
                 };
                 let carried = remote.iter().any(|e| {
                     labels
                         .iter()
-                        .all(|(k, v)| e.get("labels").and_then(|l| l.get(k)) == Some(v))
+                        .all(|(k, v)| e.field("labels").and_then(|l| l.get(k)) == Some(v))
                 });
                 if carried {
                     continue;
                 }
-                let name = subset.get("name").and_then(Value::as_str).unwrap_or("");
+                let name = subset.field("name").and_then(Value::as_str).unwrap_or("");
                 let wanted: Vec<String> = labels
                     .iter()
                     .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))

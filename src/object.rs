@@ -98,6 +98,9 @@ impl std::fmt::Display for Subject {
 pub trait Field {
     fn field(&self, key: &str) -> Option<&Value>;
     fn field_mut(&mut self, key: &str) -> Option<&mut Value>;
+
+    /// The member at a path of keys (no pointer to parse).
+    fn path(&self, keys: &[&str]) -> Option<&Value>;
 }
 
 /// Up to this many members a scan beats hashing the key.
@@ -117,6 +120,11 @@ impl Field for Map<String, Value> {
         }
         self.iter_mut().find_map(|(k, v)| (k == key).then_some(v))
     }
+
+    fn path(&self, keys: &[&str]) -> Option<&Value> {
+        let (first, rest) = keys.split_first()?;
+        self.field(first)?.path(rest)
+    }
 }
 
 impl Field for Value {
@@ -127,11 +135,15 @@ impl Field for Value {
     fn field_mut(&mut self, key: &str) -> Option<&mut Value> {
         self.as_object_mut()?.field_mut(key)
     }
+
+    fn path(&self, keys: &[&str]) -> Option<&Value> {
+        keys.iter().try_fold(self, |v, key| v.field(key))
+    }
 }
 
 /// The value at a path of object keys.
 pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(value, |v, key| v.field(key))
+    value.path(path)
 }
 
 /// The string at a path of object keys.

@@ -21,7 +21,7 @@ use crate::object::Field as _;
 use super::{augment_labels, entry_endpoint_labels, failover_priority, fqdn};
 use crate::{
     config::Config,
-    object::{Pointer as _, array_at, as_int, str_at},
+    object::{array_at, as_int, str_at},
 };
 
 /// A sidecar asking pilot for its configuration.
@@ -167,7 +167,7 @@ fn destination_rules<'a>(objects: &[&'a Value], config: &Config) -> Vec<(String,
         .copied()
         .filter(|o| kind_of(o) == ("networking.istio.io", "DestinationRule"))
         .filter_map(|o| {
-            let host = o.at("/spec/host")?.as_str()?;
+            let host = o.path(&["spec", "host"])?.as_str()?;
             Some((
                 fqdn(host, &namespace_of(o), &config.cluster.cluster_domain),
                 o,
@@ -185,7 +185,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
     let mut out: Vec<Service> = Vec::new();
     let mut next = 0u32;
     for svc in objects.iter().filter(|o| kind_of(o) == ("", "Service")) {
-        if svc.at("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
+        if svc.path(&["spec", "type"]).and_then(Value::as_str) == Some("ExternalName") {
             continue;
         }
         let (Some(name), namespace) = (str_at(svc, &["metadata", "name"]), namespace_of(svc))
@@ -213,8 +213,8 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                 ))
             })
             .collect();
-        let headless = svc.at("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-        let selector = string_map(svc.at("/spec/selector"));
+        let headless = svc.path(&["spec", "clusterIP"]).and_then(Value::as_str) == Some("None");
+        let selector = string_map(svc.path(&["spec", "selector"]));
         // The harness's pods: one per local locality and subset label set
         // (tests/istio/main.go synthesizeWorkloads), on the locality's node.
         let mut sets: Vec<BTreeMap<String, String>> = Vec::new();
@@ -301,7 +301,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                 || !array_at(se, &["spec", "hosts"])
                     .iter()
                     .any(|h| h.as_str() == Some(host.as_str()))
-                || se.at("/spec/workloadSelector").is_some()
+                || se.path(&["spec", "workloadSelector"]).is_some()
             {
                 continue;
             }
@@ -314,11 +314,11 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             kind: if headless { "ORIGINAL_DST" } else { "EDS" },
             mesh_external: false,
             node_local: svc
-                .at("/spec/internalTrafficPolicy")
+                .path(&["spec", "internalTrafficPolicy"])
                 .and_then(Value::as_str)
                 == Some("Local"),
             traffic_distribution: svc
-                .at("/spec/trafficDistribution")
+                .path(&["spec", "trafficDistribution"])
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned(),
@@ -329,7 +329,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
         .iter()
         .filter(|o| kind_of(o) == ("networking.istio.io", "ServiceEntry"))
     {
-        if se.at("/spec/workloadSelector").is_some() {
+        if se.path(&["spec", "workloadSelector"]).is_some() {
             continue;
         }
         let namespace = namespace_of(se);
@@ -341,7 +341,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                 continue;
             }
             let kind = match se
-                .at("/spec/resolution")
+                .path(&["spec", "resolution"])
                 .and_then(Value::as_str)
                 .unwrap_or("NONE")
             {
@@ -363,7 +363,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                     })
                     .collect(),
                 kind,
-                mesh_external: se.at("/spec/location").and_then(Value::as_str)
+                mesh_external: se.path(&["spec", "location"]).and_then(Value::as_str)
                     != Some("MESH_INTERNAL"),
                 node_local: false,
                 traffic_distribution: String::new(),
@@ -394,7 +394,11 @@ fn slice_endpoints(
     for slice in slices {
         let ns = namespace_of(slice);
         for endpoint in array_at(slice, &["endpoints"]) {
-            if endpoint.at("/conditions/ready").and_then(Value::as_bool) == Some(false) {
+            if endpoint
+                .path(&["conditions", "ready"])
+                .and_then(Value::as_bool)
+                == Some(false)
+            {
                 continue;
             }
             let Some(address) = array_at(endpoint, &["addresses"])
@@ -403,7 +407,10 @@ fn slice_endpoints(
             else {
                 continue;
             };
-            let pod = match endpoint.at("/targetRef/name").and_then(Value::as_str) {
+            let pod = match endpoint
+                .path(&["targetRef", "name"])
+                .and_then(Value::as_str)
+            {
                 Some(pod) => match find(("", "Pod"), Some(&ns), pod) {
                     Some(pod) => Some(pod),
                     None => continue,
@@ -412,7 +419,7 @@ fn slice_endpoints(
                     kind_of(o) == ("", "Pod") && str_at(o, &["status", "podIP"]) == Some(address)
                 }),
             };
-            let own = string_map(pod.and_then(|p| p.at("/metadata/labels")));
+            let own = string_map(pod.and_then(|p| p.path(&["metadata", "labels"])));
             let node = pod
                 .and_then(|p| str_at(p, &["spec", "nodeName"]))
                 .unwrap_or("")
@@ -573,7 +580,7 @@ fn destination_rule_for(
             .iter()
             .filter(|(h, dr)| {
                 namespace_of(dr) == ns
-                    && dr.at("/spec/workloadSelector").is_none()
+                    && dr.path(&["spec", "workloadSelector"]).is_none()
                     && host_matches(h, &service.host)
                     && (!check_export || exported_to(dr, client_ns))
             })
@@ -609,7 +616,7 @@ fn destination_rule_for(
         ));
         if merged.traffic_policy.is_none() {
             merged.traffic_policy = dr
-                .at("/spec/trafficPolicy")
+                .path(&["spec", "trafficPolicy"])
                 .filter(|p| !p.is_null())
                 .cloned();
         }
@@ -631,7 +638,7 @@ fn port_level(policy: Option<&Value>, port: u32) -> (Option<Value>, bool) {
     };
     let entry = array_at(policy, &["portLevelSettings"])
         .iter()
-        .find(|p| p.at("/port/number").and_then(as_int) == Some(i64::from(port)));
+        .find(|p| p.path(&["port", "number"]).and_then(as_int) == Some(i64::from(port)));
     match entry {
         Some(entry) => {
             let mut out = serde_json::Map::new();
@@ -685,7 +692,7 @@ fn effective_policy(rule: &MergedRule, subset: &str, port: u32) -> Option<Value>
 /// Returns (setting, forced).
 fn effective_lb_setting(policy: Option<&Value>, service: &Service) -> Option<(Value, bool)> {
     if let Some(setting) = policy
-        .and_then(|p| p.at("/loadBalancer/localityLbSetting"))
+        .and_then(|p| p.path(&["loadBalancer", "localityLbSetting"]))
         .filter(|s| !s.is_null())
     {
         if setting.field("enabled").and_then(Value::as_bool) == Some(false) {
@@ -958,7 +965,7 @@ fn cluster(
         .filter(|o| !o.is_null());
     let passthrough = policy
         .as_ref()
-        .and_then(|p| p.at("/loadBalancer/simple"))
+        .and_then(|p| p.path(&["loadBalancer", "simple"]))
         .and_then(Value::as_str)
         == Some("PASSTHROUGH");
     let kind = if passthrough {
@@ -1032,7 +1039,7 @@ fn cluster(
     // subsets, unlike the cluster) when it sets one.
     let cluster_tls = policy
         .as_ref()
-        .and_then(|p| p.at("/tls/mode"))
+        .and_then(|p| p.path(&["tls", "mode"]))
         .and_then(Value::as_str)
         .map(str::to_owned);
     let rule_tls = tls_mode_for_destination_rule(rule, subset, port);
@@ -1108,15 +1115,15 @@ fn tls_mode_for_destination_rule(rule: &MergedRule, subset: &str, port: u32) -> 
     fn for_port(policy: Option<&Value>, port: u32) -> Option<String> {
         let policy = policy?;
         let mut mode = policy
-            .at("/tls/mode")
+            .path(&["tls", "mode"])
             .and_then(Value::as_str)
             .map(str::to_owned);
         if let Some(entry) = array_at(policy, &["portLevelSettings"]).iter().find(|p| {
-            p.at("/port/number").and_then(as_int) == Some(i64::from(port))
+            p.path(&["port", "number"]).and_then(as_int) == Some(i64::from(port))
                 && p.field("tls").is_some_and(|t| !t.is_null())
         }) {
             mode = entry
-                .at("/tls/mode")
+                .path(&["tls", "mode"])
                 .and_then(Value::as_str)
                 .map(str::to_owned)
                 .or(Some("DISABLE".to_owned()));

@@ -9,17 +9,17 @@ use serde_json::{Value, json};
 use super::{Context, Issue, Rule, pointer};
 use crate::{
     config::Mode,
-    object::{Kind, Pointer as _, array_at},
+    object::{Field as _, Kind, array_at},
 };
 
 fn action(ap: &Value) -> &str {
-    ap.at("/spec/action")
+    ap.path(&["spec", "action"])
         .and_then(Value::as_str)
         .unwrap_or("ALLOW")
 }
 
 fn has_target_ref(ap: &Value) -> bool {
-    ap.at("/spec/targetRef").is_some() || ap.at("/spec/targetRefs").is_some()
+    ap.path(&["spec", "targetRef"]).is_some() || ap.path(&["spec", "targetRefs"]).is_some()
 }
 
 /// The sources FG301 injects: the policy's own namespace in every configured trust domain,
@@ -94,7 +94,9 @@ fn check_fg301(ap: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         let sources = default_sources(cx);
         let fixed = fix
             && ap
-                .at_mut(&format!("/spec/rules/{i}"))
+                .field_mut("spec")
+                .and_then(|spec| spec.field_mut("rules"))
+                .and_then(|rules| rules.get_mut(i))
                 .and_then(Value::as_object_mut)
                 .map(|rule| rule.insert("from".into(), sources))
                 .is_some();

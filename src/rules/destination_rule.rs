@@ -17,7 +17,7 @@ use crate::{
     config::Mode,
     istio::{cluster_local_service, fqdn},
     locality::{closest, has_partial_wildcard},
-    object::{Kind, Pointer as _, as_int},
+    object::{Kind, as_int},
 };
 
 /// Where a traffic policy resolves on its own.
@@ -181,7 +181,7 @@ fn find_levels(dr: &Value) -> Vec<Level> {
 /// Whether a policy turns locality load balancing off (`enabled: false`).
 fn locality_disabled(policy: &Value) -> bool {
     policy
-        .at("/loadBalancer/localityLbSetting/enabled")
+        .path(&["loadBalancer", "localityLbSetting", "enabled"])
         .and_then(Value::as_bool)
         == Some(false)
 }
@@ -237,7 +237,7 @@ fn rule_host<'c>(dr: &Value, cx: &'c Context<'_>) -> Option<&'c str> {
     cx.facts
         .host
         .get_or_init(|| {
-            let host = dr.at("/spec/host")?.as_str()?;
+            let host = dr.path(&["spec", "host"])?.as_str()?;
             Some(fqdn(
                 host,
                 &cx.subject.namespace,
@@ -286,7 +286,7 @@ fn policy_partners(dr: &Value, cx: &Context<'_>) -> Vec<String> {
             subject.namespace == cx.subject.namespace
                 && subject.name != cx.subject.name
                 && other
-                    .at("/spec/trafficPolicy")
+                    .path(&["spec", "trafficPolicy"])
                     .is_some_and(|p| !p.is_null())
                 && crate::istio::destination_rules_merge(other, dr)
         })
@@ -310,7 +310,7 @@ fn subset_reenables_locality(dr: &Value, level: &Level) -> bool {
             .is_some_and(|lb| {
                 lb.is_object()
                     && !lb
-                        .at("/localityLbSetting/enabled")
+                        .path(&["localityLbSetting", "enabled"])
                         .is_some_and(|e| e == false)
             })
 }
@@ -323,7 +323,7 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     // Injecting outlier detection there would start ejecting endpoints of every service that
     // has no DestinationRule of its own: a change nobody asked for. Say so instead.
     let wildcard = dr
-        .at("/spec/host")
+        .path(&["spec", "host"])
         .and_then(Value::as_str)
         .is_some_and(|h| h.contains('*'));
     if wildcard {
@@ -669,7 +669,7 @@ pub static FG104: Rule = Rule {
 
 fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
     let Some(top) = dr
-        .at("/spec/trafficPolicy/loadBalancer/localityLbSetting")
+        .path(&["spec", "trafficPolicy", "loadBalancer", "localityLbSetting"])
         .filter(|v| v.is_object())
         .cloned()
     else {
@@ -712,7 +712,7 @@ fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             level
                 .subset_level()
                 .get(dr)
-                .and_then(|p| p.at("/loadBalancer/localityLbSetting"))
+                .and_then(|p| p.path(&["loadBalancer", "localityLbSetting"]))
                 .cloned()
                 .unwrap_or_else(|| top.clone())
         } else {
@@ -1097,7 +1097,7 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         .unwrap_or_default();
     let dns_host = entries.iter().any(|se| {
         matches!(
-            se.at("/spec/resolution").and_then(Value::as_str),
+            se.path(&["spec", "resolution"]).and_then(Value::as_str),
             Some("DNS" | "DNS_ROUND_ROBIN")
         )
     });
@@ -1207,7 +1207,7 @@ fn check_fg109(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             continue;
         }
         let Some(percent) = policy
-            .at("/outlierDetection/minHealthPercent")
+            .path(&["outlierDetection", "minHealthPercent"])
             .and_then(as_int)
             .filter(|p| *p > 0)
         else {
@@ -1255,7 +1255,7 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     for &level in levels(dr, cx) {
         let Some(mode) = level
             .get(dr)
-            .and_then(|p| p.at("/tls/mode"))
+            .and_then(|p| p.path(&["tls", "mode"]))
             .and_then(Value::as_str)
         else {
             continue;
@@ -1306,7 +1306,10 @@ pub static FG111: Rule = Rule {
 };
 
 fn check_fg111(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    if dr.at("/spec/trafficPolicy").is_none_or(Value::is_null) {
+    if dr
+        .path(&["spec", "trafficPolicy"])
+        .is_none_or(Value::is_null)
+    {
         return;
     }
     let others = policy_partners(dr, cx);
@@ -1353,7 +1356,7 @@ fn check_fg112(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     {
         return;
     }
-    let Some(export) = dr.at("/spec/exportTo").and_then(Value::as_array) else {
+    let Some(export) = dr.path(&["spec", "exportTo"]).and_then(Value::as_array) else {
         return;
     };
     let export: Vec<&str> = export.iter().filter_map(Value::as_str).collect();
@@ -1415,7 +1418,7 @@ fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     let own = cx.subject.namespace.as_str();
     if own == namespace
         || own == cx.config.scope.root_namespace
-        || dr.at("/spec/workloadSelector").is_some()
+        || dr.path(&["spec", "workloadSelector"]).is_some()
     {
         return;
     }
@@ -1451,7 +1454,7 @@ pub static FG405: Rule = Rule {
 fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     let asks = levels(dr, cx).iter().any(|l| {
         l.get(dr).is_some_and(|p| {
-            has(p, "outlierDetection") || p.at("/loadBalancer/localityLbSetting").is_some()
+            has(p, "outlierDetection") || p.path(&["loadBalancer", "localityLbSetting"]).is_some()
         })
     });
     if !asks {
@@ -1460,7 +1463,7 @@ fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     for &level in levels(dr, cx) {
         if level
             .get(dr)
-            .and_then(|p| p.at("/loadBalancer/simple"))
+            .and_then(|p| p.path(&["loadBalancer", "simple"]))
             .and_then(Value::as_str)
             == Some("PASSTHROUGH")
         {
@@ -1476,10 +1479,12 @@ fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     };
     let headless = cluster_local_service(host, &cx.config.cluster.cluster_domain)
         .and_then(|(svc, ns)| world.service(ns, svc))
-        .is_some_and(|svc| svc.at("/spec/clusterIP").and_then(Value::as_str) == Some("None"));
+        .is_some_and(|svc| {
+            svc.path(&["spec", "clusterIP"]).and_then(Value::as_str) == Some("None")
+        });
     let resolution = world.service_entries(host).iter().find_map(|se| {
         let r = se
-            .at("/spec/resolution")
+            .path(&["spec", "resolution"])
             .and_then(Value::as_str)
             .unwrap_or("NONE");
         matches!(r, "NONE" | "DYNAMIC_DNS").then(|| r.to_owned())

@@ -9,7 +9,7 @@ use crate::{
         cluster_local_service, fqdn,
         traffic::{self, Client, EnvoyCluster},
     },
-    object::{Kind, Pointer as _, Subject, array_at, str_at},
+    object::{Field as _, Kind, Subject, array_at, str_at},
 };
 
 // === FG601 failover-not-effective ===
@@ -44,7 +44,7 @@ fn hosts(object: &Value, cx: &Context<'_>) -> Vec<String> {
     let candidates: Vec<String> = match cx.subject.kind {
         Kind::Service => vec![format!("{}.{ns}.{domain}", cx.subject.name)],
         Kind::DestinationRule => object
-            .at("/spec/host")
+            .path(&["spec", "host"])
             .and_then(Value::as_str)
             .map(|h| vec![fqdn(h, ns, domain)])
             .unwrap_or_default(),

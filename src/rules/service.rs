@@ -7,14 +7,14 @@ use crate::object::Field as _;
 use super::{Context, Issue, Rule};
 use crate::{
     config::Mode,
-    object::{Kind, Pointer as _, array_at, label},
+    object::{Kind, array_at, label},
 };
 
 const NETWORK_LABEL: &str = "topology.istio.io/network";
 
 fn selects_gateway(svc: &Value, cx: &Context<'_>) -> bool {
     let selector = &cx.config.scope.gateway_selector;
-    let Some(actual) = svc.at("/spec/selector").and_then(Value::as_object) else {
+    let Some(actual) = svc.path(&["spec", "selector"]).and_then(Value::as_object) else {
         return false;
     };
     !selector.is_empty()
@@ -98,10 +98,10 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
     if !cx.config.in_failover_scope(ns)
         || cx.config.scope.gateway_namespaces.contains(ns)
         || svc
-            .at("/spec/selector")
+            .path(&["spec", "selector"])
             .and_then(Value::as_object)
             .is_none_or(|s| s.is_empty())
-        || svc.at("/spec/type").and_then(Value::as_str) == Some("ExternalName")
+        || svc.path(&["spec", "type"]).and_then(Value::as_str) == Some("ExternalName")
     {
         return;
     }
@@ -119,7 +119,7 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
     let root = &cx.config.scope.root_namespace;
     let visible = |dr: &Value| {
         let dr_ns = dr
-            .at("/metadata/namespace")
+            .path(&["metadata", "namespace"])
             .and_then(Value::as_str)
             .unwrap_or("default");
         dr_ns == ns.as_str() || dr_ns == root
@@ -131,7 +131,7 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
         .any(|dr| {
             fg101_fixes
                 || dr
-                    .at("/spec/trafficPolicy/outlierDetection")
+                    .path(&["spec", "trafficPolicy", "outlierDetection"])
                     .is_some_and(|od| !od.is_null())
         });
     let mut missing = Vec::new();
@@ -224,7 +224,7 @@ pub static FG404: Rule = Rule {
 fn check_fg404(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     if !cx.config.in_failover_scope(&cx.subject.namespace)
         || svc
-            .at("/spec/internalTrafficPolicy")
+            .path(&["spec", "internalTrafficPolicy"])
             .and_then(Value::as_str)
             != Some("Local")
     {
@@ -277,15 +277,15 @@ fn check_fg501(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     // (pilot/pkg/model/authorization.go: root namespace policies are mesh-wide).
     let root = &cx.config.scope.root_namespace;
     let mesh_wide = world.authorization_policies(root).iter().any(|ap| {
-        ap.at("/spec/selector").is_none()
-            && ap.at("/spec/targetRef").is_none()
-            && ap.at("/spec/targetRefs").is_none()
+        ap.path(&["spec", "selector"]).is_none()
+            && ap.path(&["spec", "targetRef"]).is_none()
+            && ap.path(&["spec", "targetRefs"]).is_none()
     });
     if mesh_wide {
         return;
     }
     for (i, server) in array_at(gw, &["spec", "servers"]).iter().enumerate() {
-        if server.at("/tls/mode").and_then(Value::as_str) != Some("AUTO_PASSTHROUGH") {
+        if server.path(&["tls", "mode"]).and_then(Value::as_str) != Some("AUTO_PASSTHROUGH") {
             continue;
         }
         let Some(host) = array_at(server, &["hosts"])

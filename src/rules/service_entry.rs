@@ -389,7 +389,7 @@ fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         return;
     }
     let location = se
-        .at("/spec/location")
+        .path(&["spec", "location"])
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
@@ -708,7 +708,7 @@ pub static FG207: Rule = Rule {
 };
 
 fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    if se.at("/spec/workloadSelector").is_some() || !merges_with_service(se, cx) {
+    if se.path(&["spec", "workloadSelector"]).is_some() || !merges_with_service(se, cx) {
         return;
     }
     for (i, endpoint) in endpoints(se).iter().enumerate() {
@@ -730,7 +730,7 @@ fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     if endpoints(se).is_empty() {
         return;
     }
-    match se.at("/spec/resolution").and_then(Value::as_str).unwrap_or("NONE") {
+    match se.path(&["spec", "resolution"]).and_then(Value::as_str).unwrap_or("NONE") {
         // NONE is FG208's to fix (it owns the resolution of the entries it fills).
         "STATIC" | "NONE" => {}
         other => out.push(
@@ -877,7 +877,7 @@ fn covers(existing: &Value, remote: &Remote, labels: &BTreeMap<String, String>) 
 
 fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
     if !is_failover_entry(se, cx)
-        || se.at("/spec/workloadSelector").is_some()
+        || se.path(&["spec", "workloadSelector"]).is_some()
         || !se.field("spec").is_some_and(Value::is_object)
     {
         return;
@@ -906,7 +906,7 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     // manifest that says NONE again is fixed by the same rule (and the mutated annotation
     // stays the same).
     let unresolved = se
-        .at("/spec/resolution")
+        .path(&["spec", "resolution"])
         .and_then(Value::as_str)
         .is_none_or(|r| r == "NONE");
     let needs_static =

@@ -145,6 +145,7 @@ pub struct ClusterWorld {
     index: RwLock<Index>,
     synced: Mutex<BTreeMap<&'static str, bool>>,
     all_synced: AtomicBool,
+    memo: crate::world::Memo,
 }
 
 impl ClusterWorld {
@@ -158,6 +159,7 @@ impl ClusterWorld {
                     .collect(),
             ),
             all_synced: AtomicBool::new(false),
+            memo: Default::default(),
         })
     }
 
@@ -306,6 +308,9 @@ impl World for ClusterWorld {
     }
     fn is_ready(&self) -> bool {
         self.is_synced()
+    }
+    fn memo(&self) -> Option<&crate::world::Memo> {
+        Some(&self.memo)
     }
     fn describe(&self) -> String {
         if self.is_synced() {

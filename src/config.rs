@@ -315,6 +315,10 @@ pub struct Topology {
     pub trust_domains: BTreeSet<String>,
     /// `outlierDetection` as FG101 injects it, built once rather than on every fix.
     pub outlier_detection: Value,
+    /// Unique to this derivation: what was computed under one configuration (FG601's
+    /// remembered simulations) is never reused under another. A configuration is not changed
+    /// after it is loaded; a changed one (`with_discovered`, a reload) is derived again.
+    pub generation: u64,
 }
 
 fn default_trust_domain() -> String {
@@ -534,7 +538,11 @@ impl Config {
     }
 
     fn derive_topology(&self) -> Topology {
-        let mut topology = Topology::default();
+        static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let mut topology = Topology {
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Topology::default()
+        };
         let all = self
             .cluster
             .localities

@@ -141,6 +141,27 @@ impl Field for Value {
     }
 }
 
+/// Whether two values are equal, as `==` says (maps in any order), with [`Field`] lookups
+/// for members out of order instead of hashing every key.
+pub fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|((k, v), (l, w))| {
+                    if k == l {
+                        equal(v, w)
+                    } else {
+                        y.field(k).is_some_and(|w| equal(v, w))
+                    }
+                })
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| equal(v, w))
+        }
+        _ => a == b,
+    }
+}
+
 /// The value at a path of object keys.
 pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
     value.path(path)
@@ -397,6 +418,19 @@ mod pointer_tests {
             }
         }
         assert_eq!(json!([1]).field("0"), None);
+        for (a, b) in [
+            (
+                json!({"a": 1, "b": [1, {"c": 2}]}),
+                json!({"b": [1, {"c": 2}], "a": 1}),
+            ),
+            (json!({"a": 1}), json!({"a": 1.0})),
+            (json!({"a": 1}), json!({"b": 1})),
+            (json!({"a": 1}), json!({"a": 1, "b": 2})),
+            (json!([1, 2]), json!([2, 1])),
+            (large.clone(), large.clone()),
+        ] {
+            assert_eq!(equal(&a, &b), a == b, "{a} {b}");
+        }
         assert_eq!(json!("spec").field("spec"), None);
         let mut large = large;
         *large.field_mut("k39").unwrap() = json!("x");

@@ -5,8 +5,9 @@
 //! admission latency does not grow with the number of objects.
 
 use std::{
+    any::Any,
     collections::{BTreeSet, HashMap},
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use serde_json::Value;
@@ -36,6 +37,11 @@ pub trait World: Send + Sync {
     /// A one-line state for /readyz.
     fn describe(&self) -> String {
         "ready".into()
+    }
+    /// Where FG601 remembers its simulations over this world's objects (none: simulate
+    /// every time).
+    fn memo(&self) -> Option<&Memo> {
+        None
     }
 }
 
@@ -263,7 +269,10 @@ impl World for Index {
 }
 
 /// A world made of parsed manifests, indexed once.
-pub struct ManifestWorld(Index);
+pub struct ManifestWorld {
+    index: Index,
+    memo: Memo,
+}
 
 impl ManifestWorld {
     /// Indexes `objects`; objects without a namespace are taken to live in `default_namespace`.
@@ -276,31 +285,137 @@ impl ManifestWorld {
         for object in objects {
             index.upsert(object.clone());
         }
-        ManifestWorld(index)
+        ManifestWorld {
+            index,
+            memo: Memo::default(),
+        }
     }
 
     /// Puts an object in (replacing the one of the same kind, namespace and name): an object
     /// as it is stored once applied.
     pub fn upsert(&mut self, object: Value) {
-        self.0.upsert(object);
+        self.index.upsert(object);
     }
 }
 
 impl World for ManifestWorld {
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.0.service(namespace, name)
+        self.index.service(namespace, name)
     }
     fn destination_rules(&self, host: &str) -> Vec<Arc<Value>> {
-        self.0.destination_rules(host)
+        self.index.destination_rules(host)
     }
     fn service_entries(&self, host: &str) -> Vec<Arc<Value>> {
-        self.0.service_entries(host)
+        self.index.service_entries(host)
     }
     fn authorization_policies(&self, namespace: &str) -> Vec<Arc<Value>> {
-        self.0.authorization_policies(namespace)
+        self.index.authorization_policies(namespace)
     }
     fn namespaces(&self) -> Vec<String> {
-        self.0.namespaces()
+        self.index.namespaces()
+    }
+    fn memo(&self) -> Option<&Memo> {
+        Some(&self.memo)
+    }
+}
+
+/// An input of a remembered answer: an object of the world, known by identity, or the admitted
+/// object, known by content.
+pub enum Input<'a> {
+    /// The world replaces an object's `Arc` whenever the object changes, and the memo keeps
+    /// the `Arc` it saw, so that address is never reused for another object meanwhile.
+    Stored(&'a Arc<Value>),
+    Admitted(&'a Value),
+}
+
+impl Input<'_> {
+    pub fn value(&self) -> &Value {
+        match self {
+            Input::Stored(v) => v,
+            Input::Admitted(v) => v,
+        }
+    }
+}
+
+enum Kept {
+    Stored(Arc<Value>),
+    Admitted(Value),
+}
+
+impl Kept {
+    fn matches(&self, input: &Input<'_>) -> bool {
+        match (self, input) {
+            (Kept::Stored(kept), Input::Stored(input)) => Arc::ptr_eq(kept, input),
+            (Kept::Admitted(kept), Input::Admitted(input)) => crate::object::equal(kept, input),
+            _ => false,
+        }
+    }
+}
+
+struct Remembered {
+    generation: u64,
+    inputs: Vec<Kept>,
+    answer: Arc<dyn Any + Send + Sync>,
+}
+
+/// Answers a rule worked out from the world's objects and the admitted one, remembered so that
+/// the same question is not worked out again (FG601's simulation costs 10-35 µs, and in GitOps
+/// most admissions re-apply an unchanged object into an unchanged world). An answer is reused
+/// only when every input is the same: the same world objects, an equal admitted object, the
+/// same configuration (its generation).
+#[derive(Default)]
+pub struct Memo {
+    entries: Mutex<HashMap<String, Remembered>>,
+}
+
+/// At most this many remembered answers (then they are all forgotten): a few MiB at most, since
+/// a stored object is shared with the world and only the admitted one is copied.
+const MEMO_LIMIT: usize = 1024;
+
+impl Memo {
+    /// The answer remembered under `key` for these inputs, or `compute`'s, then remembered.
+    pub fn get_or_insert_with<T: Any + Send + Sync>(
+        &self,
+        key: &str,
+        generation: u64,
+        inputs: &[Input<'_>],
+        compute: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let remembered = {
+            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            entries
+                .get(key)
+                .filter(|r| {
+                    r.generation == generation
+                        && r.inputs.len() == inputs.len()
+                        && r.inputs.iter().zip(inputs).all(|(k, i)| k.matches(i))
+                })
+                .map(|r| Arc::clone(&r.answer))
+        };
+        if let Some(answer) = remembered.and_then(|a| a.downcast::<T>().ok()) {
+            return answer;
+        }
+        let answer = Arc::new(compute());
+        let kept = inputs
+            .iter()
+            .map(|i| match i {
+                Input::Stored(v) => Kept::Stored(Arc::clone(v)),
+                Input::Admitted(v) => Kept::Admitted((*v).clone()),
+            })
+            .collect();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MEMO_LIMIT {
+            entries.clear();
+        }
+        entries.insert(
+            key.to_owned(),
+            Remembered {
+                generation,
+                inputs: kept,
+                answer: answer.clone(),
+            },
+        );
+        answer
     }
 }
 

@@ -1180,3 +1180,18 @@ pub fn verdict(c: &EnvoyCluster) -> &'static str {
         _ => "failover",
     }
 }
+
+/// The Envoy clusters of `host` whose priorities for these clients are not failover (FG601's
+/// question), from one simulation.
+pub fn shortfalls(
+    objects: &[&Value],
+    config: &Config,
+    clients: &[Client],
+    host: &str,
+) -> Vec<EnvoyCluster> {
+    simulate(objects, config, clients, &[host.to_owned()])
+        .clusters
+        .into_iter()
+        .filter(|c| c.verdict != "failover")
+        .collect()
+}

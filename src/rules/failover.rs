@@ -1,5 +1,7 @@
 //! Whole-host rules (FG6xx): what Envoy ends up with once every object is taken together.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{Context, Issue, Rule};
@@ -10,6 +12,7 @@ use crate::{
         traffic::{self, Client, EnvoyCluster},
     },
     object::{Field as _, Kind, Subject, array_at, str_at},
+    world::Input,
 };
 
 // === FG601 failover-not-effective ===
@@ -139,27 +142,29 @@ fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<I
         };
         // Borrowed, not copied: the world's objects are shared (`Arc`), the admitted one is
         // referenced in place.
+        let object: &Value = object;
         let stored_service = world.service(namespace, service);
         let entries = world.service_entries(&host);
         let rules = world.destination_rules(&host);
-        let mut objects: Vec<&Value> = Vec::with_capacity(entries.len() + rules.len() + 2);
+        let mut inputs: Vec<Input<'_>> = Vec::with_capacity(entries.len() + rules.len() + 2);
         if cx.subject.kind == Kind::Service {
-            objects.push(object);
+            inputs.push(Input::Admitted(object));
         } else if let Some(svc) = &stored_service {
-            objects.push(svc);
+            inputs.push(Input::Stored(svc));
         } else {
             continue;
         }
-        objects.extend(
+        inputs.extend(
             rules
                 .iter()
                 .chain(entries.iter())
-                .map(|o| &**o)
-                .filter(|o| !same(o)),
+                .filter(|o| !same(o))
+                .map(Input::Stored),
         );
         if cx.subject.kind != Kind::Service {
-            objects.push(object);
+            inputs.push(Input::Admitted(object));
         }
+        let objects: Vec<&Value> = inputs.iter().map(Input::value).collect();
         // Nothing to fail over to yet is FG402's to say.
         let has_entry = objects.iter().any(|o| {
             Kind::of(o) == Some(Kind::ServiceEntry)
@@ -168,42 +173,117 @@ fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<I
         if !has_entry {
             continue;
         }
-        let clients: Vec<Client> = cx
-            .config
-            .cluster
-            .localities
-            .iter()
-            .map(|l| Client {
-                locality: l.clone(),
-                namespace: namespace.to_owned(),
-            })
-            .collect();
-        let simulation =
-            traffic::simulate(&objects, cx.config, &clients, std::slice::from_ref(&host));
-        // One warning per host: the plain cluster first (the one most clients use), and how
-        // many other Envoy clusters (subsets, ports) fall short too.
-        let mut failing: Vec<&EnvoyCluster> = simulation
-            .clusters
-            .iter()
-            .filter(|c| c.verdict != "failover")
-            .collect();
-        failing.sort_by_key(|c| (!c.subset.is_empty(), c.port, c.subset.clone()));
-        let lines: std::collections::BTreeSet<String> =
-            failing.iter().map(|c| summary(c)).collect();
-        if let Some(first) = failing.first() {
-            let others = lines.len() - 1;
-            let mut line = summary(first);
-            if others > 0 {
-                line.push_str(&format!(
-                    " (and {others} more Envoy cluster{})",
-                    if others == 1 { "" } else { "s" }
-                ));
-            }
-            out.push(
-                Issue::warn("spec", line)
-                    .because(meaning(&first.verdict))
-                    .fix("run `failover-guard simulate` on these objects for the full table"),
-            );
-        }
+        let work = || judge(&objects, cx, namespace, &host);
+        // A re-applied object in an unchanged world gets the answer it got last time.
+        let issue = match world.memo() {
+            Some(memo) => memo.get_or_insert_with(
+                &format!("FG601 {host} {}", cx.subject),
+                cx.config.topology.generation,
+                &inputs,
+                work,
+            ),
+            None => Arc::new(work()),
+        };
+        out.extend(Option::clone(&issue));
+    }
+}
+
+/// The simulation of `host` over `objects` for clients in each of this cluster's localities:
+/// one warning when some Envoy cluster falls short, naming the plain cluster first (the one
+/// most clients use) and how many other Envoy clusters (subsets, ports) fall short too.
+fn judge(objects: &[&Value], cx: &Context<'_>, namespace: &str, host: &str) -> Option<Issue> {
+    let clients: Vec<Client> = cx
+        .config
+        .cluster
+        .localities
+        .iter()
+        .map(|l| Client {
+            locality: l.clone(),
+            namespace: namespace.to_owned(),
+        })
+        .collect();
+    let simulation = traffic::simulate(objects, cx.config, &clients, &[host.to_owned()]);
+    let mut failing: Vec<&EnvoyCluster> = simulation
+        .clusters
+        .iter()
+        .filter(|c| c.verdict != "failover")
+        .collect();
+    failing.sort_by_key(|c| (!c.subset.is_empty(), c.port, c.subset.clone()));
+    let lines: std::collections::BTreeSet<String> = failing.iter().map(|c| summary(c)).collect();
+    let first = failing.first()?;
+    let others = lines.len() - 1;
+    let mut line = summary(first);
+    if others > 0 {
+        line.push_str(&format!(
+            " (and {others} more Envoy cluster{})",
+            if others == 1 { "" } else { "s" }
+        ));
+    }
+    Some(
+        Issue::warn("spec", line)
+            .because(meaning(&first.verdict))
+            .fix("run `failover-guard simulate` on these objects for the full table"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::Config,
+        rules::testing::{run_rule, yaml},
+        world::ManifestWorld,
+    };
+
+    fn warnings(config: &Config, world: &ManifestWorld, object: &Value) -> Vec<String> {
+        let (_, issues) = run_rule(&FG601, config, Some(world), object, false);
+        issues.into_iter().map(|i| i.problem).collect()
+    }
+
+    /// FG601 remembers its simulations; what it answers must still follow every change of the
+    /// admitted object, the world and the configuration.
+    #[test]
+    fn remembered_verdicts_follow_the_object_the_world_and_the_config() {
+        let service = yaml(
+            "{apiVersion: v1, kind: Service, metadata: {name: reviews, namespace: bookinfo}, spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}}",
+        );
+        let entry = |locality: &str| {
+            yaml(&format!(
+                "{{apiVersion: networking.istio.io/v1, kind: ServiceEntry, metadata: {{name: reviews-failover, namespace: bookinfo}}, spec: {{hosts: [reviews.bookinfo.svc.cluster.local], location: MESH_INTERNAL, resolution: STATIC, ports: [{{number: 9080, name: http, protocol: HTTP}}], endpoints: [{{address: 203.0.113.10, ports: {{http: 15443}}, locality: {locality}, labels: {{security.istio.io/tlsMode: istio}}}}]}}}}"
+            ))
+        };
+        let rule = |policy: &str| {
+            yaml(&format!(
+                "{{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {{name: reviews, namespace: bookinfo}}, spec: {{host: reviews, trafficPolicy: {policy}}}}}"
+            ))
+        };
+        let inert = rule("{connectionPool: {tcp: {maxConnections: 10}}}");
+        let good = rule("{outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}}");
+        let config = Config::example();
+        let mut world = ManifestWorld::new(
+            [&service, &entry("europe-west4/europe-west4-a")],
+            "default",
+            "svc.cluster.local",
+        );
+        let is = |found: Vec<String>, verdict: &str| {
+            assert!(
+                found.len() == 1 && found[0].ends_with(verdict),
+                "{verdict}: {found:?}"
+            )
+        };
+        is(warnings(&config, &world, &inert), ": inert");
+        is(warnings(&config, &world, &inert), ": inert");
+        assert_eq!(warnings(&config, &world, &good), Vec::<String>::new());
+        is(warnings(&config, &world, &inert), ": inert");
+        // The world changes: the entry's gateway now carries this cluster's locality.
+        world.upsert(entry("europe-west1/europe-west1-b"));
+        is(warnings(&config, &world, &good), ": spread");
+        world.upsert(entry("europe-west4/europe-west4-a"));
+        assert_eq!(warnings(&config, &world, &good), Vec::<String>::new());
+        // Another configuration: this cluster now sits where the remote's gateway is.
+        let mut moved = Config::example();
+        moved.cluster.localities = vec!["europe-west4/europe-west4-a".into()];
+        let moved = moved.with_discovered(&[]);
+        is(warnings(&moved, &world, &good), ": spread");
     }
 }

@@ -518,7 +518,7 @@ fn entry_endpoints(se: &Value, config: &Config) -> Vec<IstioEndpoint> {
             let number = port.field("number").and_then(as_int).unwrap_or(0);
             let target = endpoint
                 .field("ports")
-                .and_then(|m| m.get(name))
+                .and_then(|m| m.field(name))
                 .and_then(as_int)
                 .or_else(|| port.field("targetPort").and_then(as_int).filter(|t| *t > 0))
                 .unwrap_or(number);
@@ -643,7 +643,7 @@ fn port_level(policy: Option<&Value>, port: u32) -> (Option<Value>, bool) {
         Some(entry) => {
             let mut out = serde_json::Map::new();
             for key in ["connectionPool", "loadBalancer", "outlierDetection", "tls"] {
-                if let Some(v) = entry.get(key).filter(|v| !v.is_null()) {
+                if let Some(v) = entry.field(key).filter(|v| !v.is_null()) {
                     out.insert(key.into(), v.clone());
                 }
             }

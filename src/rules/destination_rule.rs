@@ -188,7 +188,7 @@ fn locality_disabled(policy: &Value) -> bool {
 
 /// A present, non-null field.
 fn has(value: &Value, key: &str) -> bool {
-    value.get(key).is_some_and(|v| !v.is_null())
+    value.field(key).is_some_and(|v| !v.is_null())
 }
 
 /// The policy object at a level, created (with its parents) for the top level when absent.
@@ -572,7 +572,7 @@ fn check_fg103(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 .fix("remove consecutiveErrors"),
             );
         }
-        let count = |key: &str| od.get(key).and_then(as_int);
+        let count = |key: &str| od.field(key).and_then(as_int);
         // With the split on, pilot always emits split_external_local_origin_errors and
         // Envoy ejects on local-origin failures (consecutive_local_origin_failure defaults to
         // 5, enforcing to 100) even when consecutiveLocalOriginFailures is unset.
@@ -597,7 +597,7 @@ fn check_fg103(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
 }
 
 fn has_value(map: &Map<String, Value>, key: &str) -> bool {
-    map.get(key).is_some_and(|v| !v.is_null())
+    map.field(key).is_some_and(|v| !v.is_null())
 }
 
 /// Every `localityLbSetting` object in the rule, with its level.
@@ -776,7 +776,7 @@ fn check_fg105(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         }
         let ignored: Vec<&str> = ["failover", "failoverPriority", "distribute"]
             .into_iter()
-            .filter(|k| non_empty(setting.get(*k)))
+            .filter(|k| non_empty(setting.field(k)))
             .collect();
         if !ignored.is_empty() {
             out.push(
@@ -964,7 +964,7 @@ fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         {
             let at = format!("{path}.failover[{i}]");
             for field in ["from", "to"] {
-                let Some(region) = rule.get(field).and_then(Value::as_str) else {
+                let Some(region) = rule.field(field).and_then(Value::as_str) else {
                     continue;
                 };
                 if topology.regions.contains(region) {

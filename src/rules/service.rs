@@ -20,7 +20,7 @@ fn selects_gateway(svc: &Value, cx: &Context<'_>) -> bool {
     !selector.is_empty()
         && selector
             .iter()
-            .all(|(k, v)| actual.get(k).and_then(Value::as_str) == Some(v.as_str()))
+            .all(|(k, v)| actual.field(k).and_then(Value::as_str) == Some(v.as_str()))
 }
 
 // === FG401 gateway-network-label ===
@@ -180,7 +180,7 @@ fn check_fg403(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issu
     }
     for (i, port) in array_at(svc, &["spec", "ports"]).iter().enumerate() {
         let named = |k: &str| {
-            port.get(k)
+            port.field(k)
                 .and_then(Value::as_str)
                 .is_some_and(|s| !s.is_empty())
         };

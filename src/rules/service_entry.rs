@@ -120,11 +120,9 @@ fn has_locality(endpoint: &Value) -> bool {
         .field("locality")
         .and_then(Value::as_str)
         .is_some_and(|l| !l.is_empty())
-        || LOCALITY_LABELS.iter().any(|l| {
-            endpoint
-                .at(&format!("/labels/{}", l.replace('/', "~1")))
-                .is_some()
-        })
+        || LOCALITY_LABELS
+            .iter()
+            .any(|l| endpoint.path(&["labels", l]).is_some())
 }
 
 // === FG201 endpoint-locality-missing ===
@@ -306,7 +304,7 @@ fn endpoint_ports(se: &Value, endpoint: &Value) -> Vec<i64> {
         .filter_map(|port| {
             let name = port.field("name").and_then(Value::as_str).unwrap_or("");
             mapped
-                .and_then(|m| m.get(name))
+                .and_then(|m| m.field(name))
                 .and_then(as_int)
                 .or_else(|| port.field("targetPort").and_then(as_int))
                 .or_else(|| port.field("number").and_then(as_int))
@@ -333,9 +331,7 @@ fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                     .any(|p| u16::try_from(*p).is_ok_and(|p| gateway_ports.contains(&p)))
         })
         .filter(|(_, e)| {
-            e.at(&format!("/labels/{}", TLS_MODE_LABEL.replace('/', "~1")))
-                .and_then(Value::as_str)
-                != Some("istio")
+            e.path(&["labels", TLS_MODE_LABEL]).and_then(Value::as_str) != Some("istio")
         })
         .map(|(i, e)| (i, address(e).unwrap_or("").to_owned()))
         .collect();
@@ -869,7 +865,7 @@ fn covers(existing: &Value, remote: &Remote, labels: &BTreeMap<String, String>) 
         && labels.iter().all(|(k, v)| {
             existing
                 .field("labels")
-                .and_then(|l| l.get(k))
+                .and_then(|l| l.field(k))
                 .and_then(Value::as_str)
                 == Some(v.as_str())
         })
@@ -1191,7 +1187,7 @@ fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                 let carried = remote.iter().any(|e| {
                     labels
                         .iter()
-                        .all(|(k, v)| e.field("labels").and_then(|l| l.get(k)) == Some(v))
+                        .all(|(k, v)| e.field("labels").and_then(|l| l.field(k)) == Some(v))
                 });
                 if carried {
                     continue;

@@ -6,7 +6,7 @@
 
 use std::{
     any::Any,
-    collections::{BTreeSet, HashMap},
+    collections::BTreeSet,
     sync::{Arc, Mutex, PoisonError},
 };
 
@@ -71,6 +71,10 @@ impl WorldKind {
 }
 
 type Key = (String, String);
+
+/// Hash maps of the index: looked up several times per admission, with keys from the
+/// cluster's own objects, so a fast hasher (foldhash) rather than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
 
 /// Objects of one kind by (namespace, name), with a secondary index.
 #[derive(Default)]

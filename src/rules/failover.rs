@@ -11,7 +11,7 @@ use crate::{
         cluster_local_service, fqdn,
         traffic::{self, Client, EnvoyCluster},
     },
-    object::{Field as _, Kind, Subject, array_at, str_at},
+    object::{Field as _, Kind, array_at, str_at},
     world::Input,
 };
 
@@ -135,16 +135,31 @@ fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<I
         };
         // The world with the object admitted in place of its stored version.
         let same = |other: &Value| {
-            let s = Subject::of(other, cx.subject.kind, "default");
-            crate::object::Kind::of(other) == Some(cx.subject.kind)
-                && s.namespace == cx.subject.namespace
-                && s.name == cx.subject.name
+            Kind::of(other) == Some(cx.subject.kind)
+                && str_at(other, &["metadata", "name"])
+                    .or_else(|| str_at(other, &["metadata", "generateName"]))
+                    .unwrap_or("")
+                    == cx.subject.name
+                && str_at(other, &["metadata", "namespace"])
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or("default")
+                    == cx.subject.namespace
         };
         // Borrowed, not copied: the world's objects are shared (`Arc`), the admitted one is
         // referenced in place.
         let object: &Value = object;
-        let stored_service = world.service(namespace, service);
         let entries = world.service_entries(&host);
+        // Nothing to fail over to yet is FG402's to say.
+        let local_entry = |o: &Value| {
+            Kind::of(o) == Some(Kind::ServiceEntry)
+                && str_at(o, &["metadata", "namespace"]).unwrap_or("default") == namespace
+        };
+        let has_entry = entries.iter().any(|o| !same(o) && local_entry(o))
+            || (cx.subject.kind == Kind::ServiceEntry && local_entry(object));
+        if !has_entry {
+            continue;
+        }
+        let stored_service = world.service(namespace, service);
         let rules = world.destination_rules(&host);
         let mut inputs: Vec<Input<'_>> = Vec::with_capacity(entries.len() + rules.len() + 2);
         if cx.subject.kind == Kind::Service {
@@ -165,14 +180,6 @@ fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<I
             inputs.push(Input::Admitted(object));
         }
         let objects: Vec<&Value> = inputs.iter().map(Input::value).collect();
-        // Nothing to fail over to yet is FG402's to say.
-        let has_entry = objects.iter().any(|o| {
-            Kind::of(o) == Some(Kind::ServiceEntry)
-                && str_at(o, &["metadata", "namespace"]).unwrap_or("default") == namespace
-        });
-        if !has_entry {
-            continue;
-        }
         let work = || judge(&objects, cx, namespace, &host);
         // A re-applied object in an unchanged world gets the answer it got last time.
         let issue = match world.memo() {

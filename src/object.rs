@@ -319,6 +319,35 @@ fn unescape(token: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Whether `key` is the member an RFC 6901 reference token names, decoding `~0` and `~1` as
+/// it compares (an annotation key such as `failover-guard.io~1mutated` is not copied).
+fn names(token: &str, key: &str) -> bool {
+    let (t, k) = (token.as_bytes(), key.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < t.len() {
+        // As serde_json's `pointer`: `~` followed by anything else stays a `~`.
+        let (want, step) = match (t[i], t.get(i + 1)) {
+            (b'~', Some(b'0')) => (b'~', 2),
+            (b'~', Some(b'1')) => (b'/', 2),
+            (b, _) => (b, 1),
+        };
+        if k.get(j) != Some(&want) {
+            return false;
+        }
+        i += step;
+        j += 1;
+    }
+    j == k.len()
+}
+
+/// The member of `map` a reference token names.
+fn member<'v>(map: &'v Map<String, Value>, token: &str) -> Option<&'v Value> {
+    if map.len() > SCAN_LIMIT {
+        return map.get(unescape(token).as_ref());
+    }
+    map.iter().find_map(|(k, v)| names(token, k).then_some(v))
+}
+
 fn index(token: &str) -> Option<usize> {
     (token == "0" || !token.starts_with(['0', '+'])).then(|| token.parse().ok())?
 }
@@ -333,7 +362,7 @@ pub fn deepest<'v, 'p>(value: &'v Value, pointer: &'p str) -> (&'p str, &'v Valu
         let len = tail.find('/').unwrap_or(tail.len());
         let token = &tail[..len];
         let next = match value {
-            Value::Object(map) => map.field(unescape(token).as_ref()),
+            Value::Object(map) => member(map, token),
             Value::Array(items) => index(token).and_then(|i| items.get(i)),
             _ => None,
         };
@@ -355,7 +384,7 @@ impl Pointer for Value {
             .strip_prefix('/')?
             .split('/')
             .try_fold(self, |value, token| match value {
-                Value::Object(map) => map.field(unescape(token).as_ref()),
+                Value::Object(map) => member(map, token),
                 Value::Array(items) => items.get(index(token)?),
                 _ => None,
             })
@@ -383,7 +412,8 @@ mod pointer_tests {
 
     #[test]
     fn agrees_with_serde_json() {
-        let mut v = json!({"a": [{"b/c": 1, "d~e": 2}], "x": {"y": null}});
+        let mut v =
+            json!({"a": [{"b/c": 1, "d~e": 2}], "x": {"y": null}, "~1": 4, "a/b~": 5, "~": 6});
         for p in [
             "",
             "/a",
@@ -396,6 +426,14 @@ mod pointer_tests {
             "/x/z",
             "a",
             "/a/-",
+            "/~01",
+            "/a~1b~0",
+            "/~",
+            "/~2",
+            "/~1",
+            "/~0",
+            "/~~1",
+            "/x~1y",
         ] {
             assert_eq!(v.at(p), v.pointer(p), "{p}");
         }

@@ -162,6 +162,28 @@ pub fn equal(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Whether `value` fits in `budget` bytes (string and key lengths, and 16 a node), taking what
+/// it uses from the budget; it stops walking as soon as the budget is spent.
+pub fn fits(value: &Value, budget: &mut usize) -> bool {
+    let take = |budget: &mut usize, bytes: usize| match budget.checked_sub(bytes) {
+        Some(left) => {
+            *budget = left;
+            true
+        }
+        None => false,
+    };
+    if !take(budget, 16 + value.as_str().map_or(0, str::len)) {
+        return false;
+    }
+    match value {
+        Value::Array(items) => items.iter().all(|v| fits(v, budget)),
+        Value::Object(map) => map
+            .iter()
+            .all(|(k, v)| take(budget, k.len()) && fits(v, budget)),
+        _ => true,
+    }
+}
+
 /// The value at a path of object keys.
 pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
     value.path(path)
@@ -456,6 +478,14 @@ mod pointer_tests {
             }
         }
         assert_eq!(json!([1]).field("0"), None);
+        let budget = |v: &Value, mut bytes: usize| (fits(v, &mut bytes), bytes);
+        assert_eq!(
+            budget(&json!({"ab": "xyz"}), 100),
+            (true, 100 - 16 - 2 - 16 - 3)
+        );
+        assert!(!budget(&json!({"ab": "xyz"}), 36).0);
+        assert_eq!(budget(&json!([[1], [2]]), 80), (true, 0));
+        assert!(!budget(&json!("x".repeat(1 << 20)), 16 * 1024).0);
         for (a, b) in [
             (
                 json!({"a": 1, "b": [1, {"c": 2}]}),

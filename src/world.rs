@@ -372,9 +372,12 @@ pub struct Memo {
     entries: Mutex<HashMap<String, Remembered>>,
 }
 
-/// At most this many remembered answers (then they are all forgotten): a few MiB at most, since
-/// a stored object is shared with the world and only the admitted one is copied.
+/// At most this many remembered answers (then they are all forgotten).
 const MEMO_LIMIT: usize = 1024;
+/// Answers over larger inputs (about this many bytes together) are not remembered: the memo
+/// keeps a copy of the admitted object and the world's objects as they were, so this bounds it
+/// to about 16 MiB, whatever size of object is admitted.
+const MEMO_INPUT_BYTES: usize = 16 * 1024;
 
 impl Memo {
     /// The answer remembered under `key` for these inputs, or `compute`'s, then remembered.
@@ -400,6 +403,13 @@ impl Memo {
             return answer;
         }
         let answer = Arc::new(compute());
+        let mut budget = MEMO_INPUT_BYTES;
+        if !inputs
+            .iter()
+            .all(|i| crate::object::fits(i.value(), &mut budget))
+        {
+            return answer;
+        }
         let kept = inputs
             .iter()
             .map(|i| match i {
@@ -427,6 +437,36 @@ impl Memo {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn memo_remembers_small_inputs_only_while_they_stay_the_same() {
+        let memo = Memo::default();
+        let stored = Arc::new(json!({"kind": "Service", "metadata": {"name": "a"}}));
+        let admitted = json!({"kind": "DestinationRule", "spec": {"host": "a"}});
+        let ask = |stored: &Arc<Value>, admitted: &Value, generation: u64| {
+            memo.get_or_insert_with(
+                "key",
+                generation,
+                &[Input::Stored(stored), Input::Admitted(admitted)],
+                || admitted.to_string(),
+            )
+        };
+        let first = ask(&stored, &admitted, 1);
+        assert!(Arc::ptr_eq(&first, &ask(&stored, &admitted, 1)));
+        // A new version of a world object, even with equal content, is another input.
+        let replaced = Arc::new((*stored).clone());
+        assert!(!Arc::ptr_eq(&first, &ask(&replaced, &admitted, 1)));
+        // So are another configuration and another admitted object.
+        let again = ask(&replaced, &admitted, 1);
+        assert!(!Arc::ptr_eq(&again, &ask(&replaced, &admitted, 2)));
+        let changed = json!({"kind": "DestinationRule", "spec": {"host": "b"}});
+        assert_eq!(*ask(&replaced, &changed, 2), changed.to_string());
+        // A large admitted object is answered every time, never kept.
+        let large = json!({"kind": "DestinationRule", "metadata": {"annotations": {"a": "x".repeat(1 << 20)}}});
+        let answer = ask(&replaced, &large, 2);
+        assert_eq!(*answer, large.to_string());
+        assert!(!Arc::ptr_eq(&answer, &ask(&replaced, &large, 2)));
+    }
 
     #[test]
     fn index_follows_updates_and_deletes() {

@@ -184,19 +184,15 @@ pub fn fits(value: &Value, budget: &mut usize) -> bool {
     }
 }
 
-/// The value at a path of object keys.
-pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    value.path(path)
-}
-
 /// The string at a path of object keys.
 pub fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    at(value, path)?.as_str()
+    value.path(path)?.as_str()
 }
 
 /// The array at a path of object keys (empty when absent or not an array).
 pub fn array_at<'a>(value: &'a Value, path: &[&str]) -> &'a [Value] {
-    at(value, path)
+    value
+        .path(path)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
 }
@@ -399,17 +395,8 @@ pub fn deepest<'v, 'p>(value: &'v Value, pointer: &'p str) -> (&'p str, &'v Valu
 
 impl Pointer for Value {
     fn at(&self, pointer: &str) -> Option<&Value> {
-        if pointer.is_empty() {
-            return Some(self);
-        }
-        pointer
-            .strip_prefix('/')?
-            .split('/')
-            .try_fold(self, |value, token| match value {
-                Value::Object(map) => member(map, token),
-                Value::Array(items) => items.get(index(token)?),
-                _ => None,
-            })
+        let (found, value, _) = deepest(self, pointer);
+        (found.len() == pointer.len()).then_some(value)
     }
 
     fn at_mut(&mut self, pointer: &str) -> Option<&mut Value> {

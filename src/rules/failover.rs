@@ -209,14 +209,9 @@ fn judge(objects: &[&Value], cx: &Context<'_>, namespace: &str, host: &str) -> O
             namespace: namespace.to_owned(),
         })
         .collect();
-    let simulation = traffic::simulate(objects, cx.config, &clients, &[host.to_owned()]);
-    let mut failing: Vec<&EnvoyCluster> = simulation
-        .clusters
-        .iter()
-        .filter(|c| c.verdict != "failover")
-        .collect();
+    let mut failing = traffic::shortfalls(objects, cx.config, &clients, host);
     failing.sort_by_key(|c| (!c.subset.is_empty(), c.port, c.subset.clone()));
-    let lines: std::collections::BTreeSet<String> = failing.iter().map(|c| summary(c)).collect();
+    let lines: std::collections::BTreeSet<String> = failing.iter().map(summary).collect();
     let first = failing.first()?;
     let others = lines.len() - 1;
     let mut line = summary(first);

@@ -815,8 +815,12 @@ pub static FG106: Rule = Rule {
             when every other endpoint is down; with distribute set, ApplyLocalityLoadBalancer \
             applies no failover priorities at all. Locality keys match whole segments \
             (pilot/pkg/networking/util LocalityMatch), so partial wildcards (us-east*) never match; \
-            overlapping keys are rejected by Istio's validation; distribute and failoverPriority \
-            cannot be combined.",
+            overlapping to keys are walked in Go's random map order, both by applyLocalityWeights \
+            (an endpoint group takes the weight of whichever matching key comes first) and by \
+            pkg/config/validation/agent validateLocalities (which rejects the overlap only when \
+            the wider key comes first), so the weights change from push to push and the same \
+            object is accepted on one apply and rejected on the next; distribute and \
+            failoverPriority cannot be combined.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        distribute:\n        - from: europe-west1/*\n          to: {\"europe-west1/*\": 100}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        distribute:\n        - from: europe-west1/*\n          to: {\"europe-west1/*\": 90, \"europe-west4/*\": 10}\n",
     check: check_fg106,
@@ -907,7 +911,7 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                     if keys_overlap(key_a, key_b) {
                         out.push(
                             Issue::deny(&at, format!("{at}.to keys {key_a:?} and {key_b:?} overlap"))
-                                .because("the same endpoints are weighted twice and the weights no longer mean what they say")
+                                .because("Istio walks the to keys in random order: the endpoints there take whichever key's weight comes first, and its validation rejects the overlap on some applies only")
                                 .fix("make the to keys disjoint"),
                         );
                     }

@@ -20,7 +20,7 @@ use failover_guard::{
     cluster,
     cluster::ClusterWorld,
     config::{self, Config},
-    engine, explain,
+    engine, explain, logbuf,
     metrics::Metrics,
     offline, rules,
     server::{self, tls::CertFiles},
@@ -50,32 +50,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr through a writer thread, so that a request that logs (every patched or
-/// denied admission, at info) formats its line but never waits on the write. Should the
-/// writer fall behind by 128k lines, lines are dropped rather than admissions slowed. The
-/// writer buffers: under load it writes the lines waiting for it in one system call instead of
-/// one each, and it flushes as soon as none is waiting, so a quiet webhook's lines are not held
-/// back.
-fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr through a writer thread that writes them in batches
+/// (`failover_guard::logbuf`), so that a request that logs (every patched or denied admission,
+/// at info) formats its line and goes on: no write and no wake-up per line.
+fn init_tracing(format: LogFormat) -> Option<logbuf::Guard> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FAILOVER_GUARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal: a file or a log collector would get escape
     // sequences (NO_COLOR is honoured too).
     use std::io::IsTerminal as _;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
-        64 * 1024,
-        std::io::stderr(),
-    ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(writer);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        .with_ansi(ansi);
+    match logbuf::batched(std::io::stderr()) {
+        Ok((writer, guard)) => {
+            let builder = builder.with_writer(writer);
+            match format {
+                LogFormat::Json => builder.json().flatten_event(true).init(),
+                LogFormat::Text => builder.init(),
+            }
+            Some(guard)
+        }
+        // No thread for the writer: log straight to stderr rather than not at all.
+        Err(_) => {
+            let builder = builder.with_writer(std::io::stderr);
+            match format {
+                LogFormat::Json => builder.json().flatten_event(true).init(),
+                LogFormat::Text => builder.init(),
+            }
+            None
+        }
     }
-    guard
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

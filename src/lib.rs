@@ -14,7 +14,7 @@ pub mod engine;
 pub mod explain;
 pub mod istio;
 pub mod locality;
-pub mod logbuf;
+pub mod logging;
 pub mod metrics;
 pub mod object;
 pub mod offline;

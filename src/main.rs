@@ -20,7 +20,8 @@ use failover_guard::{
     cluster,
     cluster::ClusterWorld,
     config::{self, Config},
-    engine, explain, logbuf,
+    engine, explain,
+    logging::{batch, json::JsonLines},
     metrics::Metrics,
     offline, rules,
     server::{self, tls::CertFiles},
@@ -51,9 +52,9 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr through a writer thread that writes them in batches
-/// (`failover_guard::logbuf`), so that a request that logs (every patched or denied admission,
+/// (`failover_guard::logging`), so that a request that logs (every patched or denied admission,
 /// at info) formats its line and goes on: no write and no wake-up per line.
-fn init_tracing(format: LogFormat) -> Option<logbuf::Guard> {
+fn init_tracing(format: LogFormat) -> Option<batch::Guard> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FAILOVER_GUARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal: a file or a log collector would get escape
@@ -63,11 +64,11 @@ fn init_tracing(format: LogFormat) -> Option<logbuf::Guard> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi);
-    match logbuf::batched(std::io::stderr()) {
+    match batch::batched(std::io::stderr()) {
         Ok((writer, guard)) => {
             let builder = builder.with_writer(writer);
             match format {
-                LogFormat::Json => builder.json().flatten_event(true).init(),
+                LogFormat::Json => builder.event_format(JsonLines).init(),
                 LogFormat::Text => builder.init(),
             }
             Some(guard)
@@ -76,7 +77,7 @@ fn init_tracing(format: LogFormat) -> Option<logbuf::Guard> {
         Err(_) => {
             let builder = builder.with_writer(std::io::stderr);
             match format {
-                LogFormat::Json => builder.json().flatten_event(true).init(),
+                LogFormat::Json => builder.event_format(JsonLines).init(),
                 LogFormat::Text => builder.init(),
             }
             None

@@ -14,7 +14,7 @@ pub use crate::object::truncate;
 use crate::{
     config::{Config, ConfigError, Mode},
     object::{self, Kind, Subject},
-    rules::{Context, Issue, RULES, Severity},
+    rules::{Context, Issue, RULES, Severity, Text},
     world::World,
 };
 
@@ -83,9 +83,9 @@ pub struct Finding {
     pub path: String,
     /// The object, as `DestinationRule ns/name` (shared by the findings of one pass).
     subject: Arc<str>,
-    problem: String,
-    consequence: String,
-    remedy: String,
+    problem: Text,
+    consequence: Text,
+    remedy: Text,
 }
 
 impl Finding {

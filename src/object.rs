@@ -229,14 +229,16 @@ pub fn insert_at(object: &mut Value, path: &[&str], key: &str, value: Value) -> 
     let mut created = false;
     let mut map = object.as_object_mut()?;
     for step in path {
+        // Looked up with `field` (a scan for small maps) rather than hashed twice.
+        let exists = map.field(step).is_some();
         if !created {
             wrote.push_back(*step);
-            created = !map.contains_key(*step);
+            created = !exists;
         }
-        map = map
-            .entry(*step)
-            .or_insert_with(|| Value::Object(Map::new()))
-            .as_object_mut()?;
+        if !exists {
+            map.insert((*step).to_owned(), Value::Object(Map::new()));
+        }
+        map = map.field_mut(step)?.as_object_mut()?;
     }
     if !created {
         wrote.push_back(key);

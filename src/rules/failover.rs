@@ -239,7 +239,7 @@ mod tests {
 
     fn warnings(config: &Config, world: &ManifestWorld, object: &Value) -> Vec<String> {
         let (_, issues) = run_rule(&FG601, config, Some(world), object, false);
-        issues.into_iter().map(|i| i.problem).collect()
+        issues.into_iter().map(|i| i.problem.into_owned()).collect()
     }
 
     /// FG601 remembers its simulations; what it answers must still follow every change of the

@@ -103,15 +103,19 @@ pub enum Severity {
     Warn,
 }
 
+/// A message text: a literal borrowed, or one formatted for this object.
+pub type Text = std::borrow::Cow<'static, str>;
+
 /// One problem a rule found, in the words of the message: what is wrong, what Istio will do,
 /// how to fix it.
 #[derive(Debug, Clone)]
 pub struct Issue {
     /// Where in the object, as `spec.subsets[1].trafficPolicy`.
     pub path: String,
-    pub problem: String,
-    pub consequence: String,
-    pub remedy: String,
+    /// The texts are mostly literals: borrowed, they cost a fix nothing to build.
+    pub problem: Text,
+    pub consequence: Text,
+    pub remedy: Text,
     pub severity: Severity,
     /// The rule knows how to fix this.
     pub fixable: bool,
@@ -124,12 +128,12 @@ pub struct Issue {
 }
 
 impl Issue {
-    fn new(path: impl Into<String>, problem: impl Into<String>, severity: Severity) -> Self {
+    fn new(path: impl Into<String>, problem: impl Into<Text>, severity: Severity) -> Self {
         Self {
             path: path.into(),
             problem: problem.into(),
-            consequence: String::new(),
-            remedy: String::new(),
+            consequence: Text::Borrowed(""),
+            remedy: Text::Borrowed(""),
             severity,
             fixable: false,
             wrote: Vec::new(),
@@ -137,19 +141,19 @@ impl Issue {
     }
 
     /// An issue that denies unless the rule is configured to warn.
-    pub fn deny(path: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn deny(path: impl Into<String>, problem: impl Into<Text>) -> Self {
         Self::new(path, problem, Severity::Deny)
     }
 
     /// An issue that warns unless the rule is configured to deny.
-    pub fn warn(path: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn warn(path: impl Into<String>, problem: impl Into<Text>) -> Self {
         Self::new(path, problem, Severity::Warn)
     }
 
     /// An issue the rule can fix; `wrote` is where it did (`None`: not fixed in this pass).
     pub fn fixable(
         path: impl Into<String>,
-        problem: impl Into<String>,
+        problem: impl Into<Text>,
         wrote: Option<PointerBuf>,
     ) -> Self {
         Self {
@@ -171,13 +175,13 @@ impl Issue {
     }
 
     /// What Istio will do.
-    pub fn because(mut self, consequence: impl Into<String>) -> Self {
+    pub fn because(mut self, consequence: impl Into<Text>) -> Self {
         self.consequence = consequence.into();
         self
     }
 
     /// How to fix it.
-    pub fn fix(mut self, remedy: impl Into<String>) -> Self {
+    pub fn fix(mut self, remedy: impl Into<Text>) -> Self {
         self.remedy = remedy.into();
         self
     }

@@ -266,14 +266,17 @@ pub fn review(
             let evaluation = engine::evaluate(&mut object, config, world, namespace, Pass::Mutate);
             // The patch is built from where the fixes wrote: no copy of the object, no diff.
             if !evaluation.applied.is_empty() {
-                let patch = engine::patch(&object, &evaluation.changes);
-                response = match response.with_patch(patch) {
-                    Ok(r) => r,
-                    Err(e) => deny_with_uid(
-                        &reviewed.uid,
-                        format!("failover-guard cannot encode its patch: {e}"),
-                    ),
-                };
+                // Written from the object's members, not through `with_patch` (which takes
+                // a json_patch::Patch of copied values); `encode` sends it as a JSONPatch.
+                match engine::patch_json(&object, &evaluation.changes) {
+                    Ok(patch) => response.patch = Some(patch),
+                    Err(e) => {
+                        response = deny_with_uid(
+                            &reviewed.uid,
+                            format!("failover-guard cannot encode its patch: {e}"),
+                        )
+                    }
+                }
                 reviewed.decision = if response.allowed {
                     Decision::Patched
                 } else {
@@ -378,7 +381,9 @@ fn operation_name(operation: &Operation) -> &'static str {
 ///
 /// kube-core serializes `response.patch` (a `Vec<u8>`) as an array of numbers, but the API
 /// server requires the base64 string Go uses for `[]byte` (kube-rs/kube#1781). This writes
-/// the review in one pass with the patch as base64; every other field is kube-core's.
+/// the review in one pass with the patch as base64; every other field is kube-core's. A patch
+/// is always a JSONPatch, the only type the API server takes, whether `with_patch` or `review`
+/// (which sets the bytes itself) put it there.
 pub fn encode(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
     use base64::Engine as _;
     use std::collections::HashMap;

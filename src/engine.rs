@@ -236,6 +236,39 @@ pub fn evaluate(
 /// (a member inside one already sent is left out), or a `replace` for an array element. It is
 /// built from the fixes' own record, so a fix costs no copy of the object and no diff.
 pub fn patch(object: &Value, changes: &[PointerBuf]) -> Patch {
+    Patch(
+        operations(object, changes)
+            .filter_map(|op| {
+                let path = PointerBuf::parse(op.path).ok()?;
+                let value = op.value.clone();
+                Some(if op.op == "replace" {
+                    PatchOperation::Replace(ReplaceOperation { path, value })
+                } else {
+                    PatchOperation::Add(AddOperation { path, value })
+                })
+            })
+            .collect(),
+    )
+}
+
+/// [`patch`] as the JSON the webhook sends, written from the object's own members: no copy
+/// of the values it adds (the webhook's response is all that needs them).
+pub fn patch_json(object: &Value, changes: &[PointerBuf]) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&operations(object, changes).collect::<Vec<_>>())
+}
+
+/// One operation of the patch, borrowing its value from the mutated object.
+#[derive(Serialize)]
+struct Operation<'a> {
+    op: &'static str,
+    path: &'a str,
+    value: &'a Value,
+}
+
+fn operations<'a>(
+    object: &'a Value,
+    changes: &'a [PointerBuf],
+) -> impl Iterator<Item = Operation<'a>> {
     // A member a later fix removed again is sent as its nearest ancestor still there.
     let mut found: Vec<(&str, &Value, bool)> = changes
         .iter()
@@ -244,24 +277,18 @@ pub fn patch(object: &Value, changes: &[PointerBuf]) -> Patch {
     found.sort_by(|a, b| a.0.cmp(b.0));
     found.dedup_by(|a, b| a.0 == b.0);
     let mut sent: Vec<&str> = Vec::with_capacity(found.len());
-    let mut operations = Vec::with_capacity(found.len());
-    for (at, value, in_array) in found {
+    found.into_iter().filter_map(move |(at, value, in_array)| {
         let inside = |outer: &&str| at.strip_prefix(*outer).is_some_and(|r| r.starts_with('/'));
         if sent.iter().any(inside) {
-            continue;
+            return None;
         }
         sent.push(at);
-        let Ok(path) = PointerBuf::parse(at) else {
-            continue;
-        };
-        let value = value.clone();
-        operations.push(if in_array {
-            PatchOperation::Replace(ReplaceOperation { path, value })
-        } else {
-            PatchOperation::Add(AddOperation { path, value })
-        });
-    }
-    Patch(operations)
+        Some(Operation {
+            op: if in_array { "replace" } else { "add" },
+            path: at,
+            value,
+        })
+    })
 }
 
 /// The rules an object opts out of.
@@ -481,6 +508,9 @@ mod tests {
             matches!(patch.0[2], PatchOperation::Replace(_)),
             "an array element is replaced, not inserted"
         );
+        // What the webhook sends is the same patch, written from the object's members.
+        let sent: Value = serde_json::from_slice(&patch_json(&object, &changes).unwrap()).unwrap();
+        assert_eq!(sent, serde_json::to_value(&patch).unwrap());
         let mut patched = admitted;
         json_patch::patch(&mut patched, &patch).unwrap();
         assert_eq!(patched, object);

@@ -1,4 +1,4 @@
-//! The engine and the admission adapter alone (no network): JSON decode, rules, patch diff and
+//! The engine and the admission adapter alone (no network): JSON decode, rules, patch and
 //! encode, for mutate and validate. Each case also runs with every rule off, as the baseline
 //! of the same run: compare the two, not the absolute figures (the machine is shared).
 //!
@@ -15,6 +15,11 @@ use failover_guard::{
     world::{ManifestWorld, World},
 };
 use serde_json::{Value, json};
+
+/// The allocator the binary ships with (src/main.rs): measured with glibc's malloc, a fix's
+/// many small maps cost about a fifth more than they do in the webhook.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn review(object: Value) -> Vec<u8> {
     let api_version = object["apiVersion"].as_str().unwrap_or("v1").to_owned();

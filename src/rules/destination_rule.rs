@@ -668,13 +668,10 @@ pub static FG104: Rule = Rule {
 };
 
 fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
-    let Some(top) = dr
-        .path(&["spec", "trafficPolicy", "loadBalancer", "localityLbSetting"])
-        .filter(|v| v.is_object())
-        .cloned()
-    else {
+    const TOP: &[&str] = &["spec", "trafficPolicy", "loadBalancer", "localityLbSetting"];
+    if !dr.path(TOP).is_some_and(Value::is_object) {
         return;
-    };
+    }
     for &level in levels(dr, cx) {
         let Some(policy) = level.get(dr).filter(|p| p.is_object()) else {
             continue;
@@ -707,18 +704,20 @@ fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             );
             continue;
         }
+        let had_lb = lb.is_some();
+        // Copied only here, where a level lacks it (the top level is never changed).
         let reference = if level.kind == LevelKind::SubsetPort {
             // The subset's own setting, when it has one, is what this port should keep.
             level
                 .subset_level()
                 .get(dr)
                 .and_then(|p| p.path(&["loadBalancer", "localityLbSetting"]))
-                .cloned()
-                .unwrap_or_else(|| top.clone())
+                .or_else(|| dr.path(TOP))
         } else {
-            top.clone()
-        };
-        let had_lb = lb.is_some();
+            dr.path(TOP)
+        }
+        .cloned()
+        .unwrap_or_default();
         let fixed = fix
             && level
                 .get_mut(dr)
@@ -966,7 +965,8 @@ fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             .iter()
             .enumerate()
         {
-            let at = format!("{path}.failover[{i}]");
+            // Named only for a finding: most rules are fine.
+            let at = || format!("{path}.failover[{i}]");
             for field in ["from", "to"] {
                 let Some(region) = rule.field(field).and_then(Value::as_str) else {
                     continue;
@@ -974,6 +974,7 @@ fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                 if topology.regions.contains(region) {
                     continue;
                 }
+                let at = at();
                 out.push(
                     Issue::deny(
                         &at,
@@ -986,6 +987,7 @@ fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             if let Some(from) = rule.field("from").and_then(Value::as_str)
                 && !seen.insert(from)
             {
+                let at = at();
                 out.push(
                     Issue::deny(&at, format!("{at} repeats from {from:?}"))
                         .because("Istio uses only the first failover rule per from")

@@ -241,7 +241,7 @@ pub fn patch(object: &Value, changes: &[PointerBuf]) -> Patch {
             .filter_map(|op| {
                 let path = PointerBuf::parse(op.path).ok()?;
                 let value = op.value.clone();
-                Some(if op.op == "replace" {
+                Some(if op.op == Op::Replace {
                     PatchOperation::Replace(ReplaceOperation { path, value })
                 } else {
                     PatchOperation::Add(AddOperation { path, value })
@@ -260,9 +260,16 @@ pub fn patch_json(object: &Value, changes: &[PointerBuf]) -> serde_json::Result<
 /// One operation of the patch, borrowing its value from the mutated object.
 #[derive(Serialize)]
 struct Operation<'a> {
-    op: &'static str,
+    op: Op,
     path: &'a str,
     value: &'a Value,
+}
+
+#[derive(Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Op {
+    Add,
+    Replace,
 }
 
 fn operations<'a>(
@@ -284,7 +291,7 @@ fn operations<'a>(
         }
         sent.push(at);
         Some(Operation {
-            op: if in_array { "replace" } else { "add" },
+            op: if in_array { Op::Replace } else { Op::Add },
             path: at,
             value,
         })

@@ -21,7 +21,10 @@ use failover_guard::{
     cluster::ClusterWorld,
     config::{self, Config},
     engine, explain,
-    logging::{batch, json::JsonLines},
+    logging::{
+        batch,
+        json::{self, JsonLines},
+    },
     metrics::Metrics,
     offline, rules,
     server::{self, tls::CertFiles},
@@ -64,7 +67,11 @@ fn init_tracing(format: LogFormat) -> Option<batch::Guard> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi);
-    match batch::batched(std::io::stderr()) {
+    let notice = match format {
+        LogFormat::Json => json::dropped_notice,
+        LogFormat::Text => batch::text_notice,
+    };
+    match batch::batched(std::io::stderr(), notice) {
         Ok((writer, guard)) => {
             let builder = builder.with_writer(writer);
             match format {

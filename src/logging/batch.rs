@@ -10,7 +10,8 @@
 //! busy webhook costs one wake-up and one write per `LINGER`, whatever its rate.
 //!
 //! Should the output stall (a full pipe to a stuck log collector), lines beyond [`LIMIT`] bytes
-//! are dropped, never waited for, and the number dropped is logged once the output moves again.
+//! are dropped, never waited for, and the number dropped is logged once the output moves again,
+//! in the log's own format ([`Notice`]).
 
 use std::{
     io::{self, Write},
@@ -19,11 +20,16 @@ use std::{
     time::Duration,
 };
 
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+
 /// How long the writer waits for more lines after the first one of a batch.
 pub const LINGER: Duration = Duration::from_millis(10);
 
 /// How many bytes of lines may wait for the output before new ones are dropped.
 pub const LIMIT: usize = 8 << 20;
+
+/// A buffer grown beyond this by a burst is given back once written.
+const SHRINK_ABOVE: usize = 1 << 20;
 
 #[derive(Default)]
 struct Pending {
@@ -58,14 +64,29 @@ pub struct Guard {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Writes the notice that `dropped` lines were lost, as a line in the log's own format (a plain
+/// text line would break a JSON log's parser).
+pub type Notice = fn(&mut dyn Write, dropped: u64) -> io::Result<()>;
+
+/// The notice as a text log line.
+pub fn text_notice(out: &mut dyn Write, dropped: u64) -> io::Result<()> {
+    let mut time = String::new();
+    let _ = SystemTime.format_time(&mut tracing_subscriber::fmt::format::Writer::new(&mut time));
+    writeln!(
+        out,
+        "{time}  WARN {}: log lines dropped: the log output did not keep up dropped={dropped}",
+        module_path!()
+    )
+}
+
 /// Starts the writer thread over `out`.
-pub fn batched(out: impl Write + Send + 'static) -> io::Result<(Writer, Guard)> {
+pub fn batched(out: impl Write + Send + 'static, notice: Notice) -> io::Result<(Writer, Guard)> {
     let shared = Arc::new(Shared::default());
     let thread = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn({
             let shared = Arc::clone(&shared);
-            move || write_batches(&shared, out)
+            move || write_batches(&shared, out, notice)
         })?;
     Ok((
         Writer {
@@ -78,7 +99,7 @@ pub fn batched(out: impl Write + Send + 'static) -> io::Result<(Writer, Guard)> 
     ))
 }
 
-fn write_batches(shared: &Shared, mut out: impl Write) {
+fn write_batches(shared: &Shared, mut out: impl Write, notice: Notice) {
     let mut batch = Vec::new();
     loop {
         let mut pending = shared.lock();
@@ -101,13 +122,14 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
         // A failing output loses these lines; there is nowhere else to say so.
         let _ = out.write_all(&batch);
         if dropped > 0 {
-            let _ = writeln!(
-                out,
-                "failover-guard: {dropped} log lines dropped: the log output did not keep up"
-            );
+            let _ = notice(&mut out, dropped);
         }
         let _ = out.flush();
         batch.clear();
+        // After a stall filled it, do not keep megabytes for the usual few lines.
+        if batch.capacity() > SHRINK_ABOVE {
+            batch = Vec::new();
+        }
         if closed {
             return;
         }
@@ -181,7 +203,7 @@ mod tests {
     #[test]
     fn every_line_arrives_whole_and_in_order_by_exit() {
         let out = Shared::default();
-        let (writer, guard) = batched(out.clone()).unwrap();
+        let (writer, guard) = batched(out.clone(), text_notice).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let mut writer = writer.clone();
@@ -213,7 +235,7 @@ mod tests {
     #[test]
     fn a_quiet_line_is_written_without_waiting_for_exit() {
         let out = Shared::default();
-        let (mut writer, _guard) = batched(out.clone()).unwrap();
+        let (mut writer, _guard) = batched(out.clone(), text_notice).unwrap();
         writer.write_all(b"alone\n").unwrap();
         let started = Instant::now();
         while out.text().is_empty() {
@@ -247,10 +269,13 @@ mod tests {
     fn a_stalled_output_drops_lines_and_says_how_many() {
         let out = Shared::default();
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let (mut writer, guard) = batched(Stalled {
-            out: out.clone(),
-            gate: Arc::clone(&gate),
-        })
+        let (mut writer, guard) = batched(
+            Stalled {
+                out: out.clone(),
+                gate: Arc::clone(&gate),
+            },
+            text_notice,
+        )
         .unwrap();
         // The first line takes the writer into the stalled output; the rest fill the buffer.
         writer.write_all(b"first\n").unwrap();
@@ -269,12 +294,10 @@ mod tests {
         drop(guard);
         let text = out.text();
         assert_eq!(text.lines().filter(|l| l.starts_with('x')).count(), fits);
+        let last = text.lines().last().unwrap_or_default();
         assert!(
-            text.ends_with(
-                "failover-guard: 10 log lines dropped: the log output did not keep up\n"
-            ),
-            "{}",
-            &text[text.len().saturating_sub(200)..]
+            last.ends_with("log lines dropped: the log output did not keep up dropped=10"),
+            "{last}"
         );
     }
 }

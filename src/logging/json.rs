@@ -51,6 +51,19 @@ where
     }
 }
 
+/// The notice of dropped lines (`batch::Notice`) as a JSON line.
+pub fn dropped_notice(out: &mut dyn std::io::Write, dropped: u64) -> std::io::Result<()> {
+    let mut line = String::from("{\"timestamp\":\"");
+    let _ = SystemTime.format_time(&mut Writer::new(&mut line));
+    let _ = writeln!(
+        line,
+        "\",\"level\":\"WARN\",\"message\":\"log lines dropped: the log output did not keep up\",\
+         \"dropped\":{dropped},\"target\":\"{}\"}}",
+        module_path!()
+    );
+    out.write_all(line.as_bytes())
+}
+
 /// Appends each field as `,"name":value`.
 struct Fields<'a, W> {
     out: &'a mut W,
@@ -178,6 +191,22 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{written:?} is no JSON string: {e}"));
             assert_eq!(read, text);
         }
+    }
+
+    #[test]
+    fn the_dropped_notice_is_a_json_line_too() {
+        let mut out = Vec::new();
+        dropped_notice(&mut out, 7).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
+        let notice: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(notice["level"], "WARN");
+        assert_eq!(notice["dropped"], 7);
+        assert!(
+            notice["timestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
     }
 
     #[derive(Clone, Default)]

@@ -365,8 +365,8 @@ impl Server {
             .arg(work.join("tls.key"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--probe-listen", &format!("127.0.0.1:{probe}")])
-            // The shipped log level and format (info: one JSON line per patched or denied
-            // admission, as deploy/base/deployment.yaml sets).
+            // The shipped log level and format (info, JSON, as deploy/base/deployment.yaml
+            // sets: a line per denied admission).
             .env("FAILOVER_GUARD_LOG", "info")
             .env("FAILOVER_GUARD_LOG_FORMAT", "json")
             .stdout(Stdio::null())

@@ -55,8 +55,8 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr through a writer thread that writes them in batches
-/// (`failover_guard::logging`), so that a request that logs (every patched or denied admission,
-/// at info) formats its line and goes on: no write and no wake-up per line.
+/// (`failover_guard::logging`), so that a request that logs (every denied admission at info, every
+/// admission at debug) formats its line and goes on: no write and no wake-up per line.
 fn init_tracing(format: LogFormat) -> Option<batch::Guard> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FAILOVER_GUARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

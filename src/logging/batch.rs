@@ -1,7 +1,7 @@
 //! Log lines written in batches by a thread of their own.
 //!
-//! The webhook logs one line per patched or denied admission. A request should format its line
-//! and go on: no write system call and no wake-up of another thread per line. tracing-appender's
+//! The webhook logs a line per denied admission (per admission at debug). A request should
+//! format its line and go on: no write system call and no wake-up of another thread per line. tracing-appender's
 //! `non_blocking` does move the write off the request, but it hands over each line through a
 //! channel and wakes its writer for each one; at saturation on two cores that writer took 5 % of
 //! the server's CPU (docs/performance.md). Here a request appends its line to a shared buffer,

@@ -23,7 +23,7 @@ use axum::{
 use tower::ServiceBuilder;
 
 use crate::{
-    admission::{self, Webhook},
+    admission::{self, Decision, Reviewed, Webhook},
     config::Config,
     metrics::{FindingLabels, Metrics, RequestLabels, RuleLabels, WebhookLabels},
     world::World,
@@ -251,40 +251,64 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
             webhook: webhook.as_str(),
         })
         .observe(started.elapsed().as_secs_f64());
-    if reviewed.findings.is_empty() {
-        tracing::debug!(uid = %reviewed.uid, webhook = webhook.as_str(), kind = %reviewed.kind,
-            namespace = %reviewed.namespace, name = %reviewed.name, operation = reviewed.operation,
-            decision = reviewed.decision.as_str(), "reviewed");
-    } else if tracing::enabled!(tracing::Level::INFO) {
-        // Built only when it will be logged: this is the request path.
-        let mut rules = String::new();
-        for f in &reviewed.findings {
-            let sep = if rules.is_empty() { "" } else { "," };
-            rules.push_str(sep);
-            rules.push_str(f.rule);
-            rules.push(':');
-            rules.push_str(f.action.as_str());
-        }
-        // Fields as &str, not `%`: a JSON log then copies them instead of running the
-        // formatting machinery for each (a third of this line's cost).
-        tracing::info!(
-            uid = reviewed.uid.as_str(),
-            webhook = webhook.as_str(),
-            kind = reviewed.kind.as_str(),
-            namespace = reviewed.namespace.as_str(),
-            name = reviewed.name.as_str(),
-            operation = reviewed.operation,
-            decision = reviewed.decision.as_str(),
-            findings = rules.as_str(),
-            "reviewed"
-        );
-    }
+    log_admission(webhook, &reviewed);
     match encoded {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot encode response: {e}"),
         ),
+    }
+}
+
+/// Where each admission's line is logged: `FAILOVER_GUARD_LOG=info,failover_guard::admissions=debug`
+/// logs every admission.
+const ADMISSIONS: &str = "failover_guard::admissions";
+
+/// One line per admission. A denial is logged at info: someone's apply failed, and the
+/// operator will be asked why. A patch, a warning or a clean pass is logged at debug.
+/// Gatekeeper, too, logs neither denials nor mutations unless asked (`--log-denies`,
+/// `--log-mutations`). A patch is recorded anyway: by the object's `failover-guard.io/mutated`
+/// annotation, by the API server's audit log, and in `failover_guard_findings_total`. In GitOps
+/// every sync re-applies and re-patches the same objects, and an info line for each was noise
+/// that cost a patched admission a fifth of its server time at saturation
+/// (docs/performance.md).
+fn log_admission(webhook: Webhook, reviewed: &Reviewed) {
+    macro_rules! line {
+        ($level:expr) => {
+            // Built only when it will be logged: this is the request path.
+            if tracing::enabled!(target: ADMISSIONS, $level) {
+                let mut findings = String::new();
+                for f in &reviewed.findings {
+                    if !findings.is_empty() {
+                        findings.push(',');
+                    }
+                    findings.push_str(f.rule);
+                    findings.push(':');
+                    findings.push_str(f.action.as_str());
+                }
+                // Fields as &str, not `%`: a JSON log then copies them instead of running
+                // the formatting machinery for each.
+                tracing::event!(
+                    target: ADMISSIONS,
+                    $level,
+                    uid = reviewed.uid.as_str(),
+                    webhook = webhook.as_str(),
+                    kind = reviewed.kind.as_str(),
+                    namespace = reviewed.namespace.as_str(),
+                    name = reviewed.name.as_str(),
+                    operation = reviewed.operation,
+                    decision = reviewed.decision.as_str(),
+                    findings = findings.as_str(),
+                    "reviewed"
+                );
+            }
+        };
+    }
+    if reviewed.decision == Decision::Denied {
+        line!(tracing::Level::INFO);
+    } else {
+        line!(tracing::Level::DEBUG);
     }
 }
 
@@ -305,4 +329,74 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines `log_admission` writes for `reviewed` under the filter `directives`.
+    fn logged(directives: &str, webhook: Webhook, reviewed: &Reviewed) -> String {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+            .with_ansi(false)
+            .with_writer({
+                let lines = lines.clone();
+                move || lines.clone()
+            })
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log_admission(webhook, reviewed));
+        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_denial_is_logged_at_info_and_a_patch_only_when_asked() {
+        let body = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/apiserver/0000-mutate.json"),
+        )
+        .unwrap();
+        let config = Config::example();
+        let patched = admission::review(&body, Webhook::Mutate, &config, None).unwrap();
+        assert_eq!(patched.decision, Decision::Patched);
+        // The same DestinationRule, unpatched, is denied by the validating webhook (FG101).
+        let denied = admission::review(&body, Webhook::Validate, &config, None).unwrap();
+        assert_eq!(denied.decision, Decision::Denied);
+
+        let line = logged("info", Webhook::Validate, &denied);
+        assert!(
+            line.contains("INFO")
+                && line.contains("decision=\"denied\"")
+                && line.contains("FG101:deny"),
+            "{line}"
+        );
+        assert_eq!(logged("info", Webhook::Mutate, &patched), "");
+        let line = logged(
+            "info,failover_guard::admissions=debug",
+            Webhook::Mutate,
+            &patched,
+        );
+        assert!(
+            line.contains("DEBUG")
+                && line.contains("decision=\"patched\"")
+                && line.contains("FG101:mutate"),
+            "{line}"
+        );
+    }
 }

@@ -113,6 +113,10 @@ pub fn admission_router(state: Arc<AppState>, max_in_flight: usize) -> Router {
                 .concurrency_limit(max_in_flight),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_announced_oversize,
+        ))
         .fallback(|| async {
             json_error(
                 StatusCode::NOT_FOUND,
@@ -120,6 +124,34 @@ pub fn admission_router(state: Arc<AppState>, max_in_flight: usize) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// A body whose Content-Length is over the limit gets its 413 before any of it is read: the
+/// client learns at once, and the server reads no megabytes only to throw them away. (A client
+/// still sending would otherwise meet a closed connection, not the answer.) A body that does
+/// not announce its length is cut at the limit by `DefaultBodyLimit`.
+async fn refuse_announced_oversize(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > BODY_LIMIT as u64) {
+        state
+            .metrics
+            .rejected
+            .get_or_create(&RuleLabels { rule: "too-large" })
+            .inc();
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is larger than the limit of {BODY_LIMIT} bytes"),
+        );
+    }
+    next.run(request).await
 }
 
 /// `GET /livez`, `GET /readyz`, `GET /metrics`.

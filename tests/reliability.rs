@@ -17,42 +17,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Server, review_for, yaml};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use common::{Server, Tls, client_config, connect, review_for, yaml};
+use rustls_pki_types::{CertificateDer, pem::PemObject};
 use serde_json::{Value, json};
-
-fn client_config(
-    ca_pem: &str,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-type Tls = StreamOwned<ClientConnection, TcpStream>;
-
-fn connect(port: u16, config: Arc<ClientConfig>) -> std::io::Result<Tls> {
-    let tcp = TcpStream::connect(("127.0.0.1", port))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let name = ServerName::try_from("localhost").unwrap();
-    let conn = ClientConnection::new(config, name).map_err(std::io::Error::other)?;
-    let mut tls = StreamOwned::new(conn, tcp);
-    while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock)?;
-    }
-    Ok(tls)
-}
 
 /// The leaf certificate the server presents on a new handshake.
 fn presented_leaf(port: u16, ca_pem: &str) -> Vec<u8> {
@@ -486,24 +453,7 @@ fn bad_input_battery() {
         answer["response"]["patch"].is_string(),
         "the big object still gets its fix"
     );
-    // Refused on its Content-Length, before any of its body is read: only the headers are
-    // sent, and the answer comes (a client still sending a body it will not read would meet
-    // a closed connection instead).
-    let mut tls = connect(
-        server.port,
-        client_config(&server.ca_pem, &[&rustls::version::TLS13]),
-    )
-    .unwrap();
-    write!(
-        tls,
-        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        7 * 1024 * 1024
-    )
-    .unwrap();
-    tls.flush().unwrap();
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response);
+    let response = server.announce("/validate", 7 * 1024 * 1024);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(
         response.contains(r#"{"error":"the request body is larger than the limit"#),

@@ -178,31 +178,12 @@ impl Drop for Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::Captured;
     use std::time::Instant;
-
-    /// An output the test can read while the writer holds it.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Shared {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
 
     #[test]
     fn every_line_arrives_whole_and_in_order_by_exit() {
-        let out = Shared::default();
+        let out = Captured::default();
         let (writer, guard) = batched(out.clone(), text_notice).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|t| {
@@ -234,7 +215,7 @@ mod tests {
 
     #[test]
     fn a_quiet_line_is_written_without_waiting_for_exit() {
-        let out = Shared::default();
+        let out = Captured::default();
         let (mut writer, _guard) = batched(out.clone(), text_notice).unwrap();
         writer.write_all(b"alone\n").unwrap();
         let started = Instant::now();
@@ -247,7 +228,7 @@ mod tests {
 
     /// An output that blocks until the test lets it go, like a pipe nobody reads.
     struct Stalled {
-        out: Shared,
+        out: Captured,
         gate: Arc<(Mutex<bool>, Condvar)>,
     }
 
@@ -267,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_stalled_output_drops_lines_and_says_how_many() {
-        let out = Shared::default();
+        let out = Captured::default();
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let (mut writer, guard) = batched(
             Stalled {

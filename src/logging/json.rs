@@ -166,7 +166,6 @@ impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
-    use std::sync::{Arc, Mutex};
 
     fn escaped(text: &str) -> String {
         let mut out = String::new();
@@ -209,22 +208,9 @@ mod tests {
         );
     }
 
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn an_event_is_one_json_line_with_every_field_at_the_top() {
-        let lines = Lines::default();
+        let lines = crate::logging::Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .event_format(JsonLines)
             .with_writer({
@@ -248,7 +234,7 @@ mod tests {
             );
             tracing::warn!("second");
         });
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let text = lines.text();
         let events: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))

@@ -367,24 +367,10 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// The lines `log_admission` writes for `reviewed` under the filter `directives`.
     fn logged(directives: &str, webhook: Webhook, reviewed: &Reviewed) -> String {
-        let lines = Lines::default();
+        let lines = crate::logging::Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
             .with_ansi(false)
@@ -394,7 +380,7 @@ mod tests {
             })
             .finish();
         tracing::subscriber::with_default(subscriber, || log_admission(webhook, reviewed));
-        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+        lines.text()
     }
 
     #[test]

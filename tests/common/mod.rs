@@ -19,6 +19,43 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_failover-guard");
 
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use std::net::TcpStream;
+
+/// A TLS client trusting `ca_pem`, limited to `versions`.
+pub fn client_config(
+    ca_pem: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+pub type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+pub fn connect(port: u16, config: Arc<ClientConfig>) -> std::io::Result<Tls> {
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+    let mut tls = StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -163,6 +200,27 @@ impl Server {
             .send(body)
             .expect("request");
         read(response)
+    }
+
+    /// Sends only the headers of a POST announcing a `length`-byte body, and returns the raw
+    /// response. A body over the limit is refused on its announcement; sending it too would
+    /// race with the server closing the connection (the client would see a broken pipe).
+    pub fn announce(&self, path: &str, length: usize) -> String {
+        use std::io::Write as _;
+        let mut tls = connect(
+            self.port,
+            client_config(&self.ca_pem, &[&rustls::version::TLS13]),
+        )
+        .expect("TLS connection");
+        write!(
+            tls,
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send headers");
+        tls.flush().expect("send headers");
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
     }
 
     /// POSTs an AdmissionReview and returns the parsed response review.

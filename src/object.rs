@@ -70,17 +70,30 @@ impl Subject {
     /// The subject of `object`; `default_namespace` stands in when metadata has none (the
     /// admission request's namespace, or `default` offline).
     pub fn of(object: &Value, kind: Kind, default_namespace: &str) -> Subject {
+        let (namespace, name) = Self::names(object, default_namespace);
+        Subject {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Whether `object` is this subject (the namespace `default` standing in for none), without
+    /// building a subject for it.
+    pub fn is(&self, object: &Value) -> bool {
+        let (namespace, name) = Self::names(object, "default");
+        Kind::of(object) == Some(self.kind) && name == self.name && namespace == self.namespace
+    }
+
+    /// `(namespace, name)` of `object`: `generateName` when it has no name yet.
+    fn names<'a>(object: &'a Value, default_namespace: &'a str) -> (&'a str, &'a str) {
         let namespace = str_at(object, &["metadata", "namespace"])
             .filter(|ns| !ns.is_empty())
             .unwrap_or(default_namespace);
         let name = str_at(object, &["metadata", "name"])
             .or_else(|| str_at(object, &["metadata", "generateName"]))
             .unwrap_or("");
-        Subject {
-            kind,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        }
+        (namespace, name)
     }
 }
 

@@ -134,17 +134,7 @@ fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<I
             continue;
         };
         // The world with the object admitted in place of its stored version.
-        let same = |other: &Value| {
-            Kind::of(other) == Some(cx.subject.kind)
-                && str_at(other, &["metadata", "name"])
-                    .or_else(|| str_at(other, &["metadata", "generateName"]))
-                    .unwrap_or("")
-                    == cx.subject.name
-                && str_at(other, &["metadata", "namespace"])
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or("default")
-                    == cx.subject.namespace
-        };
+        let same = |other: &Value| cx.subject.is(other);
         // Borrowed, not copied: the world's objects are shared (`Arc`), the admitted one is
         // referenced in place.
         let object: &Value = object;

@@ -289,13 +289,22 @@ pub fn review(
         Webhook::Validate => {
             let evaluation =
                 engine::evaluate(&mut object, config, world, namespace, Pass::Validate);
-            let denials: Vec<String> = evaluation.denials().map(Finding::message).collect();
             let warnings: Vec<String> = evaluation.warnings().map(Finding::warning).collect();
             if !warnings.is_empty() {
                 response.warnings = Some(warnings);
             }
-            if !denials.is_empty() {
-                response = response.deny(denials.join("\n"));
+            let denied = {
+                let mut denials = evaluation.denials().map(Finding::message);
+                denials.next().map(|mut message| {
+                    for denial in denials {
+                        message.push('\n');
+                        message.push_str(&denial);
+                    }
+                    message
+                })
+            };
+            if let Some(message) = denied {
+                response = response.deny(message);
                 reviewed.decision = Decision::Denied;
             }
             reviewed.findings = evaluation.findings;

@@ -80,7 +80,7 @@ pub struct Finding {
     pub rule: &'static str,
     pub action: Action,
     /// Where in the object, as `spec.trafficPolicy.outlierDetection`.
-    pub path: String,
+    pub path: Text,
     /// The object, as `DestinationRule ns/name` (shared by the findings of one pass).
     subject: Arc<str>,
     problem: Text,
@@ -103,17 +103,24 @@ impl Finding {
 
     /// `FG101 DestinationRule ns/name: what is wrong`: how both message and warning begin.
     fn head(&self) -> String {
-        format!("{} {}: {}", self.rule, self.subject, self.problem)
+        self.joined(&[])
     }
 
     /// `FG101 DestinationRule ns/name: what is wrong; what Istio will do; how to fix`.
     pub fn message(&self) -> String {
-        let mut message = self.head();
-        for part in [&self.consequence, &self.remedy] {
-            if !part.is_empty() {
-                message.push_str("; ");
-                message.push_str(part);
-            }
+        self.joined(&[&self.consequence, &self.remedy])
+    }
+
+    /// The head and the non-empty `parts` after it, each after "; ", in one allocation.
+    fn joined(&self, parts: &[&str]) -> String {
+        let head = [self.rule, " ", &self.subject, ": ", &self.problem];
+        let parts = parts.iter().filter(|p| !p.is_empty());
+        let length = head.iter().chain(parts.clone()).map(|p| p.len() + 2).sum();
+        let mut message = String::with_capacity(length);
+        head.iter().for_each(|p| message.push_str(p));
+        for part in parts {
+            message.push_str("; ");
+            message.push_str(part);
         }
         message
     }
@@ -213,7 +220,7 @@ pub fn evaluate(
                 },
             };
             applied |= issue.fixed();
-            evaluation.changes.append(&mut issue.wrote);
+            evaluation.changes.extend(issue.wrote.drain(..));
             let shown = shown.get_or_insert_with(|| subject.to_string().into());
             evaluation
                 .findings
@@ -254,7 +261,17 @@ pub fn patch(object: &Value, changes: &[PointerBuf]) -> Patch {
 /// [`patch`] as the JSON the webhook sends, written from the object's own members: no copy
 /// of the values it adds (the webhook's response is all that needs them).
 pub fn patch_json(object: &Value, changes: &[PointerBuf]) -> serde_json::Result<Vec<u8>> {
-    serde_json::to_vec(&operations(object, changes).collect::<Vec<_>>())
+    // A typical patch is a few hundred bytes: one allocation, not one per doubling.
+    let mut out = Vec::with_capacity(512);
+    out.push(b'[');
+    for (i, operation) in operations(object, changes).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, &operation)?;
+    }
+    out.push(b']');
+    Ok(out)
 }
 
 /// One operation of the patch, borrowing its value from the mutated object.
@@ -329,11 +346,16 @@ fn skip_list(object: &Value) -> SkipList {
 
 /// Records applied rules in the mutated annotation, merged with what earlier passes recorded.
 fn mark_mutated(object: &mut Value, applied: &[&str]) -> Option<PointerBuf> {
-    let mut ids: BTreeSet<String> = object::annotation(object, object::MUTATED_ANNOTATION)
-        .map(|t| object::split_list(t).map(str::to_owned).collect())
-        .unwrap_or_default();
-    ids.extend(applied.iter().map(|s| (*s).to_owned()));
-    let value = ids.into_iter().collect::<Vec<_>>().join(",");
+    let mut ids: BTreeSet<&str> = applied.iter().copied().collect();
+    let earlier = object::annotation(object, object::MUTATED_ANNOTATION);
+    ids.extend(earlier.into_iter().flat_map(object::split_list));
+    let mut value = String::with_capacity(ids.iter().map(|id| id.len() + 1).sum());
+    for id in ids {
+        if !value.is_empty() {
+            value.push(',');
+        }
+        value.push_str(id);
+    }
     object::set_annotation(object, object::MUTATED_ANNOTATION, value)
 }
 

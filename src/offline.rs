@@ -97,7 +97,7 @@ impl Located {
             rule: finding.rule,
             action: finding.action,
             message: finding.message(),
-            path: finding.path,
+            path: finding.path.into_owned(),
         }
     }
 }

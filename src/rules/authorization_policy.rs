@@ -100,7 +100,7 @@ fn check_fg301(ap: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 .and_then(Value::as_object_mut)
                 .map(|rule| rule.insert("from".into(), sources))
                 .is_some();
-        let wrote = fixed.then(|| pointer(["spec", "rules", &i.to_string(), "from"]));
+        let wrote = fixed.then(|| pointer(&["spec", "rules", &i.to_string(), "from"]));
         let mut issue = Issue::fixable(
             format!("spec.rules[{i}]"),
             format!(
@@ -185,7 +185,7 @@ fn check_fg302(ap: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                 }
                 if !known.contains(domain) && domain != "cluster.local" {
                     out.push(
-                        Issue::warn(&at, format!("principal {principal:?} is of trust domain {domain:?}, which is not configured"))
+                        Issue::warn(at.clone(), format!("principal {principal:?} is of trust domain {domain:?}, which is not configured"))
                             .because("it never matches, so callers from the remote clusters are denied")
                             .fix("use a configured trust domain (or add it to trustDomainAliases / remotes)"),
                     );
@@ -202,7 +202,7 @@ fn check_fg302(ap: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                     .collect();
                 if !missing.is_empty() {
                     out.push(
-                        Issue::warn(&at, format!("principal {principal:?} matches only trust domains {}, not {}", bundle.join(", "), missing.join(", ")))
+                        Issue::warn(at.clone(), format!("principal {principal:?} matches only trust domains {}, not {}", bundle.join(", "), missing.join(", ")))
                             .because("Istio expands it to the local trust domain and its aliases, so the callers of those clusters are denied after failover")
                             .fix("add the remote trust domains to the mesh's trustDomainAliases, or list their principals too"),
                     );

@@ -12,7 +12,7 @@ use crate::object::Field as _;
 
 use json_patch::jsonptr::PointerBuf;
 
-use super::{Context, Issue, Rule, pointer};
+use super::{Context, Issue, Rule};
 use crate::{
     config::Mode,
     istio::{cluster_local_service, fqdn},
@@ -77,19 +77,21 @@ impl Level {
         }
     }
 
-    /// The policy object at this level, as a JSON pointer (where a fix writes).
-    fn pointer(&self) -> PointerBuf {
-        let mut out = pointer(["spec"]);
-        if let Some(j) = self.subset {
-            out.push_back("subsets");
-            out.push_back(j.to_string());
-        }
-        out.push_back("trafficPolicy");
-        if let Some(i) = self.port {
-            out.push_back("portLevelSettings");
-            out.push_back(i.to_string());
-        }
-        out
+    /// The member at `tail` inside the policy object at this level, as a JSON pointer (where
+    /// a fix writes; an empty tail names the policy itself).
+    fn pointer(&self, tail: &[&str]) -> PointerBuf {
+        let (subset, port) = (
+            self.subset.map(|j| j.to_string()),
+            self.port.map(|i| i.to_string()),
+        );
+        let subset = subset.iter().flat_map(|j| ["subsets", j]);
+        let port = port.iter().flat_map(|i| ["portLevelSettings", i]);
+        let policy = ["spec"]
+            .into_iter()
+            .chain(subset)
+            .chain(["trafficPolicy"])
+            .chain(port);
+        crate::object::pointer_of(policy.chain(tail.iter().copied()))
     }
 
     /// The level of the subset a subset port-level entry belongs to.
@@ -127,9 +129,9 @@ impl std::fmt::Display for FieldPath {
     }
 }
 
-impl From<&FieldPath> for String {
-    fn from(path: &FieldPath) -> String {
-        path.to_string()
+impl From<&FieldPath> for super::Text {
+    fn from(path: &FieldPath) -> super::Text {
+        path.to_string().into()
     }
 }
 
@@ -387,24 +389,24 @@ fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         // Only the top level is created when absent (by policy_mut); then the patch adds it whole.
         let wrote = fixed.then(|| {
             if existed {
-                level.pointer().with_trailing_token("outlierDetection")
+                level.pointer(&["outlierDetection"])
             } else {
-                level.pointer()
+                level.pointer(&[])
             }
         });
+        let path = level.path();
         out.push(
             Issue::fixable(
-                level.path(),
-                format!("{} has no outlierDetection", level.path()),
+                path.clone(),
+                format!("{path} has no outlierDetection"),
                 wrote,
             )
             .because(
-                "Istio orders locality failover only where outlierDetection is set, so traffic \
-                     is spread over every cluster and never fails over",
+                "Istio orders locality failover only where outlierDetection is set, so \
+                     traffic is spread over every cluster and never fails over",
             )
             .fix(format!(
-                "add outlierDetection to {} (failover-guard injects the configured default)",
-                level.path()
+                "add outlierDetection to {path} (failover-guard injects the configured default)"
             )),
         );
     }
@@ -478,12 +480,7 @@ fn check_fg102(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 if fix {
                     od.insert("maxEjectionPercent".into(), json!(100));
                 }
-                let wrote = fix.then(|| {
-                    let mut at = level.pointer();
-                    at.push_back("outlierDetection");
-                    at.push_back("maxEjectionPercent");
-                    at
-                });
+                let wrote = fix.then(|| level.pointer(&["outlierDetection", "maxEjectionPercent"]));
                 out.push(
                     Issue::fixable(&path, format!("{path} has no maxEjectionPercent"), wrote)
                         .because(
@@ -539,7 +536,7 @@ fn check_fg103(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             continue;
         };
         // A field is removed: the patch replaces the whole outlierDetection.
-        let wrote = || fix.then(|| level.pointer().with_trailing_token("outlierDetection"));
+        let wrote = || fix.then(|| level.pointer(&["outlierDetection"]));
         if has_value(od, "consecutiveErrors") && !has_value(od, "consecutive5xxErrors") {
             if let Some(value) = fix.then(|| od.remove("consecutiveErrors")).flatten() {
                 od.insert("consecutive5xxErrors".into(), value);
@@ -726,12 +723,11 @@ fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                 .is_some();
         // A port level without a loadBalancer gets one created, added whole.
         let wrote = fixed.then(|| {
-            let mut at = level.pointer();
-            at.push_back("loadBalancer");
             if had_lb {
-                at.push_back("localityLbSetting");
+                level.pointer(&["loadBalancer", "localityLbSetting"])
+            } else {
+                level.pointer(&["loadBalancer"])
             }
-            at
         });
         out.push(
             Issue::fixable(
@@ -882,9 +878,14 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             for key in std::iter::once(from).chain(to.iter().copied()) {
                 if has_partial_wildcard(key) {
                     out.push(
-                        Issue::deny(&at, format!("{at} uses the partial wildcard {key:?}"))
-                            .because("Istio matches locality segments whole, so it never matches anything")
-                            .fix("use a whole segment wildcard such as \"region/*\""),
+                        Issue::deny(
+                            at.clone(),
+                            format!("{at} uses the partial wildcard {key:?}"),
+                        )
+                        .because(
+                            "Istio matches locality segments whole, so it never matches anything",
+                        )
+                        .fix("use a whole segment wildcard such as \"region/*\""),
                     );
                 }
             }
@@ -897,7 +898,7 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                     .collect();
                 if !missing.is_empty() {
                     out.push(
-                        Issue::deny(&at, format!("{at}.to leaves out configured localities {}", missing.join(", ")))
+                        Issue::deny(at.clone(), format!("{at}.to leaves out configured localities {}", missing.join(", ")))
                             .because("endpoints there are removed, so those clusters never receive traffic, not even on failover")
                             // Not "*": beside the existing keys it would overlap them, which
                             // this rule denies too.
@@ -909,7 +910,7 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                 for key_b in &to[a + 1..] {
                     if keys_overlap(key_a, key_b) {
                         out.push(
-                            Issue::deny(&at, format!("{at}.to keys {key_a:?} and {key_b:?} overlap"))
+                            Issue::deny(at.clone(), format!("{at}.to keys {key_a:?} and {key_b:?} overlap"))
                                 .because("Istio walks the to keys in random order: the endpoints there take whichever key's weight comes first, and its validation rejects the overlap on some applies only")
                                 .fix("make the to keys disjoint"),
                         );
@@ -977,7 +978,7 @@ fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                 let at = at();
                 out.push(
                     Issue::deny(
-                        &at,
+                        at.clone(),
                         format!("{at}.{field} {region:?} is not a region of the topology"),
                     )
                     .because("no endpoint has that region, so this failover rule does nothing")
@@ -989,7 +990,7 @@ fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
             {
                 let at = at();
                 out.push(
-                    Issue::deny(&at, format!("{at} repeats from {from:?}"))
+                    Issue::deny(at.clone(), format!("{at} repeats from {from:?}"))
                         .because("Istio uses only the first failover rule per from")
                         .fix("merge the rules for that region into one"),
                 );
@@ -1221,7 +1222,7 @@ fn check_fg109(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         };
         let path = format!("{}.outlierDetection", level.path());
         out.push(
-            Issue::warn(&path, format!("{path}.minHealthPercent is {percent}"))
+            Issue::warn(path.clone(), format!("{path}.minHealthPercent is {percent}"))
                 .because("below that share of healthy endpoints Envoy panics and sends traffic to ejected local endpoints too")
                 .fix("remove minHealthPercent (0 disables panic mode)"),
         );
@@ -1272,12 +1273,12 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         let path = format!("{}.tls", level.path());
         let issue = if evidence {
             Issue::deny(
-                &path,
+                path.clone(),
                 format!("{path}.mode is {mode} for {host}, which has remote gateway endpoints"),
             )
         } else {
             Issue::warn(
-                &path,
+                path.clone(),
                 format!("{path}.mode is {mode} for {host}, a failover host"),
             )
         };
@@ -1525,7 +1526,7 @@ mod tests {
     }
 
     fn paths(issues: &[Issue]) -> Vec<&str> {
-        issues.iter().map(|i| i.path.as_str()).collect()
+        issues.iter().map(|i| i.path.as_ref()).collect()
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::cell::OnceCell;
 
-use json_patch::jsonptr::{PointerBuf, Token};
+use json_patch::jsonptr::PointerBuf;
 use serde_json::Value;
 
 use crate::{
@@ -111,7 +111,7 @@ pub type Text = std::borrow::Cow<'static, str>;
 #[derive(Debug, Clone)]
 pub struct Issue {
     /// Where in the object, as `spec.subsets[1].trafficPolicy`.
-    pub path: String,
+    pub path: Text,
     /// The texts are mostly literals: borrowed, they cost a fix nothing to build.
     pub problem: Text,
     pub consequence: Text,
@@ -124,11 +124,14 @@ pub struct Issue {
     /// the fix, or be the outermost one the fix created; a fix that changes an array's length
     /// names the array. The webhook sends each such member's final value as a JSONPatch `add`
     /// (`engine::patch`), so a fix costs no copy of the object and no diff.
-    pub wrote: Vec<PointerBuf>,
+    pub wrote: Wrote,
 }
 
+/// Where a fix wrote: one member, or two (FG208's endpoints and resolution).
+pub type Wrote = smallvec::SmallVec<[PointerBuf; 2]>;
+
 impl Issue {
-    fn new(path: impl Into<String>, problem: impl Into<Text>, severity: Severity) -> Self {
+    fn new(path: impl Into<Text>, problem: impl Into<Text>, severity: Severity) -> Self {
         Self {
             path: path.into(),
             problem: problem.into(),
@@ -136,23 +139,23 @@ impl Issue {
             remedy: Text::Borrowed(""),
             severity,
             fixable: false,
-            wrote: Vec::new(),
+            wrote: Wrote::new(),
         }
     }
 
     /// An issue that denies unless the rule is configured to warn.
-    pub fn deny(path: impl Into<String>, problem: impl Into<Text>) -> Self {
+    pub fn deny(path: impl Into<Text>, problem: impl Into<Text>) -> Self {
         Self::new(path, problem, Severity::Deny)
     }
 
     /// An issue that warns unless the rule is configured to deny.
-    pub fn warn(path: impl Into<String>, problem: impl Into<Text>) -> Self {
+    pub fn warn(path: impl Into<Text>, problem: impl Into<Text>) -> Self {
         Self::new(path, problem, Severity::Warn)
     }
 
     /// An issue the rule can fix; `wrote` is where it did (`None`: not fixed in this pass).
     pub fn fixable(
-        path: impl Into<String>,
+        path: impl Into<Text>,
         problem: impl Into<Text>,
         wrote: Option<PointerBuf>,
     ) -> Self {
@@ -188,8 +191,8 @@ impl Issue {
 }
 
 /// A JSON pointer from object keys and array indices, escaped as RFC 6901 says.
-pub fn pointer<'t>(tokens: impl IntoIterator<Item: Into<Token<'t>>>) -> PointerBuf {
-    PointerBuf::from_tokens(tokens)
+pub fn pointer(tokens: &[&str]) -> PointerBuf {
+    crate::object::pointer_of(tokens.iter().copied())
 }
 
 /// Every rule, in ID order.

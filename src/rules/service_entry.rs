@@ -108,7 +108,7 @@ fn endpoint_path(i: usize) -> String {
 
 /// Endpoint `i`, as a JSON pointer (where a fix of one endpoint writes).
 fn endpoint_pointer(i: usize) -> PointerBuf {
-    pointer(["spec", "endpoints", &i.to_string()])
+    pointer(&["spec", "endpoints", &i.to_string()])
 }
 
 fn endpoints_mut(se: &mut Value) -> Option<&mut Vec<Value>> {
@@ -176,13 +176,13 @@ fn check_fg201(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                         .is_some();
                 let wrote = fixed.then(|| endpoint_pointer(i).with_trailing_token("locality"));
                 out.push(
-                    Issue::fixable(&path, format!("endpoint {addr} has no locality"), wrote)
+                    Issue::fixable(path.clone(), format!("endpoint {addr} has no locality"), wrote)
                         .because("Istio gives it the client's own priority, so failover order is lost")
                         .fix(format!("set locality: {locality} (the remote cluster whose gateway it is)")),
                 );
             }
             None if !placeholder(&addr) => out.push(
-                Issue::deny(&path, format!("endpoint {addr} has no locality and is not a configured remote gateway"))
+                Issue::deny(path.clone(), format!("endpoint {addr} has no locality and is not a configured remote gateway"))
                     .because("Istio gives it the client's own priority, so failover order is lost")
                     .fix("set the endpoint's locality, or add its cluster to remotes in the failover-guard config"),
             ),
@@ -224,7 +224,7 @@ fn check_fg202(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         let path = format!("{}.locality", endpoint_path(i));
         match Locality::parse(text) {
             Err(error) => out.push(
-                Issue::deny(&path, format!("locality {text:?} {error}"))
+                Issue::deny(path.clone(), format!("locality {text:?} {error}"))
                     .because("Istio matches it against no failover rule and no client locality")
                     .fix(
                         "write region/zone/subzone with slashes, e.g. europe-west4/europe-west4-a",
@@ -257,7 +257,7 @@ fn check_fg202(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
                 };
                 out.push(
                     Issue::deny(
-                        &path,
+                        path.clone(),
                         format!(
                             "locality {text:?} names region {:?}, which the topology does not know",
                             locality.region
@@ -346,7 +346,7 @@ fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             .flatten();
         out.push(
             Issue::fixable(
-                &path,
+                path.clone(),
                 format!("gateway endpoint {addr} has no {TLS_MODE_LABEL}: istio label"),
                 wrote,
             )
@@ -387,15 +387,14 @@ fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     let location = se
         .path(&["spec", "location"])
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+        .unwrap_or("");
     if location == "MESH_INTERNAL" {
         return;
     }
-    let shown = if location.is_empty() {
-        "unset (MESH_EXTERNAL)".to_owned()
+    let problem: super::Text = if location.is_empty() {
+        "failover entry has location unset (MESH_EXTERNAL)".into()
     } else {
-        location
+        format!("failover entry has location {location}").into()
     };
     let fixed = fix
         && se
@@ -403,9 +402,9 @@ fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             .and_then(Value::as_object_mut)
             .map(|spec| spec.insert("location".into(), json!("MESH_INTERNAL")))
             .is_some();
-    let wrote = fixed.then(|| pointer(["spec", "location"]));
+    let wrote = fixed.then(|| pointer(&["spec", "location"]));
     out.push(
-        Issue::fixable("spec.location", format!("failover entry has location {shown}"), wrote)
+        Issue::fixable("spec.location", problem, wrote)
             .because("Istio turns auto mTLS off for mesh-external entries, so remote gateways reject the traffic")
             .fix("set location: MESH_INTERNAL"),
     );
@@ -577,7 +576,7 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         && rename_ports(se, safe.iter().map(|(r, _)| r))
         && drop_duplicate_ports(se, duplicate.iter().map(|(r, _)| r));
     // The ports and every endpoint's port map change together: the patch replaces the spec.
-    let wrote = || fixed.then(|| pointer(["spec"]));
+    let wrote = || fixed.then(|| pointer(&["spec"]));
     for (rename, service) in safe {
         out.push(
             Issue::fixable(
@@ -832,11 +831,13 @@ fn generated_endpoint(
     labels: &BTreeMap<String, String>,
     ready: Option<u32>,
 ) -> Value {
-    let ports: Map<String, Value> = array_at(se, &["spec", "ports"])
+    let names = array_at(se, &["spec", "ports"])
         .iter()
-        .filter_map(|p| p.field("name").and_then(Value::as_str))
-        .map(|name| (name.to_owned(), Value::from(remote.gateway.port)))
-        .collect();
+        .filter_map(|p| p.field("name").and_then(Value::as_str));
+    let mut ports = Map::with_capacity(names.clone().count());
+    for name in names {
+        ports.insert(name.to_owned(), Value::from(remote.gateway.port));
+    }
     let mut all_labels = Map::with_capacity(labels.len() + 1);
     all_labels.insert(TLS_MODE_LABEL.into(), Value::from("istio"));
     for (k, v) in labels {
@@ -916,13 +917,12 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             .field_mut("spec")
             .and_then(Value::as_object_mut)
             .map(|spec| {
-                if !missing.is_empty()
-                    && let Some(eps) = spec
-                        .entry("endpoints")
-                        .or_insert_with(|| json!([]))
-                        .as_array_mut()
-                {
-                    eps.extend(missing);
+                match spec.field_mut("endpoints").and_then(Value::as_array_mut) {
+                    Some(endpoints) => endpoints.extend(missing),
+                    None if !missing.is_empty() => {
+                        spec.insert("endpoints".into(), Value::Array(missing));
+                    }
+                    None => {}
                 }
                 if needs_static {
                     spec.insert("resolution".into(), json!("STATIC"));
@@ -930,7 +930,7 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
             })
             .is_some();
     // Endpoints are appended (the array is sent whole, or created); resolution is set.
-    let wrote = |key: &str| fixed.then(|| pointer(["spec", key]));
+    let wrote = |key: &str| fixed.then(|| pointer(&["spec", key]));
     if count > 0 {
         out.push(
             Issue::fixable(

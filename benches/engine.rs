@@ -67,6 +67,18 @@ fn typical_destination_rule() -> Value {
     })
 }
 
+/// The object as the mutating webhook stores it.
+fn as_mutated(mut object: Value) -> Value {
+    evaluate(
+        &mut object,
+        &Config::example(),
+        None,
+        "bookinfo",
+        Pass::Mutate,
+    );
+    object
+}
+
 fn failover_entry() -> Value {
     json!({
         "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
@@ -151,10 +163,19 @@ fn admission_benches(c: &mut Criterion) {
             Webhook::Mutate,
             review(typical_destination_rule()),
         ),
+        // Denied: it lacks outlier detection, so this builds and encodes a denial (what the
+        // validating webhook sees only when the mutating one is off).
         (
             "typical-destination-rule",
             Webhook::Validate,
             review(typical_destination_rule()),
+        ),
+        // What the validating webhook sees in a deployment: the API server calls the mutating
+        // webhooks first, so the rule arrives with the outlier detection they injected.
+        (
+            "typical-destination-rule-as-mutated",
+            Webhook::Validate,
+            review(as_mutated(typical_destination_rule())),
         ),
         (
             "100-subsets-port-levels",

@@ -221,7 +221,7 @@ pub fn evaluate(
             };
             applied |= issue.fixed();
             evaluation.changes.extend(issue.wrote.drain(..));
-            let shown = shown.get_or_insert_with(|| subject.to_string().into());
+            let shown = shown.get_or_insert_with(|| subject.shown());
             evaluation
                 .findings
                 .push(Finding::new(rule.id, action, shown.clone(), issue));

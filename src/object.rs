@@ -355,6 +355,25 @@ mod tests {
         assert_eq!(as_int(&json!(7.0)), Some(7));
         assert_eq!(as_int(&json!(7.5)), None);
     }
+
+    #[test]
+    fn pointer_of_escapes_as_rfc_6901_says() {
+        for tokens in [
+            &[][..],
+            &[""],
+            &["spec", "endpoints", "0"],
+            &["metadata", "annotations", "failover-guard.io/mutated"],
+            &["a~b", "~1", "/", "x/y~z"],
+        ] {
+            let built = pointer_of(tokens.iter().copied());
+            assert_eq!(built, PointerBuf::from_tokens(tokens.iter().copied()));
+            let back: Vec<String> = built.tokens().map(|t| t.decoded().into_owned()).collect();
+            assert_eq!(
+                back,
+                tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>()
+            );
+        }
+    }
 }
 
 /// JSON-pointer lookups without `Value::pointer`'s allocation per token (it unescapes every

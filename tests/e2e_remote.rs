@@ -367,6 +367,42 @@ spec:
     })
     .unwrap_or_else(|| panic!("{}\n{}", endpoints("reviews-failover"), state()));
 
+    // GitOps re-applies the unchanged manifest, with client-side apply (Argo CD's default) and
+    // with server-side apply under a controller's field manager (Flux): neither undoes what the
+    // reconciler wrote, nor fights it, nor changes the stored object at all.
+    let stored = || {
+        local
+            .get(
+                "serviceentries.networking.istio.io",
+                "bookinfo",
+                "reviews-failover",
+            )
+            .expect("reviews-failover")
+    };
+    let before = stored();
+    for extra in [
+        &[][..],
+        &["--server-side", "--field-manager=kustomize-controller"],
+    ] {
+        let out = local.apply(&entry("reviews-failover", "reviews"), extra);
+        assert!(out.status.success(), "re-apply {extra:?}: {}", text(&out));
+        let after = stored();
+        assert_eq!(after["spec"], before["spec"], "re-apply {extra:?}");
+        assert_eq!(
+            after["metadata"]["generation"], before["metadata"]["generation"],
+            "re-apply {extra:?} changed the spec"
+        );
+        assert_eq!(
+            after["metadata"]["annotations"]["failover-guard.io/mutated"],
+            before["metadata"]["annotations"]["failover-guard.io/mutated"]
+        );
+    }
+    assert_eq!(
+        endpoints("reviews-failover")[0]["weight"],
+        5,
+        "the reconciled weight stays"
+    );
+
     // B goes away: admission keeps working with the last known state, and readyz and the
     // metric say B is down.
     drop(remote);

@@ -224,12 +224,7 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         runtime.block_on(async {
             let client = cluster::client(args.kubeconfig.as_deref(), None).await?;
             let objects = cluster::list_all(&client, Some(&args.namespace)).await?;
-            let config = if config.discovery.source == config::DiscoverySource::None {
-                config
-            } else {
-                let discovered = failover_guard::remotes::read_all(&client, &config).await;
-                config.with_discovered(&discovered)
-            };
+            let config = with_discovery(&client, config).await;
             let service =
                 failover_guard::render::find_service(&objects, &args.namespace, &args.service)
                     .cloned();
@@ -457,9 +452,19 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     Ok(offline::print_report(&report, args.output))
 }
 
+/// The configuration with the remotes `discovery` reads from the live cluster's remote secrets
+/// or kubeconfigs (as `serve` has them), or as it is when discovery is off.
+async fn with_discovery(client: &kube::Client, config: config::Config) -> config::Config {
+    if config.discovery.source == config::DiscoverySource::None {
+        return config;
+    }
+    let discovered = failover_guard::remotes::read_all(client, &config).await;
+    config.with_discovered(&discovered)
+}
+
 fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let config = offline::load_config(args.config.as_deref())?;
-    let objects = if args.cluster {
+    let (objects, config) = if args.cluster {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -469,7 +474,10 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 cluster::client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
             let mut objects = cluster::list_all(&client, args.namespace.as_deref()).await?;
             objects.extend(cluster::list_workloads(&client, args.namespace.as_deref()).await?);
-            Ok::<_, cluster::ClusterError>(objects)
+            // The remotes as `serve` discovers them: an endpoint is then named by its cluster,
+            // and `--fail <remote>` finds it.
+            let config = with_discovery(&client, config).await;
+            Ok::<_, cluster::ClusterError>((objects, config))
         })?
     } else {
         let (inputs, errors) = offline::read_inputs(&args.paths);
@@ -479,11 +487,12 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         if !errors.is_empty() {
             return Ok(ExitCode::from(2));
         }
-        inputs
+        let objects = inputs
             .into_iter()
             .flat_map(|i| i.documents)
             .flat_map(|d| d.objects)
-            .collect()
+            .collect();
+        (objects, config)
     };
     let request = failover_guard::simulate::Request {
         hosts: args.host,

@@ -403,6 +403,44 @@ spec:
         "the reconciled weight stays"
     );
 
+    // simulate --cluster reads the remotes as serve does: the entry's endpoint is cluster B's,
+    // so failing this cluster's locality moves the traffic to B, and failing B keeps it here
+    // (on the local endpoints simulate assumes, as this test runs no pods).
+    let simulate = |fail: &str| {
+        let out = Command::new(common::BIN)
+            .args([
+                "simulate",
+                "--cluster",
+                "--kubeconfig",
+                &kubeconfig,
+                "--config",
+            ])
+            .arg(&config_path)
+            .args([
+                "--host",
+                "reviews.bookinfo.svc.cluster.local",
+                "--fail",
+                fail,
+            ])
+            .args(["-n", "bookinfo", "--output", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).expect("simulate JSON")
+    };
+    let report = simulate("europe-west1");
+    let text_of = |v: &Value| v.to_string();
+    assert!(
+        text_of(&report).contains("\"cluster-b\""),
+        "the endpoint is named by its discovered cluster: {report:#}"
+    );
+    let carried = &report["clusters"][0]["failure"];
+    assert_eq!(carried["clusters"], json!(["cluster-b"]), "{report:#}");
+    let report = simulate("cluster-b");
+    let carried = &report["clusters"][0]["failure"];
+    assert_eq!(carried["clusters"], json!([]), "{report:#}");
+    assert_eq!(carried["carriedBy"], 0, "{report:#}");
+
     // B goes away: admission keeps working with the last known state, and readyz and the
     // metric say B is down.
     drop(remote);

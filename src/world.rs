@@ -367,12 +367,42 @@ struct Remembered {
 /// most admissions re-apply an unchanged object into an unchanged world). An answer is reused
 /// only when every input is the same: the same world objects, an equal admitted object, the
 /// same configuration (its generation).
+///
+/// Answers are kept in two generations of at most half the limit each: when the current one is
+/// full it becomes the previous one (the one before is forgotten), and an answer found in the
+/// previous one moves back into the current one. An answer asked for again within about 512
+/// new ones is kept, however many other hosts come and go; forgetting all at once when full
+/// made every busy host's next admission pay for a simulation again.
 #[derive(Default)]
 pub struct Memo {
-    entries: Mutex<HashMap<String, Remembered>>,
+    entries: Mutex<Generations>,
 }
 
-/// At most this many remembered answers (then they are all forgotten).
+#[derive(Default)]
+struct Generations {
+    current: HashMap<String, Remembered>,
+    previous: HashMap<String, Remembered>,
+}
+
+impl Generations {
+    /// The entry under `key`, moved into the current generation when it was in the previous.
+    fn get(&mut self, key: &str) -> Option<&Remembered> {
+        if !self.current.contains_key(key) {
+            let (key, entry) = self.previous.remove_entry(key)?;
+            self.insert(key, entry);
+        }
+        self.current.get(key)
+    }
+
+    fn insert(&mut self, key: String, entry: Remembered) {
+        if self.current.len() >= MEMO_LIMIT / 2 && !self.current.contains_key(&key) {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, entry);
+    }
+}
+
+/// At most this many remembered answers, over both generations.
 const MEMO_LIMIT: usize = 1024;
 /// Answers over larger inputs (about this many bytes together) are not remembered: the memo
 /// keeps a copy of the admitted object and the world's objects as they were, so this bounds it
@@ -389,7 +419,7 @@ impl Memo {
         compute: impl FnOnce() -> T,
     ) -> Arc<T> {
         let remembered = {
-            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             entries
                 .get(key)
                 .filter(|r| {
@@ -418,9 +448,6 @@ impl Memo {
             })
             .collect();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MEMO_LIMIT {
-            entries.clear();
-        }
         entries.insert(
             key.to_owned(),
             Remembered {
@@ -466,6 +493,35 @@ mod tests {
         let answer = ask(&replaced, &large, 2);
         assert_eq!(*answer, large.to_string());
         assert!(!Arc::ptr_eq(&answer, &ask(&replaced, &large, 2)));
+    }
+
+    #[test]
+    fn memo_keeps_an_answer_asked_for_again_and_stays_bounded() {
+        let memo = Memo::default();
+        let admitted = json!({"kind": "DestinationRule"});
+        let computed = std::sync::atomic::AtomicUsize::new(0);
+        let ask = |key: &str| {
+            memo.get_or_insert_with(key, 1, &[Input::Admitted(&admitted)], || {
+                computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            })
+        };
+        let hot = ask("hot");
+        for i in 0..10 * MEMO_LIMIT {
+            ask(&format!("cold-{i}"));
+            if i % 100 == 0 {
+                assert!(Arc::ptr_eq(&hot, &ask("hot")), "forgotten after {i}");
+            }
+        }
+        let entries = memo.entries.lock().unwrap();
+        assert!(entries.current.len() + entries.previous.len() <= MEMO_LIMIT);
+        drop(entries);
+        // A cold answer long gone is worked out again.
+        let before = computed.load(std::sync::atomic::Ordering::Relaxed);
+        ask("cold-0");
+        assert_eq!(
+            computed.load(std::sync::atomic::Ordering::Relaxed),
+            before + 1
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::object::Field as _;
 
 use json_patch::jsonptr::PointerBuf;
 
-use super::{Context, Issue, Rule};
+use super::{Context, Issue, Rule, Text};
 use crate::{
     config::Mode,
     istio::{cluster_local_service, fqdn},
@@ -129,8 +129,8 @@ impl std::fmt::Display for FieldPath {
     }
 }
 
-impl From<&FieldPath> for super::Text {
-    fn from(path: &FieldPath) -> super::Text {
+impl From<&FieldPath> for Text {
+    fn from(path: &FieldPath) -> Text {
         path.to_string().into()
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::object::Field as _;
 
-use super::{Context, Issue, Rule, pointer};
+use super::{Context, Issue, Rule, Text, pointer};
 use crate::{
     config::{Mode, Remote},
     istio::cluster_local_service,
@@ -391,7 +391,7 @@ fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
     if location == "MESH_INTERNAL" {
         return;
     }
-    let problem: super::Text = if location.is_empty() {
+    let problem: Text = if location.is_empty() {
         "failover entry has location unset (MESH_EXTERNAL)".into()
     } else {
         format!("failover entry has location {location}").into()

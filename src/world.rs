@@ -72,9 +72,20 @@ impl WorldKind {
 
 type Key = (String, String);
 
+/// A [`Key`] borrowed for a lookup. It hashes as the owned key does (a tuple and a tuple
+/// struct both hash their fields in order), so finding an object allocates nothing.
+#[derive(Hash)]
+struct KeyRef<'a>(&'a str, &'a str);
+
+impl hashbrown::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// Hash maps of the index: looked up several times per admission, with keys from the
 /// cluster's own objects, so a fast hasher (foldhash) rather than SipHash.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
+type HashMap<K, V> = hashbrown::HashMap<K, V, foldhash::quality::RandomState>;
 
 /// Objects of one kind by (namespace, name), with a secondary index.
 #[derive(Default)]
@@ -242,7 +253,7 @@ impl World for Index {
         self.tables
             .get(&WorldKind::Object(Kind::Service))?
             .objects
-            .get(&(namespace.to_owned(), name.to_owned()))
+            .get(&KeyRef(namespace, name))
             .cloned()
     }
 
@@ -464,6 +475,36 @@ impl Memo {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_service_is_found_by_namespace_and_name_until_removed() {
+        let service = |ns: &str, port: u16| {
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "reviews", "namespace": ns},
+                   "spec": {"ports": [{"name": "http", "port": port}]}})
+        };
+        let port = |found: Option<Arc<Value>>| {
+            found.and_then(|s| {
+                array_at(&s, &["spec", "ports"])
+                    .first()?
+                    .get("port")?
+                    .as_u64()
+            })
+        };
+        let mut index = Index::new("default", "svc.cluster.local");
+        index.upsert(service("bookinfo", 9080));
+        index.upsert(service("other", 8080));
+        assert_eq!(port(index.service("bookinfo", "reviews")), Some(9080));
+        assert_eq!(port(index.service("other", "reviews")), Some(8080));
+        // Namespace and name are two fields, not one joined string.
+        assert!(index.service("bookinfo.reviews", "").is_none());
+        assert!(index.service("bookinfo", "ratings").is_none());
+        index.upsert(service("bookinfo", 9090));
+        assert_eq!(port(index.service("bookinfo", "reviews")), Some(9090));
+        index.remove(&service("bookinfo", 9090));
+        assert!(index.service("bookinfo", "reviews").is_none());
+        assert_eq!(index.len(WorldKind::Object(Kind::Service)), 1);
+    }
 
     #[test]
     fn memo_remembers_small_inputs_only_while_they_stay_the_same() {

@@ -330,6 +330,9 @@ pub(crate) mod testing {
         /// The exact object after the rule fixed it.
         #[serde(default)]
         fixed: Option<Value>,
+        /// Where each issue points (its field path), in the order found, when given.
+        #[serde(default)]
+        paths: Option<Vec<String>>,
     }
 
     #[test]
@@ -397,6 +400,10 @@ pub(crate) mod testing {
                     quiet += 1
                 } else {
                     triggering += 1
+                }
+                if let Some(expected) = &case.expect.paths {
+                    let got: Vec<&str> = issues.iter().map(|i| i.path.as_ref()).collect();
+                    assert_eq!(got, *expected, "{label}: paths");
                 }
                 if let Some(expected) = &case.expect.fixed {
                     assert_eq!(&fixed, expected, "{label}: fixed object");

@@ -27,13 +27,37 @@ use crate::{
 const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
 const LOCALITY_LABELS: [&str; 2] = ["topology.istio.io/locality", "istio-locality"];
 
-/// The cluster-local services `(service, namespace)` an entry's hosts name.
-fn local_services<'a>(se: &'a Value, cx: &Context<'_>) -> Vec<(&'a str, &'a str)> {
+/// A host of an entry that names a cluster-local Service: `host` is
+/// `<service>.<namespace>.<clusterDomain>`, the name pilot gives the Service, so it is also the
+/// key of that Service's DestinationRules.
+struct LocalService<'a> {
+    /// The host's index in `spec.hosts`.
+    index: usize,
+    host: &'a str,
+    service: &'a str,
+    namespace: &'a str,
+}
+
+/// The cluster-local services an entry's hosts name, in host order (an iterator: the rules ask
+/// this several times per admission, mostly whether there is one).
+fn local_services<'a>(
+    se: &'a Value,
+    cx: &'a Context<'_>,
+) -> impl Iterator<Item = LocalService<'a>> + 'a {
     array_at(se, &["spec", "hosts"])
         .iter()
-        .filter_map(Value::as_str)
-        .filter_map(|h| cluster_local_service(h, &cx.config.cluster.cluster_domain))
-        .collect()
+        .enumerate()
+        .filter_map(|(index, h)| {
+            let host = h.as_str()?;
+            let (service, namespace) =
+                cluster_local_service(host, &cx.config.cluster.cluster_domain)?;
+            Some(LocalService {
+                index,
+                host,
+                service,
+                namespace,
+            })
+        })
 }
 
 fn annotated_failover(se: &Value) -> bool {
@@ -46,7 +70,9 @@ fn annotated_failover(se: &Value) -> bool {
 /// per pass.
 pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
     *cx.facts.failover_entry.get_or_init(|| {
-        annotated_failover(se) || !local_services(se, cx).is_empty() || at_remote_gateway(se, cx)
+        annotated_failover(se)
+            || local_services(se, cx).next().is_some()
+            || at_remote_gateway(se, cx)
     })
 }
 
@@ -63,18 +89,18 @@ pub(crate) fn at_remote_gateway(se: &Value, cx: &Context<'_>) -> bool {
 fn real_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
     annotated_failover(se)
         || at_remote_gateway(se, cx)
-        || local_services(se, cx)
-            .iter()
-            .any(|(svc, ns)| cx.world.and_then(|w| w.service(ns, svc)).is_some())
+        || local_services(se, cx).any(|s| {
+            cx.world
+                .and_then(|w| w.service(s.namespace, s.service))
+                .is_some()
+        })
 }
 
 /// Whether pilot merges the entry's endpoints into a Kubernetes Service: a real failover
 /// entry for a Service of its own namespace (pilot/pkg/serviceregistry/aggregate merges
 /// services of one hostname and namespace; endpoints join by port name).
 fn merges_with_service(se: &Value, cx: &Context<'_>) -> bool {
-    local_services(se, cx)
-        .iter()
-        .any(|(_, ns)| *ns == cx.subject.namespace)
+    local_services(se, cx).any(|s| s.namespace == cx.subject.namespace)
         && real_failover_entry(se, cx)
 }
 
@@ -435,7 +461,13 @@ pub static FG205: Rule = Rule {
 
 fn check_fg205(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
     let gateway = at_remote_gateway(se, cx) || annotated_failover(se);
-    for (i, (service, namespace)) in local_services(se, cx).into_iter().enumerate() {
+    for LocalService {
+        index,
+        service,
+        namespace,
+        ..
+    } in local_services(se, cx)
+    {
         let known = cx
             .world
             .and_then(|w| w.service(namespace, service))
@@ -443,7 +475,7 @@ fn check_fg205(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
         if namespace != cx.subject.namespace && (known || gateway) {
             out.push(
                 Issue::deny(
-                    format!("spec.hosts[{i}]"),
+                    format!("spec.hosts[{index}]"),
                     format!("host of Service {namespace}/{service} is declared from namespace {}", cx.subject.namespace),
                 )
                 .because("Istio merges entry endpoints into a Service only within its namespace, so they are never used")
@@ -491,7 +523,10 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
         .collect();
     let mut renames: Vec<(Rename, String)> = Vec::new();
     let mut unmatched: Vec<(String, Vec<String>)> = Vec::new();
-    for (service, namespace) in local_services(se, cx) {
+    for LocalService {
+        service, namespace, ..
+    } in local_services(se, cx)
+    {
         if namespace != cx.subject.namespace {
             continue;
         }
@@ -547,6 +582,10 @@ fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>
                     .collect(),
             ));
         }
+    }
+    // The common case, ports named like the Service's: nothing to rename, nothing to walk.
+    if renames.is_empty() && unmatched.is_empty() {
+        return;
     }
     // A rename onto a name another port keeps would give the entry two ports of one name.
     // With the same number that other port *is* the renamed one: a GitOps re-apply (server-side
@@ -789,9 +828,8 @@ fn subset_label_sets(se: &Value, cx: &Context<'_>) -> Vec<BTreeMap<String, Strin
         return sets;
     }
     let Some(world) = cx.world else { return sets };
-    for (service, namespace) in local_services(se, cx) {
-        let host = format!("{service}.{namespace}.{}", cx.config.cluster.cluster_domain);
-        for dr in world.destination_rules(&host) {
+    for LocalService { host, .. } in local_services(se, cx) {
+        for dr in world.destination_rules(host) {
             for subset in array_at(&dr, &["spec", "subsets"]) {
                 let Some(labels) = subset.field("labels").and_then(Value::as_object) else {
                     continue;
@@ -810,19 +848,11 @@ fn subset_label_sets(se: &Value, cx: &Context<'_>) -> Vec<BTreeMap<String, Strin
     sets
 }
 
-/// The Service (namespace, name) a failover entry stands in for: its first cluster-local host.
-fn entry_service<'a>(se: &'a Value, cx: &Context<'_>) -> Option<(&'a str, &'a str)> {
-    array_at(se, &["spec", "hosts"])
-        .iter()
-        .filter_map(Value::as_str)
-        .find_map(|h| cluster_local_service(h, &cx.config.cluster.cluster_domain))
-        .map(|(name, namespace)| (namespace, name))
-}
-
 /// Ready endpoints of the entry's Service in a remote, when discovery knows the remote.
 fn remote_ready(se: &Value, remote: &Remote, cx: &Context<'_>) -> Option<u32> {
-    let (namespace, name) = entry_service(se, cx)?;
-    remote.ready_endpoints(namespace, name)
+    // The Service a failover entry stands in for is its first cluster-local host's.
+    let service = local_services(se, cx).next()?;
+    remote.ready_endpoints(service.namespace, service.service)
 }
 
 fn generated_endpoint(
@@ -1032,7 +1062,13 @@ pub static FG213: Rule = Rule {
 };
 
 fn check_fg213(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    let Some((namespace, name)) = entry_service(se, cx) else {
+    // The Service a failover entry stands in for is its first cluster-local host's.
+    let Some(LocalService {
+        namespace,
+        service: name,
+        ..
+    }) = local_services(se, cx).next()
+    else {
         return;
     };
     for (i, endpoint) in endpoints(se).iter().enumerate() {
@@ -1177,9 +1213,8 @@ fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue
     if remote.is_empty() {
         return;
     }
-    for (service, namespace) in local_services(se, cx) {
-        let host = format!("{service}.{namespace}.{}", cx.config.cluster.cluster_domain);
-        for dr in world.destination_rules(&host) {
+    for LocalService { host, .. } in local_services(se, cx) {
+        for dr in world.destination_rules(host) {
             for subset in array_at(&dr, &["spec", "subsets"]) {
                 let Some(labels) = subset.field("labels").and_then(Value::as_object) else {
                     continue;

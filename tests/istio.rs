@@ -16,7 +16,7 @@ use std::{
 
 use common::{istio, repo_path, shared_dir, strategies};
 use failover_guard::{
-    config::Config,
+    config::{Config, DiscoveredRemote},
     engine::{Action, Pass, evaluate},
     istio::traffic,
     object::Kind,
@@ -261,6 +261,15 @@ struct Scenario {
     /// Why an `after` verdict other than failover is fine, when nothing denies it.
     #[serde(default)]
     reason: Option<String>,
+    /// What discovery saw in the remote clusters (as `serve` with `discovery` configured):
+    /// the scenario's config gains it before `check` and `mutate` run.
+    #[serde(default)]
+    discovered: Vec<DiscoveredRemote>,
+    /// Envoy cluster name -> remote cluster -> the load-balancing weight pilot gives that
+    /// remote's gateway endpoint, after `mutate`, for every client. The remotes listed are all
+    /// that have an endpoint: one not listed must have none.
+    #[serde(default)]
+    remote_weights: BTreeMap<String, BTreeMap<String, u32>>,
 }
 
 fn scenario_dirs() -> Vec<PathBuf> {
@@ -352,6 +361,46 @@ fn compare(
     }
 }
 
+/// Checks the weights of the remote gateway endpoints pilot built, per Envoy cluster and
+/// client, against `want` (remote cluster -> weight; a remote not in it must have no endpoint).
+fn compare_remote_weights(
+    name: &str,
+    want: &BTreeMap<String, BTreeMap<String, u32>>,
+    result: &Value,
+    failures: &mut Vec<String>,
+) {
+    for (cluster, weights) in want {
+        let built: Vec<&Value> = result["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["name"] == cluster.as_str())
+            .collect();
+        if built.is_empty() {
+            failures.push(format!("{name} (after): pilot built no cluster {cluster}"));
+        }
+        for c in built {
+            let got: BTreeMap<String, u32> = c["priorities"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|p| p["endpoints"].as_array().into_iter().flatten())
+                .filter_map(|e| {
+                    let remote = e["cluster"].as_str()?;
+                    let weight = e["weight"].as_u64().unwrap_or(0);
+                    Some((remote.to_owned(), u32::try_from(weight).unwrap_or(u32::MAX)))
+                })
+                .collect();
+            if got != *weights {
+                failures.push(format!(
+                    "{name} (after): {cluster} for {}: remote endpoint weights {got:?}, expected {weights:?}",
+                    c["client"]
+                ));
+            }
+        }
+    }
+}
+
 #[test]
 fn scenarios_match_pilot() {
     let Some(harness) = istio::harness() else {
@@ -374,7 +423,8 @@ fn scenarios_match_pilot() {
         let config = match std::fs::read_to_string(dir.join("config.yaml")) {
             Ok(text) => Config::from_yaml(&text, "config.yaml").expect("scenario config"),
             Err(_) => Config::example(),
-        };
+        }
+        .with_discovered(&scenario.discovered);
         let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("objects.yaml");
         let input = offline::parse_input("objects.yaml", &text);
         assert!(
@@ -461,6 +511,7 @@ fn scenarios_match_pilot() {
         let (before, after) = (&results[2 * i], &results[2 * i + 1]);
         compare(name, "before", &scenario.before, before, &mut failures);
         compare(name, "after", &scenario.after, after, &mut failures);
+        compare_remote_weights(name, &scenario.remote_weights, after, &mut failures);
         // simulate answers what pilot answers, table for table.
         let (config, objects_before, objects_after, clients) = &sim_inputs[i];
         failures.extend(disagreements(

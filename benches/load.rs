@@ -6,12 +6,13 @@
 //!                              [--no-world | --world-only] [--case "gets a fix"]
 //!
 //! Side by side in one run, for each case: (a) the shipped config (deploy/base/config.yaml)
-//! and (b) the same server with every rule off, measured alternately. Each case is a real
+//! and (b) the same server with every rule off, measured alternately (a b, b a, a b, ...). Each case is a real
 //! AdmissionReview recorded from a kube-apiserver (tests/fixtures/apiserver). Reported per case:
 //! throughput at saturation, the server's CPU time per request (from /proc), the generator's
 //! share of the machine, latency at a fixed rate, and the ratios a/b, both of the best round of
-//! each and the median over rounds of a and b measured back to back (steadier on a noisy
-//! machine: use more, shorter rounds, such as `--rounds 5 --duration 2`); per server: peak resident
+//! each and the median over rounds of a and b measured back to back, with the range of those
+//! paired ratios (steadier on a noisy machine: use more, shorter rounds, such as
+//! `--rounds 5 --duration 2`); per server: peak resident
 //! memory and the time to ready. Everything runs twice: without a world and with a world of
 //! 10,000 objects (`serve --world manifests`), the size of a large cluster's watch cache.
 //! Ratios are what to judge; the machine is shared and noisy. Nothing here is asserted.
@@ -173,7 +174,7 @@ fn main() -> anyhow::Result<()> {
             }
         );
         println!(
-            "| case | a req/s | b req/s | a/b (best of each) | a/b (median of paired rounds) | a CPU µs/req | b CPU µs/req | a − b CPU µs (median of rounds) | a p50/p99 ms | b p50/p99 ms | generator share |"
+            "| case | a req/s | b req/s | a/b (best of each) | a/b (median of paired rounds, their range) | a CPU µs/req | b CPU µs/req | a − b CPU µs (median of rounds) | a p50/p99 ms | b p50/p99 ms | generator share |"
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for case in CASES.iter().filter(|c| {
@@ -191,9 +192,13 @@ fn main() -> anyhow::Result<()> {
             // (a's throughput over b's, a's CPU per request minus b's) of each round: a and b
             // measured back to back see the same machine, unlike the best of each.
             let mut paired = Vec::with_capacity(options.rounds);
-            for _ in 0..options.rounds {
+            for r in 0..options.rounds {
                 let mut round = [0.0_f64; 4];
-                for (slot, server) in [&a, &b].into_iter().enumerate() {
+                // a then b, then b then a (ABBA): a drift of the machine over a round, or
+                // whatever the first of two measurements pays, falls on both servers alike.
+                let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+                for slot in order {
+                    let server = [&a, &b][slot];
                     let run = runtime.block_on(saturate(
                         &connector,
                         server,
@@ -214,7 +219,11 @@ fn main() -> anyhow::Result<()> {
                 }
                 paired.push((round[0] / round[1], round[2] - round[3]));
             }
-            let ratio = median(paired.iter().map(|p| p.0).collect());
+            let ratios: Vec<f64> = paired.iter().map(|p| p.0).collect();
+            let (low, high) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+            let ratio = median(ratios);
             let extra_cpu = median(paired.iter().map(|p| p.1).collect());
             let [Some(sa), Some(sb)] = best else {
                 bail!("no rounds measured");
@@ -236,12 +245,14 @@ fn main() -> anyhow::Result<()> {
                 options.duration,
             ))?;
             println!(
-                "| {} | {:.0} | {:.0} | {:.2} | **{:.2}** | {:.1} | {:.1} | {:+.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} % |",
+                "| {} | {:.0} | {:.0} | {:.2} | **{:.2}** ({:.2}-{:.2}) | {:.1} | {:.1} | {:+.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} % |",
                 case.name,
                 sa.per_second(),
                 sb.per_second(),
                 sa.per_second() / sb.per_second(),
                 ratio,
+                low,
+                high,
                 sa.server_cpu_us_per_request(),
                 sb.server_cpu_us_per_request(),
                 extra_cpu,

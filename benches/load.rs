@@ -6,15 +6,16 @@
 //!                              [--no-world | --world-only] [--case "gets a fix"]
 //!
 //! Side by side in one run, for each case: (a) the shipped config (deploy/base/config.yaml)
-//! and (b) the same server with every rule off, measured alternately (a b, b a, a b, ...). Each case is a real
-//! AdmissionReview recorded from a kube-apiserver (tests/fixtures/apiserver). Reported per case:
-//! throughput at saturation, the server's CPU time per request (from /proc), the generator's
-//! share of the machine, latency at a fixed rate, and the ratios a/b, both of the best round of
-//! each and the median over rounds of a and b measured back to back, with the range of those
-//! paired ratios (steadier on a noisy machine: use more, shorter rounds, such as
-//! `--rounds 5 --duration 2`); per server: peak resident
-//! memory and the time to ready. Everything runs twice: without a world and with a world of
-//! 10,000 objects (`serve --world manifests`), the size of a large cluster's watch cache.
+//! and (b) the same server with every rule off, measured alternately (a b, then b a, ...).
+//! Each case is a real AdmissionReview recorded from a kube-apiserver
+//! (tests/fixtures/apiserver). Reported per case: throughput at saturation, the server's CPU
+//! time per request (from /proc), the generator's share of the machine, latency at a fixed
+//! rate, and the ratios a/b, both of the best round of each and the median over rounds of a
+//! and b measured back to back, with the range of those paired ratios (steadier on a noisy
+//! machine: use more, shorter rounds, such as `--rounds 5 --duration 2`); per server: peak
+//! resident memory and the time to ready. Everything runs twice: without a world and with a
+//! world of 10,000 objects (`serve --world manifests`), the size of a large cluster's watch
+//! cache.
 //! Ratios are what to judge; the machine is shared and noisy. Nothing here is asserted.
 
 use std::{

@@ -344,12 +344,7 @@ fn compare(
             Some(per_client) => {
                 for (client, v) in &per_client {
                     if v != verdict {
-                        let table: Vec<&Value> = result["clusters"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter(|c| c["name"] == cluster.as_str())
-                            .collect();
+                        let table = clusters_named(result, cluster);
                         failures.push(format!(
                             "{name} ({when}): {cluster} for {client} is {v}, expected {verdict}\n{}",
                             serde_json::to_string(&table).unwrap()
@@ -361,6 +356,16 @@ fn compare(
     }
 }
 
+/// The Envoy clusters of a harness result with this name, one per client.
+fn clusters_named<'a>(result: &'a Value, name: &str) -> Vec<&'a Value> {
+    result["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == name)
+        .collect()
+}
+
 /// Checks the weights of the remote gateway endpoints pilot built, per Envoy cluster and
 /// client, against `want` (remote cluster -> weight; a remote not in it must have no endpoint).
 fn compare_remote_weights(
@@ -370,12 +375,7 @@ fn compare_remote_weights(
     failures: &mut Vec<String>,
 ) {
     for (cluster, weights) in want {
-        let built: Vec<&Value> = result["clusters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["name"] == cluster.as_str())
-            .collect();
+        let built = clusters_named(result, cluster);
         if built.is_empty() {
             failures.push(format!("{name} (after): pilot built no cluster {cluster}"));
         }

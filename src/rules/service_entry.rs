@@ -848,10 +848,14 @@ fn subset_label_sets(se: &Value, cx: &Context<'_>) -> Vec<BTreeMap<String, Strin
     sets
 }
 
+/// The Service a failover entry stands in for: its first cluster-local host's.
+fn entry_service<'a>(se: &'a Value, cx: &'a Context<'_>) -> Option<LocalService<'a>> {
+    local_services(se, cx).next()
+}
+
 /// Ready endpoints of the entry's Service in a remote, when discovery knows the remote.
 fn remote_ready(se: &Value, remote: &Remote, cx: &Context<'_>) -> Option<u32> {
-    // The Service a failover entry stands in for is its first cluster-local host's.
-    let service = local_services(se, cx).next()?;
+    let service = entry_service(se, cx)?;
     remote.ready_endpoints(service.namespace, service.service)
 }
 
@@ -1062,12 +1066,11 @@ pub static FG213: Rule = Rule {
 };
 
 fn check_fg213(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
-    // The Service a failover entry stands in for is its first cluster-local host's.
     let Some(LocalService {
         namespace,
         service: name,
         ..
-    }) = local_services(se, cx).next()
+    }) = entry_service(se, cx)
     else {
         return;
     };

@@ -265,11 +265,32 @@ struct Scenario {
     /// the scenario's config gains it before `check` and `mutate` run.
     #[serde(default)]
     discovered: Vec<DiscoveredRemote>,
-    /// Envoy cluster name -> remote cluster -> the load-balancing weight pilot gives that
-    /// remote's gateway endpoint, after `mutate`, for every client. The remotes listed are all
-    /// that have an endpoint: one not listed must have none.
+    /// Where pilot puts the remotes' gateway endpoints, before and after `mutate`.
     #[serde(default)]
-    remote_weights: BTreeMap<String, BTreeMap<String, u32>>,
+    remotes: RemoteExpectations,
+}
+
+/// Per stage: Envoy cluster name -> remote cluster -> its gateway endpoint, for every client.
+/// The remotes listed are all that have an endpoint: one not listed must have none.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RemoteExpectations {
+    #[serde(default)]
+    before: BTreeMap<String, BTreeMap<String, RemoteEndpoint>>,
+    #[serde(default)]
+    after: BTreeMap<String, BTreeMap<String, RemoteEndpoint>>,
+}
+
+/// What pilot gives one remote's gateway endpoint; a field left out is not checked.
+#[derive(serde::Deserialize, Debug, PartialEq, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RemoteEndpoint {
+    /// The priority of its locality group (0 is the first Envoy tries).
+    #[serde(default)]
+    priority: Option<u64>,
+    /// Its load-balancing weight.
+    #[serde(default)]
+    weight: Option<u64>,
 }
 
 fn scenario_dirs() -> Vec<PathBuf> {
@@ -366,34 +387,43 @@ fn clusters_named<'a>(result: &'a Value, name: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// Checks the weights of the remote gateway endpoints pilot built, per Envoy cluster and
-/// client, against `want` (remote cluster -> weight; a remote not in it must have no endpoint).
-fn compare_remote_weights(
+/// Checks the remote gateway endpoints pilot built, per Envoy cluster and client, against
+/// `want` (remote cluster -> its endpoint; a remote not in it must have no endpoint).
+fn compare_remotes(
     name: &str,
-    want: &BTreeMap<String, BTreeMap<String, u32>>,
+    when: &str,
+    want: &BTreeMap<String, BTreeMap<String, RemoteEndpoint>>,
     result: &Value,
     failures: &mut Vec<String>,
 ) {
-    for (cluster, weights) in want {
+    for (cluster, remotes) in want {
         let built = clusters_named(result, cluster);
         if built.is_empty() {
-            failures.push(format!("{name} (after): pilot built no cluster {cluster}"));
+            failures.push(format!("{name} ({when}): pilot built no cluster {cluster}"));
         }
         for c in built {
-            let got: BTreeMap<String, u32> = c["priorities"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|p| p["endpoints"].as_array().into_iter().flatten())
-                .filter_map(|e| {
-                    let remote = e["cluster"].as_str()?;
-                    let weight = e["weight"].as_u64().unwrap_or(0);
-                    Some((remote.to_owned(), u32::try_from(weight).unwrap_or(u32::MAX)))
-                })
-                .collect();
-            if got != *weights {
+            let mut got: BTreeMap<String, RemoteEndpoint> = BTreeMap::new();
+            for p in c["priorities"].as_array().into_iter().flatten() {
+                for e in p["endpoints"].as_array().into_iter().flatten() {
+                    let Some(remote) = e["cluster"].as_str() else {
+                        continue;
+                    };
+                    // Reported with only the fields the scenario asks about.
+                    let asked = remotes.get(remote);
+                    got.insert(
+                        remote.to_owned(),
+                        RemoteEndpoint {
+                            priority: asked.and_then(|a| a.priority).and(p["priority"].as_u64()),
+                            weight: asked
+                                .and_then(|a| a.weight)
+                                .and(Some(e["weight"].as_u64().unwrap_or(0))),
+                        },
+                    );
+                }
+            }
+            if got != *remotes {
                 failures.push(format!(
-                    "{name} (after): {cluster} for {}: remote endpoint weights {got:?}, expected {weights:?}",
+                    "{name} ({when}): {cluster} for {}: remote endpoints {got:?}, expected {remotes:?}",
                     c["client"]
                 ));
             }
@@ -511,7 +541,14 @@ fn scenarios_match_pilot() {
         let (before, after) = (&results[2 * i], &results[2 * i + 1]);
         compare(name, "before", &scenario.before, before, &mut failures);
         compare(name, "after", &scenario.after, after, &mut failures);
-        compare_remote_weights(name, &scenario.remote_weights, after, &mut failures);
+        compare_remotes(
+            name,
+            "before",
+            &scenario.remotes.before,
+            before,
+            &mut failures,
+        );
+        compare_remotes(name, "after", &scenario.remotes.after, after, &mut failures);
         // simulate answers what pilot answers, table for table.
         let (config, objects_before, objects_after, clients) = &sim_inputs[i];
         failures.extend(disagreements(

@@ -402,28 +402,34 @@ fn compare_remotes(
             failures.push(format!("{name} ({when}): pilot built no cluster {cluster}"));
         }
         for c in built {
-            let mut got: BTreeMap<String, RemoteEndpoint> = BTreeMap::new();
+            // Every endpoint of a remote (one per subset label set in the default cluster),
+            // reported with only the fields the scenario asks about.
+            let mut got: BTreeMap<String, Vec<RemoteEndpoint>> = BTreeMap::new();
             for p in c["priorities"].as_array().into_iter().flatten() {
                 for e in p["endpoints"].as_array().into_iter().flatten() {
                     let Some(remote) = e["cluster"].as_str() else {
                         continue;
                     };
-                    // Reported with only the fields the scenario asks about.
                     let asked = remotes.get(remote);
-                    got.insert(
-                        remote.to_owned(),
-                        RemoteEndpoint {
-                            priority: asked.and_then(|a| a.priority).and(p["priority"].as_u64()),
-                            weight: asked
-                                .and_then(|a| a.weight)
-                                .and(Some(e["weight"].as_u64().unwrap_or(0))),
-                        },
-                    );
+                    let seen = RemoteEndpoint {
+                        priority: asked.and_then(|a| a.priority).and(p["priority"].as_u64()),
+                        weight: asked
+                            .and_then(|a| a.weight)
+                            .and(Some(e["weight"].as_u64().unwrap_or(0))),
+                    };
+                    let all = got.entry(remote.to_owned()).or_default();
+                    if !all.contains(&seen) {
+                        all.push(seen);
+                    }
                 }
             }
-            if got != *remotes {
+            let wanted: BTreeMap<String, Vec<RemoteEndpoint>> = remotes
+                .iter()
+                .map(|(remote, endpoint)| (remote.clone(), vec![*endpoint]))
+                .collect();
+            if got != wanted {
                 failures.push(format!(
-                    "{name} ({when}): {cluster} for {}: remote endpoints {got:?}, expected {remotes:?}",
+                    "{name} ({when}): {cluster} for {}: remote endpoints {got:?}, expected {wanted:?}",
                     c["client"]
                 ));
             }

@@ -415,7 +415,7 @@ fn compare_remotes(
                         priority: asked.and_then(|a| a.priority).and(p["priority"].as_u64()),
                         weight: asked
                             .and_then(|a| a.weight)
-                            .and(Some(e["weight"].as_u64().unwrap_or(0))),
+                            .map(|_| e["weight"].as_u64().unwrap_or(0)),
                     };
                     let all = got.entry(remote.to_owned()).or_default();
                     if !all.contains(&seen) {

@@ -424,19 +424,26 @@ pub fn encode(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_
         warnings: r.warnings.as_deref(),
     });
     let patch = review.response.as_ref().and_then(|r| r.patch.as_deref());
-    let mut out = serde_json::to_vec(&Outgoing {
-        api_version: if review.types.api_version.is_empty() {
-            API_VERSION
-        } else {
-            &review.types.api_version
+    // Room for the usual response and the patch's base64 (a third larger than the patch):
+    // written without growing the buffer on the way.
+    let base64_len = patch.map_or(0, |p| p.len().div_ceil(3) * 4);
+    let mut out = Vec::with_capacity(256 + base64_len);
+    serde_json::to_writer(
+        &mut out,
+        &Outgoing {
+            api_version: if review.types.api_version.is_empty() {
+                API_VERSION
+            } else {
+                &review.types.api_version
+            },
+            kind: if review.types.kind.is_empty() {
+                "AdmissionReview"
+            } else {
+                &review.types.kind
+            },
+            response,
         },
-        kind: if review.types.kind.is_empty() {
-            "AdmissionReview"
-        } else {
-            &review.types.kind
-        },
-        response,
-    })?;
+    )?;
     if let Some(patch) = patch {
         // The response is the review's last member, so the JSON ends with both their closing
         // braces: the patch goes in before them. Base64 never needs escaping; written here it
@@ -449,7 +456,7 @@ pub fn encode(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_
         out.truncate(out.len() - 2);
         out.extend_from_slice(b",\"patchType\":\"JSONPatch\",\"patch\":\"");
         let start = out.len();
-        out.resize(start + patch.len().div_ceil(3) * 4, 0);
+        out.resize(start + base64_len, 0);
         let written = base64::engine::general_purpose::STANDARD
             .encode_slice(patch, &mut out[start..])
             .map_err(serde::ser::Error::custom)?;

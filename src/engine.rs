@@ -14,7 +14,7 @@ pub use crate::object::truncate;
 use crate::{
     config::{Config, ConfigError, Mode},
     object::{self, Kind, Subject},
-    rules::{Context, Issue, RULES, Severity, Text},
+    rules::{Context, Issue, Issues, RULES, Severity, Text},
     world::World,
 };
 
@@ -179,7 +179,7 @@ pub fn evaluate(
     }
     let skip = skip_list(object);
     let cx = Context::new(config, world, &subject);
-    let mut issues = Vec::new();
+    let mut issues = Issues::new();
     let mut shown: Option<Arc<str>> = None;
     for rule in RULES.iter().filter(|r| r.kinds.contains(&kind)) {
         let mode = config.mode(rule.id);
@@ -268,39 +268,50 @@ pub fn patch_json(object: &Value, changes: &[PointerBuf]) -> serde_json::Result<
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, &operation)?;
+        // The operation's frame is constant text: only the path and the value go through
+        // serde_json, which scans every string it writes for characters to escape.
+        out.extend_from_slice(match operation.op {
+            Op::Add => br#"{"op":"add","path":"#,
+            Op::Replace => br#"{"op":"replace","path":"#,
+        });
+        serde_json::to_writer(&mut out, operation.path)?;
+        out.extend_from_slice(br#","value":"#);
+        serde_json::to_writer(&mut out, operation.value)?;
+        out.push(b'}');
     }
     out.push(b']');
     Ok(out)
 }
 
 /// One operation of the patch, borrowing its value from the mutated object.
-#[derive(Serialize)]
 struct Operation<'a> {
     op: Op,
     path: &'a str,
     value: &'a Value,
 }
 
-#[derive(Serialize, PartialEq)]
-#[serde(rename_all = "lowercase")]
+#[derive(PartialEq)]
 enum Op {
     Add,
     Replace,
 }
+
+/// A list on a fix's path that rarely holds more than four (the members fixes wrote, the rules
+/// that fixed): kept on the stack.
+type Few<T> = smallvec::SmallVec<[T; 4]>;
 
 fn operations<'a>(
     object: &'a Value,
     changes: &'a [PointerBuf],
 ) -> impl Iterator<Item = Operation<'a>> {
     // A member a later fix removed again is sent as its nearest ancestor still there.
-    let mut found: Vec<(&str, &Value, bool)> = changes
+    let mut found: Few<(&str, &Value, bool)> = changes
         .iter()
         .map(|at| object::deepest(object, at.as_str()))
         .collect();
-    found.sort_by(|a, b| a.0.cmp(b.0));
+    found.sort_unstable_by(|a, b| a.0.cmp(b.0));
     found.dedup_by(|a, b| a.0 == b.0);
-    let mut sent: Vec<&str> = Vec::with_capacity(found.len());
+    let mut sent: Few<&str> = Few::new();
     found.into_iter().filter_map(move |(at, value, in_array)| {
         let inside = |outer: &&str| at.strip_prefix(*outer).is_some_and(|r| r.starts_with('/'));
         if sent.iter().any(inside) {
@@ -346,9 +357,11 @@ fn skip_list(object: &Value) -> SkipList {
 
 /// Records applied rules in the mutated annotation, merged with what earlier passes recorded.
 fn mark_mutated(object: &mut Value, applied: &[&str]) -> Option<PointerBuf> {
-    let mut ids: BTreeSet<&str> = applied.iter().copied().collect();
     let earlier = object::annotation(object, object::MUTATED_ANNOTATION);
+    let mut ids: Few<&str> = applied.iter().copied().collect();
     ids.extend(earlier.into_iter().flat_map(object::split_list));
+    ids.sort_unstable();
+    ids.dedup();
     let mut value = String::with_capacity(ids.iter().map(|id| id.len() + 1).sum());
     for id in ids {
         if !value.is_empty() {

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Context, Issue, Rule, pointer};
+use super::{Context, Issue, Issues, Rule, pointer};
 use crate::{
     config::Mode,
     object::{Field as _, Kind, array_at},
@@ -67,7 +67,7 @@ pub static FG301: Rule = Rule {
     check: check_fg301,
 };
 
-fn check_fg301(ap: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg301(ap: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     let ns = &cx.subject.namespace;
     if !cx.config.in_failover_scope(ns)
         || cx.config.scope.gateway_namespaces.contains(ns)
@@ -153,7 +153,7 @@ fn trust_domain(principal: &str) -> Option<&str> {
         .map(|(domain, _)| domain)
 }
 
-fn check_fg302(ap: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg302(ap: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let known = &cx.config.topology.trust_domains;
     let cluster = &cx.config.cluster;
     // What ReplaceTrustDomainAliases expands local principals to.
@@ -232,7 +232,7 @@ pub static FG303: Rule = Rule {
     check: check_fg303,
 };
 
-fn check_fg303(ap: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg303(ap: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if cx.config.in_failover_scope(&cx.subject.namespace)
         && action(ap) == "ALLOW"
         && !has_target_ref(ap)
@@ -268,7 +268,7 @@ pub static FG304: Rule = Rule {
     check: check_fg304,
 };
 
-fn check_fg304(ap: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg304(ap: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if has_target_ref(ap) {
         out.push(
             Issue::warn("spec.targetRefs", "policy uses targetRef/targetRefs")

@@ -12,7 +12,7 @@ use crate::object::Field as _;
 
 use json_patch::jsonptr::PointerBuf;
 
-use super::{Context, Issue, Rule, Text};
+use super::{Context, Issue, Issues, Rule, Text};
 use crate::{
     config::Mode,
     istio::{cluster_local_service, fqdn},
@@ -317,7 +317,7 @@ fn subset_reenables_locality(dr: &Value, level: &Level) -> bool {
             })
 }
 
-fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg101(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     if dr.field("spec").is_some_and(|s| !s.is_object()) {
         return;
     }
@@ -466,7 +466,7 @@ pub static FG102: Rule = Rule {
     check: check_fg102,
 };
 
-fn check_fg102(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg102(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     // An egress rule's ejection budget is the user's call; see FG101.
     if !in_failover_scope(dr, cx) {
         return;
@@ -530,7 +530,7 @@ pub static FG103: Rule = Rule {
     check: check_fg103,
 };
 
-fn check_fg103(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg103(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     for (level, path) in outlier_detections(dr, cx) {
         let Some(od) = outlier_detection_mut(dr, &level) else {
             continue;
@@ -664,7 +664,7 @@ pub static FG104: Rule = Rule {
     check: check_fg104,
 };
 
-fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     const TOP: &[&str] = &["spec", "trafficPolicy", "loadBalancer", "localityLbSetting"];
     if !dr.path(TOP).is_some_and(Value::is_object) {
         return;
@@ -761,7 +761,7 @@ pub static FG105: Rule = Rule {
     check: check_fg105,
 };
 
-fn check_fg105(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg105(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     for (level, path) in locality_settings(dr, cx) {
         let Some(setting) = setting(dr, &level) else {
             continue;
@@ -821,7 +821,7 @@ pub static FG106: Rule = Rule {
     check: check_fg106,
 };
 
-fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let topology = &cx.config.topology;
     for (level, path) in locality_settings(dr, cx) {
         let Some(setting) = setting(dr, &level) else {
@@ -952,7 +952,7 @@ pub static FG107: Rule = Rule {
     check: check_fg107,
 };
 
-fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg107(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let topology = &cx.config.topology;
     if topology.regions.is_empty() {
         return;
@@ -1087,7 +1087,7 @@ fn failover_endpoint_labels(
         .collect()
 }
 
-fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     use crate::istio::{augment_labels, failover_priority, labels};
     // Only a localityLbSetting with failoverPriority is judged: the rest is looked up then.
     let asks_priority =
@@ -1205,7 +1205,7 @@ pub static FG109: Rule = Rule {
     check: check_fg109,
 };
 
-fn check_fg109(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg109(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     for &level in levels(dr, cx) {
         let Some(policy) = level.get(dr) else {
             continue;
@@ -1252,7 +1252,7 @@ pub static FG110: Rule = Rule {
     check: check_fg110,
 };
 
-fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let Some(host) = failover_host(dr, cx) else {
         return;
     };
@@ -1312,7 +1312,7 @@ pub static FG111: Rule = Rule {
     check: check_fg111,
 };
 
-fn check_fg111(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg111(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if dr
         .path(&["spec", "trafficPolicy"])
         .is_none_or(Value::is_null)
@@ -1357,7 +1357,7 @@ pub static FG112: Rule = Rule {
     check: check_fg112,
 };
 
-fn check_fg112(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg112(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if crate::object::array_at(dr, &["spec", "subsets"]).is_empty()
         || failover_host(dr, cx).is_none()
     {
@@ -1414,7 +1414,7 @@ pub static FG113: Rule = Rule {
     check: check_fg113,
 };
 
-fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let Some(host) = rule_host(dr, cx) else {
         return;
     };
@@ -1458,7 +1458,7 @@ pub static FG405: Rule = Rule {
     check: check_fg405,
 };
 
-fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg405(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let asks = levels(dr, cx).iter().any(|l| {
         l.get(dr).is_some_and(|p| {
             has(p, "outlierDetection") || p.path(&["loadBalancer", "localityLbSetting"]).is_some()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Context, Issue, Rule};
+use super::{Context, Issue, Issues, Rule};
 use crate::{
     config::Mode,
     istio::{
@@ -120,7 +120,7 @@ fn meaning(verdict: &str) -> &'static str {
     }
 }
 
-fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let Some(world) = cx.world else { return };
     if !cx.config.in_failover_scope(&cx.subject.namespace)
         || cx.config.cluster.localities.is_empty()

@@ -43,7 +43,7 @@ pub struct Rule {
     pub example_fixed: &'static str,
     /// Inspects the object; when `fix` is set it also repairs in place what it can and marks
     /// those issues fixed. With `fix` unset it must not change the object.
-    pub check: fn(&mut Value, &Context<'_>, bool, &mut Vec<Issue>),
+    pub check: fn(&mut Value, &Context<'_>, bool, &mut Issues),
 }
 
 impl Rule {
@@ -126,6 +126,10 @@ pub struct Issue {
     /// (`engine::patch`), so a fix costs no copy of the object and no diff.
     pub wrote: Wrote,
 }
+
+/// What one rule found on one object: rarely more than two issues, kept on the stack (a fix
+/// on the request path then allocates no list of them).
+pub type Issues = smallvec::SmallVec<[Issue; 2]>;
 
 /// Where a fix wrote: one member, or two (FG208's endpoints and resolution).
 pub type Wrote = smallvec::SmallVec<[PointerBuf; 2]>;
@@ -283,12 +287,12 @@ pub(crate) mod testing {
         world: Option<&dyn World>,
         object: &Value,
         fix: bool,
-    ) -> (Value, Vec<Issue>) {
+    ) -> (Value, Issues) {
         let mut object = object.clone();
         let kind = crate::object::Kind::of(&object).unwrap_or_else(|| panic!("unknown kind"));
         let subject = Subject::of(&object, kind, "default");
         let cx = Context::new(config, world, &subject);
-        let mut issues = Vec::new();
+        let mut issues = Issues::new();
         let before = object.clone();
         (rule.check)(&mut object, &cx, fix, &mut issues);
         if !fix {

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::object::Field as _;
 
-use super::{Context, Issue, Rule};
+use super::{Context, Issue, Issues, Rule};
 use crate::{
     config::Mode,
     object::{Kind, array_at, label},
@@ -45,7 +45,7 @@ pub static FG401: Rule = Rule {
     check: check_fg401,
 };
 
-fn check_fg401(svc: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg401(svc: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     if !selects_gateway(svc, cx) {
         return;
     }
@@ -92,7 +92,7 @@ pub static FG402: Rule = Rule {
     check: check_fg402,
 };
 
-fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let Some(world) = cx.world else { return };
     let ns = &cx.subject.namespace;
     if !cx.config.in_failover_scope(ns)
@@ -174,7 +174,7 @@ pub static FG403: Rule = Rule {
     check: check_fg403,
 };
 
-fn check_fg403(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg403(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if !cx.config.in_failover_scope(&cx.subject.namespace) {
         return;
     }
@@ -221,7 +221,7 @@ pub static FG404: Rule = Rule {
     check: check_fg404,
 };
 
-fn check_fg404(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg404(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if !cx.config.in_failover_scope(&cx.subject.namespace)
         || svc
             .path(&["spec", "internalTrafficPolicy"])
@@ -261,7 +261,7 @@ pub static FG501: Rule = Rule {
     check: check_fg501,
 };
 
-fn check_fg501(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg501(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let Some(world) = cx.world else { return };
     let domain = &cx.config.cluster.cluster_domain;
     // svc.cluster.local -> cluster.local: `*.cluster.local` matches every service too.

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::object::Field as _;
 
-use super::{Context, Issue, Rule, Text, pointer};
+use super::{Context, Issue, Issues, Rule, Text, pointer};
 use crate::{
     config::{Mode, Remote},
     istio::cluster_local_service,
@@ -173,7 +173,7 @@ pub static FG201: Rule = Rule {
     check: check_fg201,
 };
 
-fn check_fg201(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg201(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     if !is_failover_entry(se, cx) {
         return;
     }
@@ -240,7 +240,7 @@ pub static FG202: Rule = Rule {
     check: check_fg202,
 };
 
-fn check_fg202(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg202(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let failover = real_failover_entry(se, cx);
     let topology = &cx.config.topology;
     for (i, endpoint) in endpoints(se).iter().enumerate() {
@@ -343,7 +343,7 @@ fn endpoint_ports(se: &Value, endpoint: &Value) -> Vec<i64> {
         .collect()
 }
 
-fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     let gateway_ports = &cx.config.topology.gateway_ports;
     let plain: Vec<(usize, String)> = endpoints(se)
         .iter()
@@ -406,7 +406,7 @@ pub static FG204: Rule = Rule {
     check: check_fg204,
 };
 
-fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg204(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     if !is_failover_entry(se, cx) || !se.field("spec").is_some_and(Value::is_object) {
         return;
     }
@@ -459,7 +459,7 @@ pub static FG205: Rule = Rule {
     check: check_fg205,
 };
 
-fn check_fg205(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg205(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let gateway = at_remote_gateway(se, cx) || annotated_failover(se);
     for LocalService {
         index,
@@ -514,7 +514,7 @@ struct Rename {
     to: String,
 }
 
-fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg206(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     let Some(world) = cx.world else { return };
     let ports = array_at(se, &["spec", "ports"]);
     let names: Vec<&str> = ports
@@ -741,7 +741,7 @@ pub static FG207: Rule = Rule {
     check: check_fg207,
 };
 
-fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if se.path(&["spec", "workloadSelector"]).is_some() || !merges_with_service(se, cx) {
         return;
     }
@@ -906,7 +906,7 @@ fn covers(existing: &Value, remote: &Remote, labels: &BTreeMap<String, String>) 
         })
 }
 
-fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     if !is_failover_entry(se, cx)
         || se.path(&["spec", "workloadSelector"]).is_some()
         || !se.field("spec").is_some_and(Value::is_object)
@@ -1011,7 +1011,7 @@ pub static FG209: Rule = Rule {
     check: check_fg209,
 };
 
-fn check_fg209(se: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg209(se: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     for (i, endpoint) in endpoints(se).iter().enumerate() {
         let Some(addr) = endpoint.field("address").map(|a| a.as_str().unwrap_or("")) else {
             continue;
@@ -1065,7 +1065,7 @@ pub static FG213: Rule = Rule {
     check: check_fg213,
 };
 
-fn check_fg213(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg213(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let Some(LocalService {
         namespace,
         service: name,
@@ -1131,7 +1131,7 @@ pub static FG210: Rule = Rule {
     check: check_fg210,
 };
 
-fn check_fg210(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Vec<Issue>) {
+fn check_fg210(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     let local: Vec<&str> = cx
         .config
         .cluster
@@ -1203,7 +1203,7 @@ pub static FG211: Rule = Rule {
     check: check_fg211,
 };
 
-fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Vec<Issue>) {
+fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let Some(world) = cx.world else { return };
     // Generated endpoints (FG208) follow the subsets already.
     if annotated_failover(se) {

@@ -403,6 +403,23 @@ mod tests {
     }
 
     #[test]
+    fn the_mutated_annotation_keeps_earlier_rules_once_and_in_order() {
+        let mut object = dr(
+            "  annotations:\n    failover-guard.io/mutated: \"FG204, FG101\"\n",
+            "  host: reviews\n",
+        );
+        let wrote = mark_mutated(&mut object, &["FG102", "FG101"]);
+        assert_eq!(
+            object::annotation(&object, object::MUTATED_ANNOTATION),
+            Some("FG101,FG102,FG204")
+        );
+        assert_eq!(
+            wrote.map(|p| p.to_string()).as_deref(),
+            Some("/metadata/annotations/failover-guard.io~1mutated")
+        );
+    }
+
+    #[test]
     fn unfixed_mutate_finding_is_denied_in_validation() {
         let config = Config::example();
         let mut object = dr("", "  host: reviews\n");

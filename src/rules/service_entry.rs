@@ -70,9 +70,7 @@ fn annotated_failover(se: &Value) -> bool {
 /// per pass.
 pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
     *cx.facts.failover_entry.get_or_init(|| {
-        annotated_failover(se)
-            || local_services(se, cx).next().is_some()
-            || at_remote_gateway(se, cx)
+        annotated_failover(se) || entry_service(se, cx).is_some() || at_remote_gateway(se, cx)
     })
 }
 
@@ -854,8 +852,8 @@ fn entry_service<'a>(se: &'a Value, cx: &'a Context<'_>) -> Option<LocalService<
 }
 
 /// Ready endpoints of the entry's Service in a remote, when discovery knows the remote.
-fn remote_ready(se: &Value, remote: &Remote, cx: &Context<'_>) -> Option<u32> {
-    let service = entry_service(se, cx)?;
+fn remote_ready(service: Option<&LocalService<'_>>, remote: &Remote) -> Option<u32> {
+    let service = service?;
     remote.ready_endpoints(service.namespace, service.service)
 }
 
@@ -919,13 +917,14 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
         if sets.is_empty() {
             sets.push(BTreeMap::new());
         }
+        let service = entry_service(se, cx);
         // A remote where discovery shows the Service absent or without a ready endpoint gets
         // none: an endpoint there would be a black hole (FG213 warns about existing ones).
         missing = cx
             .config
             .remotes
             .iter()
-            .map(|remote| (remote, remote_ready(se, remote, cx)))
+            .map(|remote| (remote, remote_ready(service.as_ref(), remote)))
             .filter(|(_, ready)| *ready != Some(0))
             .flat_map(|(remote, ready)| sets.iter().map(move |set| (remote, ready, set)))
             .filter(|(remote, _, set)| !endpoints(se).iter().any(|e| covers(e, remote, set)))

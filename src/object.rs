@@ -272,12 +272,23 @@ pub fn insert_at(object: &mut Value, path: &[&str], key: &str, value: Value) -> 
 pub fn pointer_of<'t>(tokens: impl Iterator<Item = &'t str> + Clone) -> PointerBuf {
     // An escape adds a character: `~` and `/` are rare in keys, so they may grow it once.
     let capacity = tokens.clone().map(|t| t.len() + 1).sum();
-    // The empty string is the root pointer, and keeps the capacity given to it.
-    let mut pointer = PointerBuf::parse(String::with_capacity(capacity)).unwrap_or_default();
+    let mut pointer = String::with_capacity(capacity);
     for token in tokens {
-        pointer.push_back(token);
+        pointer.push('/');
+        let mut rest = token;
+        while let Some(i) = rest.bytes().position(|b| b == b'~' || b == b'/') {
+            pointer.push_str(&rest[..i]);
+            pointer.push_str(if rest.as_bytes()[i] == b'~' {
+                "~0"
+            } else {
+                "~1"
+            });
+            rest = &rest[i + 1..];
+        }
+        pointer.push_str(rest);
     }
-    pointer
+    // Escaped as RFC 6901 says, so it parses; the root pointer is the empty string.
+    PointerBuf::parse(pointer).unwrap_or_default()
 }
 
 /// A label of the object.
@@ -414,6 +425,11 @@ fn names(token: &str, key: &str) -> bool {
 
 /// The member of `map` a reference token names.
 fn member<'v>(map: &'v Map<String, Value>, token: &str) -> Option<&'v Value> {
+    // Most tokens escape nothing: they name their key as it is, compared whole (length
+    // first) rather than decoded byte by byte.
+    if !token.as_bytes().contains(&b'~') {
+        return map.field(token);
+    }
     if map.len() > SCAN_LIMIT {
         return map.get(unescape(token).as_ref());
     }
@@ -431,7 +447,8 @@ pub fn deepest<'v, 'p>(value: &'v Value, pointer: &'p str) -> (&'p str, &'v Valu
     let (mut value, mut end, mut in_array) = (value, 0, false);
     let mut rest = pointer;
     while let Some(tail) = rest.strip_prefix('/') {
-        let len = tail.find('/').unwrap_or(tail.len());
+        // A byte scan: tokens are short, and `find`'s searcher costs more to set up.
+        let len = tail.bytes().position(|b| b == b'/').unwrap_or(tail.len());
         let token = &tail[..len];
         let next = match value {
             Value::Object(map) => member(map, token),

@@ -25,7 +25,7 @@ use tower::ServiceBuilder;
 use crate::{
     admission::{self, Decision, Reviewed, Webhook},
     config::Config,
-    metrics::{FindingLabels, Metrics, RequestLabels, RuleLabels, WebhookLabels},
+    metrics::{Metrics, RequestLabels, RuleLabels, WebhookLabels},
     world::World,
 };
 
@@ -249,13 +249,7 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
         }
     };
     for finding in &reviewed.findings {
-        metrics
-            .findings
-            .get_or_create(&FindingLabels {
-                rule: finding.rule,
-                action: finding.action.as_str(),
-            })
-            .inc();
+        metrics.finding(finding.rule, finding.action.as_str());
     }
     for rule in &reviewed.skipped {
         metrics.skips.get_or_create(&RuleLabels { rule }).inc();

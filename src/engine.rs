@@ -64,6 +64,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in declaration order (`action as usize` is its index).
+    pub const ALL: [Action; 3] = [Action::Mutate, Action::Deny, Action::Warn];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Mutate => "mutate",

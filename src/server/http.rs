@@ -249,7 +249,7 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
         }
     };
     for finding in &reviewed.findings {
-        metrics.finding(finding.rule, finding.action.as_str());
+        metrics.finding(finding.rule, finding.action);
     }
     for rule in &reviewed.skipped {
         metrics.skips.get_or_create(&RuleLabels { rule }).inc();

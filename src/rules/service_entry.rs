@@ -851,12 +851,6 @@ fn entry_service<'a>(se: &'a Value, cx: &'a Context<'_>) -> Option<LocalService<
     local_services(se, cx).next()
 }
 
-/// Ready endpoints of the entry's Service in a remote, when discovery knows the remote.
-fn remote_ready(service: Option<&LocalService<'_>>, remote: &Remote) -> Option<u32> {
-    let service = service?;
-    remote.ready_endpoints(service.namespace, service.service)
-}
-
 fn generated_endpoint(
     se: &Value,
     remote: &Remote,
@@ -924,7 +918,13 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
             .config
             .remotes
             .iter()
-            .map(|remote| (remote, remote_ready(service.as_ref(), remote)))
+            // Ready endpoints of the entry's Service there, when discovery knows the remote.
+            .map(|remote| {
+                let ready = service
+                    .as_ref()
+                    .and_then(|s| remote.ready_endpoints(s.namespace, s.service));
+                (remote, ready)
+            })
             .filter(|(_, ready)| *ready != Some(0))
             .flat_map(|(remote, ready)| sets.iter().map(move |set| (remote, ready, set)))
             .filter(|(remote, _, set)| !endpoints(se).iter().any(|e| covers(e, remote, set)))

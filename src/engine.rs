@@ -189,7 +189,7 @@ pub fn evaluate(
         if mode == Some(Mode::Off) {
             continue;
         }
-        if skip.skips(rule.id) {
+        if skip.skips(rule.id) && !rule.guards_istiod {
             evaluation.skipped.push(rule.id);
             continue;
         }

@@ -19,6 +19,10 @@ pub mod labels {
     pub const CLUSTER: &str = "topology.istio.io/cluster";
     pub const NETWORK: &str = "topology.istio.io/network";
     pub const HOSTNAME: &str = "kubernetes.io/hostname";
+    /// A workload's locality, read before the node's (pkg/model GetLocalityLabel).
+    pub const LOCALITY: &str = "topology.istio.io/locality";
+    /// The legacy spelling of [`LOCALITY`], read after it.
+    pub const LEGACY_LOCALITY: &str = "istio-locality";
     /// Every label pilot may add to an endpoint or a proxy by itself.
     pub const TOPOLOGY: [&str; 6] = [REGION, ZONE, SUBZONE, CLUSTER, NETWORK, HOSTNAME];
 }
@@ -85,21 +89,47 @@ pub fn entry_endpoint_labels(endpoint: &Value, local_cluster: &str) -> BTreeMap<
         .flatten()
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
         .collect();
-    let locality = endpoint
-        .field("locality")
-        .and_then(Value::as_str)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .or_else(|| {
-            // pkg/model.GetLocalityLabel + SanitizeLocalityLabel: dots stand for slashes.
-            own.get("istio-locality").map(|l| l.replace('.', "/"))
-        })
-        .unwrap_or_default();
+    let locality = entry_endpoint_locality(endpoint);
     let network = endpoint
         .field("network")
         .and_then(Value::as_str)
         .unwrap_or("");
     augment_labels(&own, local_cluster, &locality, network)
+}
+
+/// The locality a workload's labels give it (pkg/model/proxy.go GetLocalityLabel and
+/// SanitizeLocalityLabel): `topology.istio.io/locality` first, then the legacy
+/// `istio-locality`; dots stand for slashes unless the value has a slash already.
+pub fn locality_from_labels(labels: &BTreeMap<String, String>) -> Option<String> {
+    let label = labels
+        .get(labels::LOCALITY)
+        .or_else(|| labels.get(labels::LEGACY_LOCALITY))?;
+    Some(if label.contains('/') {
+        label.clone()
+    } else {
+        label.replace('.', "/")
+    })
+}
+
+/// The locality label pilot keeps for a ServiceEntry endpoint
+/// (serviceentry/conversion.go convertWorkloadEntryToWorkloadInstance): its `locality` as
+/// written, else the one its labels give ([`locality_from_labels`]).
+pub fn entry_endpoint_locality(endpoint: &Value) -> String {
+    if let Some(written) = endpoint
+        .field("locality")
+        .and_then(Value::as_str)
+        .filter(|l| !l.is_empty())
+    {
+        return written.to_owned();
+    }
+    let own: BTreeMap<String, String> = endpoint
+        .field("labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect();
+    locality_from_labels(&own).unwrap_or_default()
 }
 
 /// The priority `failoverPriority` gives one endpoint for one proxy, before priorities are

@@ -107,6 +107,8 @@ struct Service {
     /// Service.spec.trafficDistribution (PreferClose and friends force failover).
     traffic_distribution: String,
     endpoints: Vec<IstioEndpoint>,
+    /// Defined by ServiceEntries alone (no Kubernetes Service of this host).
+    from_entries: bool,
 }
 
 /// The DestinationRule a client sees for a host, merged (PushContext.mergeDestinationRule).
@@ -323,6 +325,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                 .unwrap_or("")
                 .to_owned(),
             endpoints,
+            from_entries: false,
         });
     }
     for se in objects
@@ -337,14 +340,40 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             .iter()
             .filter_map(Value::as_str)
         {
-            if host.contains('*') || out.iter().any(|s| s.host == host) {
+            if host.contains('*') {
                 continue;
             }
-            let kind = match se
+            let resolution = se
                 .path(&["spec", "resolution"])
                 .and_then(Value::as_str)
-                .unwrap_or("NONE")
-            {
+                .unwrap_or("NONE");
+            if let Some(merged) = out.iter_mut().find(|s| s.host == host) {
+                // Entries of one host and namespace are one service with all their instances,
+                // the oldest entry's definition first; a DNS_ROUND_ROBIN entry adds nothing
+                // for a port the host already serves (serviceentry/conversion.go
+                // mergeServicesInstancesByNamespaceHost).
+                if merged.from_entries && merged.namespace == namespace {
+                    let served: BTreeSet<String> = merged
+                        .endpoints
+                        .iter()
+                        .map(|e| e.service_port_name.clone())
+                        .collect();
+                    merged
+                        .endpoints
+                        .extend(entry_endpoints(se, config).into_iter().filter(|e| {
+                            resolution != "DNS_ROUND_ROBIN"
+                                || !served.contains(&e.service_port_name)
+                        }));
+                }
+                continue;
+            }
+            let mut endpoints = entry_endpoints(se, config);
+            if resolution == "DNS_ROUND_ROBIN" {
+                // The same merge within one entry: one instance per port.
+                let mut served = BTreeSet::new();
+                endpoints.retain(|e| served.insert(e.service_port_name.clone()));
+            }
+            let kind = match resolution {
                 "STATIC" => "EDS",
                 "DNS" => "STRICT_DNS",
                 "DNS_ROUND_ROBIN" => "LOGICAL_DNS",
@@ -367,7 +396,8 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                     != Some("MESH_INTERNAL"),
                 node_local: false,
                 traffic_distribution: String::new(),
-                endpoints: entry_endpoints(se, config),
+                endpoints,
+                from_entries: true,
             });
         }
     }
@@ -424,8 +454,9 @@ fn slice_endpoints(
                 .and_then(|p| str_at(p, &["spec", "nodeName"]))
                 .unwrap_or("")
                 .to_owned();
-            let locality = match own.get("istio-locality") {
-                Some(l) => l.replace('.', "/"),
+            // controller.go getPodLocality: the pod's locality label, else its node's.
+            let locality = match super::locality_from_labels(&own) {
+                Some(l) => l,
                 None => find(("", "Node"), None, &node)
                     .map(|n| {
                         let label = |k: &str| {
@@ -500,13 +531,7 @@ fn entry_endpoints(se: &Value, config: &Config) -> Vec<IstioEndpoint> {
         // network callback finds none for it (workloadEntryNetwork).
         let labels = entry_endpoint_labels(endpoint, &config.cluster.name);
         let own = string_map(endpoint.field("labels"));
-        let locality = endpoint
-            .field("locality")
-            .and_then(Value::as_str)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .or_else(|| own.get("istio-locality").map(|l| l.replace('.', "/")))
-            .unwrap_or_default();
+        let locality = super::entry_endpoint_locality(endpoint);
         let remote = config
             .remote_at(&address)
             .map(|r| r.name.clone())
@@ -812,26 +837,62 @@ fn apply_locality_weights(client: &str, groups: &mut [Group], distribute: &[Valu
     }
 }
 
-/// loadbalancer.applyLocalityFailover.
-fn apply_locality_failover(client: &str, groups: &mut [Group], failover: &[Value]) {
+/// The priority loadbalancer.applyLocalityFailover gives one locality group: util.LbPriority,
+/// and 4 instead of 3 for a group outside the `to` region of the client region's first
+/// failover rule.
+fn locality_failover_priority(client: &str, locality: &str, failover: &[Value]) -> u32 {
     let (client_region, _, _) = split(client);
-    for g in groups.iter_mut() {
-        let mut p = lb_priority(client, &g.locality);
-        if p == 3 {
-            for rule in failover {
-                if rule.field("from").and_then(Value::as_str) == Some(client_region) {
-                    if split(&g.locality).0
-                        != rule.field("to").and_then(Value::as_str).unwrap_or("")
-                    {
-                        p = 4;
-                    }
-                    break;
+    let mut p = lb_priority(client, locality);
+    if p == 3 {
+        for rule in failover {
+            if rule.field("from").and_then(Value::as_str) == Some(client_region) {
+                if split(locality).0 != rule.field("to").and_then(Value::as_str).unwrap_or("") {
+                    p = 4;
                 }
+                break;
             }
         }
-        g.priority = g.priority * 5 + p;
+    }
+    p
+}
+
+/// loadbalancer.applyLocalityFailover.
+fn apply_locality_failover(client: &str, groups: &mut [Group], failover: &[Value]) {
+    for g in groups.iter_mut() {
+        g.priority = g.priority * 5 + locality_failover_priority(client, &g.locality, failover);
     }
     renumber(groups);
+}
+
+/// Where a client and an endpoint stand for locality ranking: the locality label and the
+/// labels pilot compares (augmented with topology, `super::augment_labels`).
+pub struct Ranked<'a> {
+    pub locality: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// The rank (before renumbering; lower is tried first, 0 beside the client's own locality
+/// and labels) an endpoint gets from a failover localityLbSetting with outlier detection on
+/// (loadbalancer.ApplyLocalityLoadBalancer without distribute): failoverPriority's label
+/// match, then, when `failover` is set too or failoverPriority is empty, the locality ranking
+/// of applyLocalityFailover on top (priority * 5 + locality priority). So with `failover`
+/// beside failoverPriority, endpoints the labels tie are still ordered by locality.
+pub fn endpoint_rank(
+    client: &Ranked<'_>,
+    endpoint: &Ranked<'_>,
+    priority_labels: &[&str],
+    failover: &[Value],
+) -> u32 {
+    let by_labels = if priority_labels.is_empty() {
+        0
+    } else {
+        failover_priority(priority_labels, client.labels, endpoint.labels) as u32
+    };
+    if priority_labels.is_empty() || !failover.is_empty() {
+        by_labels * 5 + locality_failover_priority(client.locality, endpoint.locality, failover)
+    } else {
+        by_labels
+    }
 }
 
 /// loadbalancer.applyFailoverPriorities: each group split by the priority its endpoints get.
@@ -980,6 +1041,15 @@ fn cluster(
         .map(|s| string_map(s.field("labels")))
         .unwrap_or_default();
     let mut groups: Vec<Group> = Vec::new();
+    // A DNS cluster carries its endpoints in CDS, built apart from EDS (cluster.go
+    // buildOutboundClusters: the CDS endpoint builder and dnsWrappedLocalityLbEndpoints).
+    let dns = matches!(kind, "STRICT_DNS" | "LOGICAL_DNS");
+    let all_endpoints = service
+        .endpoints
+        .iter()
+        .filter(|e| e.service_port_name == port_name)
+        .count();
+    let mut panics = false;
     if kind != "ORIGINAL_DST" {
         // The EDS builder's filters (endpoint_builder.go BuildClusterLoadAssignment, generate).
         let endpoints = service.endpoints.iter().filter(|e| {
@@ -1020,7 +1090,22 @@ fn cluster(
                 apply_locality_weights(&client.locality, &mut groups, distribute);
             } else if od.is_some() || forced {
                 if !priority.is_empty() {
-                    groups = apply_failover_priorities(groups, proxy_labels, &priority);
+                    if dns {
+                        // On a panic, the groups stay as the CDS endpoint builder made them
+                        // (what `simulate` shows beside the verdict).
+                        match dns_failover_priorities(
+                            &groups,
+                            all_endpoints,
+                            subset,
+                            proxy_labels,
+                            &priority,
+                        ) {
+                            Some(ranked) => groups = ranked,
+                            None => panics = true,
+                        }
+                    } else {
+                        groups = apply_failover_priorities(groups, proxy_labels, &priority);
+                    }
                     if !failover.is_empty() {
                         apply_locality_failover(&client.locality, &mut groups, failover);
                     }
@@ -1104,8 +1189,78 @@ fn cluster(
         priorities,
         verdict: String::new(),
     };
-    out.verdict = verdict(&out).to_owned();
+    out.verdict = if panics {
+        PILOT_PANIC.to_owned()
+    } else {
+        verdict(&out).to_owned()
+    };
     out
+}
+
+/// The verdict of a cluster pilot cannot build: it panics, and istiod's push path has no
+/// recover, so the control plane goes down.
+pub const PILOT_PANIC: &str = "pilot-panic";
+
+/// failoverPriority on a DNS cluster (cluster.go buildOutboundClusters, loadbalancer.go
+/// LocalityLBSettings.ApplyToCluster and applyFailoverPriorityPerLocality).
+///
+/// Pilot wraps a DNS cluster's endpoints as one group: the first locality group the CDS
+/// endpoint builder produced (`lbEndpoints[0]`, groups sorted by locality label), beside every
+/// endpoint of the port (`IstioEndpoints()`, unfiltered, all localities). Ranking walks the
+/// second and indexes the first with the same position: when the port has more endpoints than
+/// its first locality group (endpoints in two localities), that index is out of range and
+/// pilot panics (`None`). Otherwise the one group is split by priority, and the other groups
+/// are dropped. Subset clusters get no wrapped group, so failoverPriority ranks nothing there.
+fn dns_failover_priorities(
+    groups: &[Group],
+    all_endpoints: usize,
+    subset: &str,
+    proxy_labels: &BTreeMap<String, String>,
+    priority: &[&str],
+) -> Option<Vec<Group>> {
+    if !subset.is_empty() || proxy_labels.is_empty() {
+        return Some(groups.to_vec());
+    }
+    let Some(first) = groups.first() else {
+        return Some(Vec::new());
+    };
+    if all_endpoints > first.endpoints.len() {
+        return None;
+    }
+    Some(apply_failover_priorities(
+        vec![first.clone()],
+        proxy_labels,
+        priority,
+    ))
+}
+
+/// The Envoy clusters of `host` that pilot cannot build for a sidecar in any of
+/// `namespaces` (their verdict is [`PILOT_PANIC`]; their priorities are the locality groups
+/// pilot was ranking). FG602's question.
+pub fn pilot_panics(
+    objects: &[&Value],
+    config: &Config,
+    namespaces: &[String],
+    host: &str,
+) -> Vec<EnvoyCluster> {
+    let locality = config
+        .cluster
+        .localities
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let clients: Vec<Client> = namespaces
+        .iter()
+        .map(|namespace| Client {
+            locality: locality.clone(),
+            namespace: namespace.clone(),
+        })
+        .collect();
+    simulate(objects, config, &clients, &[host.to_owned()])
+        .clusters
+        .into_iter()
+        .filter(|c| c.verdict == PILOT_PANIC)
+        .collect()
 }
 
 /// endpoints/mtls_checker.go tlsModeForDestinationRule: the TLS mode the rule sets for a

@@ -52,6 +52,7 @@ pub static FG301: Rule = Rule {
     default: Mode::Warn,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "In failover scope, an ALLOW rule with no from is a warning naming the remote callers \
               it admits; configured to mutate, it gets the default sources.",
     istio: "An ALLOW rule without from matches every authenticated caller (pilot/pkg/security/\
@@ -131,6 +132,7 @@ pub static FG302: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "A principal whose trust domain is neither local, an alias, nor a configured remote \
               trust domain, or one that only the local trust domain and its aliases match while a \
               remote cluster has another one, is a warning.",
@@ -222,6 +224,7 @@ pub static FG303: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "An ALLOW policy with no rules (allow-nothing) in failover scope is a warning.",
     istio: "An ALLOW policy without rules selects workloads but allows nothing \
             (pilot/pkg/security/authz/builder: an ALLOW RBAC filter with no policies denies every \
@@ -258,6 +261,7 @@ pub static FG304: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "A targetRef/targetRefs policy is a warning: sidecars ignore it.",
     istio: "Policies with targetRef or targetRefs attach to Gateways, waypoints and Services seen by \
             waypoints (pilot/pkg/model/policyattachment.go GetTargetRefs); a sidecar selects \

@@ -216,6 +216,7 @@ pub static FG101: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "A policy level without outlierDetection gets the configured default outlier detection \
               (a wildcard-host DestinationRule gets a warning instead).",
     istio: "pilot/pkg/networking/core/loadbalancer LocalityLBSettings.ApplyToCluster enables \
@@ -455,6 +456,7 @@ pub static FG102: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "outlierDetection without maxEjectionPercent gets 100; an explicit value below 100 is a warning.",
     istio: "applyOutlierDetection (pilot/pkg/networking/core/cluster_traffic_policy.go) sets \
             max_ejection_percent only when maxEjectionPercent is above 0; unset, Envoy's default of \
@@ -516,6 +518,7 @@ pub static FG103: Rule = Rule {
     default: Mode::Deny,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "Outlier detection that can never eject is denied; the deprecated consecutiveErrors is \
               rewritten to consecutive5xxErrors.",
     istio: "pilot/pkg/networking/core/cluster_traffic_policy.go applyOutlierDetection: \
@@ -649,6 +652,7 @@ pub static FG104: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "A subset or port-level loadBalancer without localityLbSetting, while the top level \
               has one, gets a copy of it.",
     istio: "A subset's loadBalancer replaces the top-level one, localityLbSetting included \
@@ -666,7 +670,15 @@ pub static FG104: Rule = Rule {
 
 fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     const TOP: &[&str] = &["spec", "trafficPolicy", "loadBalancer", "localityLbSetting"];
-    if !dr.path(TOP).is_some_and(Value::is_object) {
+    // A top level that only switches locality off has no failover setting to lose. A subset
+    // whose own loadBalancer leaves it out runs the mesh default (enabled), and FG101 gives it
+    // outlier detection so it fails over; copying `enabled: false` there would undo that in
+    // the same pass (the subset would go from failover back to spread).
+    if !dr.path(TOP).is_some_and(Value::is_object)
+        || dr
+            .path(TOP)
+            .is_some_and(|s| s.field("enabled") == Some(&Value::Bool(false)))
+    {
         return;
     }
     for &level in levels(dr, cx) {
@@ -751,6 +763,7 @@ pub static FG105: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "localityLbSetting with enabled: false together with failover, failoverPriority or \
               distribute is denied.",
     istio: "pilot/pkg/networking/core/loadbalancer GetEffectiveLbSetting returns no setting at all \
@@ -802,6 +815,7 @@ pub static FG106: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "distribute that leaves out a configured cluster's locality, uses partial wildcards or \
               overlapping keys, or is combined with failoverPriority is denied.",
     istio: "distribute is weighting, not failover: pilot/pkg/networking/core/loadbalancer \
@@ -941,6 +955,7 @@ pub static FG107: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "failover.from or .to that is not a region of the configured topology, or a duplicate \
               from, is denied (with the closest known region).",
     istio: "pilot/pkg/networking/core/loadbalancer applyLocalityFailover compares failover.from with \
@@ -1035,9 +1050,10 @@ pub static FG108: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "failoverPriority that ranks failover entry endpoints beside the local ones (above all \
               through topology.istio.io/cluster) is denied, or a warning when only custom labels \
-              tie; failoverPriority on a DNS-resolved ServiceEntry host is denied.",
+              tie; failover set beside it breaks the tie (v3).",
     istio: "failoverPriority ranks an endpoint by how many leading labels it shares with the client \
             (pilot/pkg/networking/core/loadbalancer applyFailoverPriorityPerLocality). ServiceEntry \
             endpoints get topology.kubernetes.io/region, topology.kubernetes.io/zone and \
@@ -1046,19 +1062,23 @@ pub static FG108: Rule = Rule {
             convertWorkloadEntryToWorkloadInstance, labelutil.AugmentLabels). So [network, region, \
             zone] orders failover correctly, while a list that only topology.istio.io/cluster (or a \
             label no endpoint and no client carries) could tell apart gives the remote gateway \
-            endpoints priority 0 beside the local pods: traffic crosses clusters all the time. A \
-            DNS-resolved host's endpoints form one locality group, so there is nothing to rank.",
+            endpoints priority 0 beside the local pods: traffic crosses clusters all the time. \
+            With `failover` set too, pilot ranks by locality on top of the labels \
+            (ApplyLocalityLoadBalancer: applyFailoverPriorities, then applyLocalityFailover), so \
+            a remote in another locality ranks below the local pods. A DNS-resolved host is \
+            FG602's: pilot ranks its one locality group, and panics on endpoints in two.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [topology.istio.io/cluster]\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [topology.istio.io/network, topology.kubernetes.io/region, topology.kubernetes.io/zone]\n",
     check: check_fg108,
 };
 
-/// The labels pilot gives the failover endpoints of a host: those of the world's entries at
-/// configured remote gateways, else those FG208 generates for every configured remote.
+/// The failover endpoints of a host as pilot ranks them (remote, locality, labels): those of
+/// the world's entries at configured remote gateways, else those FG208 generates for every
+/// configured remote.
 fn failover_endpoint_labels(
     entries: &[std::sync::Arc<Value>],
     cx: &Context<'_>,
-) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+) -> Vec<(String, String, std::collections::BTreeMap<String, String>)> {
     let local = &cx.config.cluster.name;
     let from_entries: Vec<_> = entries
         .iter()
@@ -1067,6 +1087,7 @@ fn failover_endpoint_labels(
             let remote = cx.config.remote_at(e.field("address")?.as_str()?)?;
             Some((
                 remote.name.clone(),
+                crate::istio::entry_endpoint_locality(e),
                 crate::istio::entry_endpoint_labels(e, local),
             ))
         })
@@ -1081,6 +1102,7 @@ fn failover_endpoint_labels(
             let endpoint = json!({"locality": r.locality, "network": r.network});
             (
                 r.name.clone(),
+                r.locality.clone(),
                 crate::istio::entry_endpoint_labels(&endpoint, local),
             )
         })
@@ -1088,7 +1110,10 @@ fn failover_endpoint_labels(
 }
 
 fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
-    use crate::istio::{augment_labels, failover_priority, labels};
+    use crate::istio::{
+        augment_labels, labels,
+        traffic::{Ranked, endpoint_rank},
+    };
     // Only a localityLbSetting with failoverPriority is judged: the rest is looked up then.
     let asks_priority =
         |level: &Level| setting(dr, level).is_some_and(|s| non_empty(s.field("failoverPriority")));
@@ -1102,12 +1127,6 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         .world
         .map(|w| w.service_entries(host))
         .unwrap_or_default();
-    let dns_host = entries.iter().any(|se| {
-        matches!(
-            se.path(&["spec", "resolution"]).and_then(Value::as_str),
-            Some("DNS" | "DNS_ROUND_ROBIN")
-        )
-    });
     // Fed by failover entries: the world shows one, or (no world) the host is a cluster-local
     // service in failover scope, the hosts failover entries are written for.
     let fed = if cx.world.is_some() {
@@ -1115,18 +1134,26 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     } else {
         failover_host(dr, cx).is_some()
     };
+    if !fed {
+        return;
+    }
     let client_locality = cx
         .config
         .cluster
         .localities
         .first()
         .map_or("", String::as_str);
-    let client = augment_labels(
+    let client_labels = augment_labels(
         &Default::default(),
         &cx.config.cluster.name,
         client_locality,
         &cx.config.cluster.network,
     );
+    let client = Ranked {
+        locality: client_locality,
+        labels: &client_labels,
+    };
+    let remotes = failover_endpoint_labels(&entries, cx);
     for (level, path) in locality_settings(dr, cx) {
         let Some(setting) = setting(dr, &level) else {
             continue;
@@ -1144,21 +1171,16 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         if priority.is_empty() {
             continue;
         }
-        if dns_host {
-            out.push(
-                Issue::deny(&path, format!("{path} sets failoverPriority for {host}, a DNS-resolved ServiceEntry host"))
-                    .because("a DNS cluster's endpoints form a single locality group, so failoverPriority ranks nothing")
-                    .fix("use resolution: STATIC with IP endpoints, or drop failoverPriority"),
-            );
-            continue;
-        }
-        if !fed {
-            continue;
-        }
-        let tied: Vec<String> = failover_endpoint_labels(&entries, cx)
-            .into_iter()
-            .filter(|(_, endpoint)| failover_priority(&priority, &client, endpoint) == 0)
-            .map(|(remote, _)| remote)
+        let failover = crate::object::array_at(setting, &["failover"]);
+        // A remote ties when pilot ranks it where it ranks the client's own endpoints, with
+        // `failover` (if set) ordering what the labels leave tied.
+        let tied: Vec<String> = remotes
+            .iter()
+            .filter(|(_, locality, labels)| {
+                let endpoint = Ranked { locality, labels };
+                endpoint_rank(&client, &endpoint, &priority, failover) == 0
+            })
+            .map(|(remote, _, _)| remote.clone())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -1172,7 +1194,13 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
             "{path}.failoverPriority gives the failover endpoints of {} the local endpoints' priority",
             tied.join(", ")
         );
-        let remedy = "use [topology.istio.io/network, topology.kubernetes.io/region, topology.kubernetes.io/zone]";
+        // Istio's validation forbids region, zone and subzone in failoverPriority beside
+        // failover (pkg/config/validation/agent ValidateLocalityLbSetting).
+        let remedy = if failover.is_empty() {
+            "use [topology.istio.io/network, topology.kubernetes.io/region, topology.kubernetes.io/zone]"
+        } else {
+            "give the remote gateway endpoints their cluster's locality (failover then ranks them below this one), or drop failoverPriority and let failover order the regions"
+        };
         out.push(if uses_cluster {
             Issue::deny(&path, problem)
                 .because("pilot labels ServiceEntry endpoints with this cluster's topology.istio.io/cluster, so local and remote tie and traffic crosses clusters all the time")
@@ -1195,6 +1223,7 @@ pub static FG109: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "outlierDetection.minHealthPercent above 0 with locality load balancing is a warning.",
     istio: "applyOutlierDetection (pilot/pkg/networking/core/cluster_traffic_policy.go) turns \
             minHealthPercent into Envoy's healthy_panic_threshold: once fewer endpoints than that \
@@ -1239,6 +1268,7 @@ pub static FG110: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "tls.mode other than ISTIO_MUTUAL for a host with remote gateway endpoints is denied \
               (a warning for a failover host without such evidence).",
     istio: "The east-west gateway routes AUTO_PASSTHROUGH traffic by the SNI of Istio mTLS. \
@@ -1300,6 +1330,7 @@ pub static FG111: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: true,
+    guards_istiod: false,
     summary: "Another DestinationRule for the same host in the same namespace (same exportTo and \
               workload selector) that also sets a top-level trafficPolicy is denied.",
     istio: "pilot/pkg/model/destination_rule.go PushContext.mergeDestinationRule merges the rules \
@@ -1344,6 +1375,7 @@ pub static FG112: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "A DestinationRule with subsets whose exportTo excludes the east-west gateway \
               namespaces is a warning.",
     istio: "A client failing over to a subset sends SNI outbound_.<port>_.<subset>_.<host> to the \
@@ -1402,6 +1434,7 @@ pub static FG113: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "A DestinationRule for a cluster-local service host kept outside that service's \
               namespace and the root namespace is a warning.",
     istio: "pilot/pkg/model/push_context.go PushContext.destinationRule looks a rule up in the \
@@ -1446,6 +1479,7 @@ pub static FG405: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: true,
+    guards_istiod: false,
     summary: "Locality settings for a headless Service, a resolution NONE or DYNAMIC_DNS entry, or \
               a simple: PASSTHROUGH load balancer are a warning: they do nothing.",
     istio: "For a headless Service, an entry with resolution NONE and a PASSTHROUGH load balancer \

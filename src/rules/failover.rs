@@ -25,6 +25,7 @@ pub static FG601: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: true,
+    guards_istiod: false,
     summary: "A host in failover scope whose simulated Envoy priorities for a local client are not \
               failover is a warning (configurable to deny), with the simulated table.",
     istio: "Computes what pilot sends a local sidecar for the host with the object admitted and \
@@ -116,6 +117,7 @@ fn meaning(verdict: &str) -> &'static str {
         "remote-first" => "traffic goes to the remote cluster first",
         "no-local" => "no local endpoint: every request crosses clusters",
         "no-remote" => "the failover endpoints never join the Service",
+        traffic::PILOT_PANIC => "pilot panics building this cluster, and istiod with it",
         _ => "no endpoint at all",
     }
 }
@@ -218,6 +220,146 @@ fn judge(objects: &[&Value], cx: &Context<'_>, namespace: &str, host: &str) -> O
     )
 }
 
+// === FG602 crashes-pilot ===
+
+/// FG602: an object that, with those already stored, makes pilot panic.
+pub static FG602: Rule = Rule {
+    id: "FG602",
+    name: "crashes-pilot",
+    kinds: &[Kind::DestinationRule, Kind::ServiceEntry],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: true,
+    guards_istiod: true,
+    summary: "A DestinationRule or ServiceEntry that, together with the objects already stored, \
+              makes pilot panic while building a cluster is denied, whichever of them arrives \
+              second: failoverPriority (with outlier detection) on a DNS-resolved ServiceEntry \
+              host whose endpoints span more than one locality.",
+    istio: "For a DNS-resolved host, pilot wraps the cluster's endpoints as one group: the first \
+            locality group the CDS endpoint builder made, beside every endpoint of the port \
+            (pilot/pkg/networking/core/cluster.go buildOutboundClusters, \
+            dnsWrappedLocalityLbEndpoints). failoverPriority then ranks the endpoints by position \
+            (loadbalancer.go applyFailoverPriorityPerLocality) and indexes the first group with \
+            positions of all of them: with endpoints in two localities the index is out of range \
+            and pilot panics. Pilot's push path has no recover, so one such pair of objects takes \
+            istiod down at this Istio version. The model (src/istio/traffic.rs \
+            dns_failover_priorities) predicts it and the Istio harness shows the panic.",
+    example_bad: "# with a DestinationRule for api.example.com that sets outlierDetection and\n# localityLbSetting.failoverPriority\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api, namespace: bookinfo}\nspec:\n  hosts: [api.example.com]\n  location: MESH_EXTERNAL\n  resolution: DNS\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  endpoints:\n  - {address: api-a.example.com, locality: europe-west1/europe-west1-b}\n  - {address: api-b.example.com, locality: europe-west4/europe-west4-a}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api, namespace: bookinfo}\nspec:\n  hosts: [api.example.com]\n  location: MESH_EXTERNAL\n  resolution: DNS\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  endpoints:\n  - {address: api-a.example.com, locality: europe-west1/europe-west1-b}\n  - {address: api-b.example.com, locality: europe-west1/europe-west1-b}\n",
+    check: check_fg602,
+};
+
+/// Whether an entry is resolved by DNS (a STRICT_DNS or LOGICAL_DNS cluster).
+fn dns_resolved(entry: &Value) -> bool {
+    matches!(
+        str_at(entry, &["spec", "resolution"]),
+        Some("DNS" | "DNS_ROUND_ROBIN")
+    )
+}
+
+/// The hosts an object takes part in, as pilot names them (wildcards excluded: they name no
+/// cluster of their own).
+fn named_hosts(object: &Value, cx: &Context<'_>) -> Vec<String> {
+    let domain = &cx.config.cluster.cluster_domain;
+    let hosts: Vec<String> = match cx.subject.kind {
+        Kind::DestinationRule => str_at(object, &["spec", "host"])
+            .map(|h| vec![fqdn(h, &cx.subject.namespace, domain)])
+            .unwrap_or_default(),
+        Kind::ServiceEntry => array_at(object, &["spec", "hosts"])
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    hosts.into_iter().filter(|h| !h.contains('*')).collect()
+}
+
+/// The Envoy clusters pilot could not build for `host` with `object` admitted beside the
+/// world's objects (empty when the host has no DNS-resolved entry or no DestinationRule).
+pub(crate) fn pilot_panics_with(
+    object: &Value,
+    cx: &Context<'_>,
+    world: &dyn crate::world::World,
+    host: &str,
+) -> Vec<EnvoyCluster> {
+    let same = |other: &Value| cx.subject.is(other);
+    let entries: Vec<Arc<Value>> = world
+        .service_entries(host)
+        .into_iter()
+        .filter(|o| !same(o))
+        .collect();
+    let rules: Vec<Arc<Value>> = world
+        .destination_rules(host)
+        .into_iter()
+        .filter(|o| !same(o))
+        .collect();
+    let is_entry = cx.subject.kind == Kind::ServiceEntry;
+    let has_dns = entries.iter().any(|e| dns_resolved(e)) || (is_entry && dns_resolved(object));
+    let has_rule = !rules.is_empty() || cx.subject.kind == Kind::DestinationRule;
+    if !has_dns || !has_rule {
+        return Vec::new();
+    }
+    let service = cluster_local_service(host, &cx.config.cluster.cluster_domain)
+        .and_then(|(name, namespace)| world.service(namespace, name));
+    let mut objects: Vec<&Value> = Vec::with_capacity(entries.len() + rules.len() + 2);
+    objects.extend(service.as_deref());
+    objects.extend(rules.iter().chain(entries.iter()).map(|o| &**o));
+    objects.push(object);
+    // Clients where each rule and entry lives, and the root namespace: the DestinationRule a
+    // client sees depends on its namespace.
+    let mut namespaces: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            str_at(o, &["metadata", "namespace"])
+                .filter(|n| !n.is_empty())
+                .unwrap_or(&cx.subject.namespace)
+                .to_owned()
+        })
+        .chain([cx.config.scope.root_namespace.clone()])
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    traffic::pilot_panics(&objects, cx.config, &namespaces, host)
+}
+
+/// Whether pilot would panic on some host of `object` admitted beside the world (FG602's
+/// question, for fixes that must not create what FG602 denies).
+pub(crate) fn crashes_pilot(object: &Value, cx: &Context<'_>) -> bool {
+    let Some(world) = cx.world else { return false };
+    named_hosts(object, cx)
+        .iter()
+        .any(|host| !pilot_panics_with(object, cx, world, host).is_empty())
+}
+
+fn check_fg602(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    let Some(world) = cx.world else { return };
+    for host in named_hosts(object, cx) {
+        let crashed = pilot_panics_with(object, cx, world, &host);
+        let Some(first) = crashed.first() else {
+            continue;
+        };
+        let localities: std::collections::BTreeSet<&str> = crashed
+            .iter()
+            .flat_map(|c| c.priorities.iter().map(|p| p.locality.as_str()))
+            .map(|l| if l.is_empty() { "(none)" } else { l })
+            .collect();
+        let localities: Vec<&str> = localities.into_iter().collect();
+        out.push(
+            Issue::deny(
+                "spec",
+                format!(
+                    "with the objects already stored, pilot panics building {} (failoverPriority on the DNS-resolved host {host}, whose endpoints span the localities {})",
+                    first.name,
+                    localities.join(", ")
+                ),
+            )
+            .because("pilot ranks a DNS cluster's endpoints of every locality against its first locality's group (loadbalancer.go applyFailoverPriorityPerLocality: index out of range), and istiod's push has no recover: this Istio version's control plane crashes")
+            .fix(format!("keep the DNS entry's endpoints for {host} in one locality, resolve it STATIC with IP endpoints, or remove failoverPriority from the DestinationRule for {host}")),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +372,40 @@ mod tests {
     fn warnings(config: &Config, world: &ManifestWorld, object: &Value) -> Vec<String> {
         let (_, issues) = run_rule(&FG601, config, Some(world), object, false);
         issues.into_iter().map(|i| i.problem.into_owned()).collect()
+    }
+
+    /// What FG602 denies takes istiod down: no configuration and no skip annotation lets it
+    /// through.
+    #[test]
+    fn fg602_cannot_be_switched_off_or_skipped() {
+        let base = crate::config::EXAMPLE;
+        for mode in ["off", "warn", "mutate"] {
+            let text = base.replace("rules: {}", &format!("rules: {{FG602: {mode}}}"));
+            let err = crate::engine::parse_config(&text, "config.yaml")
+                .expect_err("FG602 switched off")
+                .to_string();
+            assert!(err.contains("FG602 cannot"), "{mode}: {err}");
+        }
+        let entry = yaml(
+            "{apiVersion: networking.istio.io/v1, kind: ServiceEntry, metadata: {name: api, namespace: ns}, spec: {hosts: [api.example.com], resolution: DNS, ports: [{number: 443, name: tls, protocol: TLS}], endpoints: [{address: api-a.example.com, locality: a/b}, {address: api-b.example.com, locality: c/d}]}}",
+        );
+        let world = ManifestWorld::new([&entry], "default", "svc.cluster.local");
+        let mut rule = yaml(&format!(
+            "{{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {{name: api, namespace: ns, annotations: {{{}: 'FG602,FG108'}}}}, spec: {{host: api.example.com, trafficPolicy: {{outlierDetection: {{consecutive5xxErrors: 5}}, loadBalancer: {{localityLbSetting: {{failoverPriority: [topology.kubernetes.io/region]}}}}}}}}}}",
+            crate::object::SKIP_ANNOTATION
+        ));
+        let judged = crate::engine::evaluate(
+            &mut rule,
+            &Config::example(),
+            Some(&world),
+            "default",
+            crate::engine::Pass::Validate,
+        );
+        assert_eq!(
+            judged.denials().map(|f| f.rule).collect::<Vec<_>>(),
+            ["FG602"]
+        );
+        assert!(!judged.skipped.contains(&"FG602"));
     }
 
     /// FG601 remembers its simulations; what it answers must still follow every change of the

@@ -33,6 +33,9 @@ pub struct Rule {
     pub can_mutate: bool,
     /// Whether it reads other objects through the world (silent without one).
     pub needs_world: bool,
+    /// What it denies makes istiod panic: it only denies, and neither the config file nor the
+    /// skip annotation turns it off.
+    pub guards_istiod: bool,
     /// One line: what it checks.
     pub summary: &'static str,
     /// The Istio behaviour it guards against.
@@ -48,6 +51,9 @@ pub struct Rule {
 
 impl Rule {
     pub fn supports(&self, mode: Mode) -> bool {
+        if self.guards_istiod {
+            return mode == Mode::Deny;
+        }
         mode != Mode::Mutate || self.can_mutate
     }
 
@@ -237,6 +243,7 @@ pub static RULES: &[&Rule] = &[
     &destination_rule::FG405,
     &service::FG501,
     &failover::FG601,
+    &failover::FG602,
 ];
 
 /// What is wrong with the `rules` section of a configuration: unknown IDs, unsupported modes.

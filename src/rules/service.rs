@@ -33,6 +33,7 @@ pub static FG401: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "The east-west gateway Service without topology.istio.io/network gets this cluster's \
               network; a different value is denied.",
     istio: "pilot finds a network's gateway through the topology.istio.io/network label of its \
@@ -80,6 +81,7 @@ pub static FG402: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: true,
+    guards_istiod: false,
     summary: "A Service in failover scope with no DestinationRule that gives it outlier detection, \
               or with no failover ServiceEntry, is a warning.",
     istio: "Without a DestinationRule with outlier detection visible to every client \
@@ -163,6 +165,7 @@ pub static FG403: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "A Service port without a name is a warning (appProtocol does not make it mergeable).",
     istio: "A failover ServiceEntry's endpoints join a Kubernetes Service port only when the \
             entry's port name equals the Service port's name (pilot/pkg/serviceregistry/\
@@ -211,6 +214,7 @@ pub static FG404: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "A Service in failover scope with internalTrafficPolicy: Local is a warning.",
     istio: "With internalTrafficPolicy: Local pilot keeps only endpoints on the client's own node \
             (pilot/pkg/xds/endpoints/endpoint_builder.go: NodeLocal filters by the proxy's node \
@@ -247,6 +251,7 @@ pub static FG501: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: true,
+    guards_istiod: false,
     summary: "An AUTO_PASSTHROUGH Gateway server with hosts *, *.local, *.cluster.local or \
               *.svc.<domain> is a warning listing the namespaces in scope without an \
               AuthorizationPolicy (a mesh-wide policy in the root namespace covers them all).",

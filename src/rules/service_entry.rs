@@ -25,7 +25,6 @@ use crate::{
 };
 
 const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
-const LOCALITY_LABELS: [&str; 2] = ["topology.istio.io/locality", "istio-locality"];
 
 /// A host of an entry that names a cluster-local Service: `host` is
 /// `<service>.<namespace>.<clusterDomain>`, the name pilot gives the Service, so it is also the
@@ -140,13 +139,7 @@ fn endpoints_mut(se: &mut Value) -> Option<&mut Vec<Value>> {
 }
 
 fn has_locality(endpoint: &Value) -> bool {
-    endpoint
-        .field("locality")
-        .and_then(Value::as_str)
-        .is_some_and(|l| !l.is_empty())
-        || LOCALITY_LABELS
-            .iter()
-            .any(|l| endpoint.path(&["labels", l]).is_some())
+    !crate::istio::entry_endpoint_locality(endpoint).is_empty()
 }
 
 // === FG201 endpoint-locality-missing ===
@@ -159,6 +152,7 @@ pub static FG201: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "A failover entry endpoint without locality gets the locality of the remote cluster \
               whose gateway it points at; if none matches, it is denied.",
     istio: "An entry endpoint's locality is its locality field or istio-locality label \
@@ -225,6 +219,7 @@ pub static FG202: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "An endpoint locality that is not region[/zone[/subzone]], or (in a failover entry) \
               names a region the topology does not know, is denied.",
     istio: "pilot takes an entry endpoint's locality as written (serviceentry/conversion.go) and \
@@ -308,6 +303,7 @@ pub static FG203: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "An endpoint on a gateway port (15443 or configured) without \
               security.istio.io/tlsMode: istio gets that label.",
     istio: "With auto mTLS, pilot/pkg/networking/core/cluster_tls.go applyUpstreamTLSSettings puts \
@@ -392,6 +388,7 @@ pub static FG204: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "A failover entry with location unset or MESH_EXTERNAL becomes MESH_INTERNAL.",
     istio: "location defaults to MESH_EXTERNAL, and for a mesh-external service pilot turns auto \
             mTLS off (pilot/pkg/networking/core/cluster_tls.go buildUpstreamTLSSettings sends no \
@@ -444,6 +441,7 @@ pub static FG205: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "A failover entry for host <svc>.<ns>.svc... declared from a namespace other than <ns> \
               is denied (when the Service is known or the entry points at a remote gateway).",
     istio: "Pilot keeps endpoints per hostname and namespace (pilot/pkg/model/endpointshards.go \
@@ -493,6 +491,7 @@ pub static FG206: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: true,
+    guards_istiod: false,
     summary: "A port whose number matches the Service's port but whose name differs is renamed to \
               the Service's port name (endpoint port maps follow).",
     istio: "Entry endpoints join a Kubernetes Service port by name: pilot keys them by \
@@ -724,6 +723,7 @@ pub static FG207: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "A non-IP endpoint address in an entry that merges with a Kubernetes Service is \
               denied; resolution DNS there is a warning (FG208 sets STATIC where it is unset).",
     istio: "pilot/pkg/serviceregistry/serviceentry/conversion.go convertWorkloadEntryToWorkloadInstance \
@@ -783,6 +783,7 @@ pub static FG208: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "A failover entry with no endpoints, or annotated failover-guard.io/failover: \"true\", \
               gets one endpoint per remote cluster (and per subset label set); resolution unset or \
               NONE with IP endpoints becomes STATIC.",
@@ -998,6 +999,7 @@ pub static FG209: Rule = Rule {
     default: Mode::Deny,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "An empty endpoint address, or one holding $, {, (, backticks or spaces (an \
               unexpanded shell substitution), is denied.",
     istio: "Istio's validation (pkg/config/validation validateWorkloadEntry) accepts an empty \
@@ -1050,6 +1052,7 @@ pub static FG213: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: false,
+    guards_istiod: false,
     summary: "A failover entry's endpoint at a remote gateway, where remote discovery shows the \
               service absent or without a ready endpoint, is a warning.",
     istio: "The east-west gateway serves AUTO_PASSTHROUGH: one filter chain per SNI \
@@ -1117,6 +1120,7 @@ pub static FG210: Rule = Rule {
     default: Mode::Mutate,
     can_mutate: true,
     needs_world: false,
+    guards_istiod: false,
     summary: "A failover endpoint at a configured remote gateway whose locality differs from that \
               remote's configured locality gets the remote's locality.",
     istio: "Pilot ranks endpoints by locality (pilot/pkg/networking/core/loadbalancer \
@@ -1157,6 +1161,31 @@ fn check_fg210(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
             })
         })
         .collect();
+    // The fix must not give a DNS-resolved entry endpoints in two localities where a stored
+    // failoverPriority rule makes pilot panic on them (FG602): then the locality stays, and
+    // the denial says why.
+    let crashes = !wrong.is_empty() && {
+        let mut fixed = se.clone();
+        if let Some(eps) = endpoints_mut(&mut fixed) {
+            for (i, _, wanted, _) in &wrong {
+                if let Some(e) = eps.get_mut(*i).and_then(Value::as_object_mut) {
+                    e.insert("locality".into(), json!(wanted));
+                }
+            }
+        }
+        crate::rules::failover::crashes_pilot(&fixed, cx)
+    };
+    if crashes {
+        out.push(
+            Issue::deny(
+                "spec.endpoints",
+                "remote gateway endpoints carry the wrong locality, and giving them their clusters' localities would spread this DNS-resolved entry over several localities",
+            )
+            .because("with the failoverPriority DestinationRule already stored for this host, pilot panics on a DNS cluster whose endpoints span localities (FG602), so failover-guard does not write that fix")
+            .fix("resolve the entry STATIC with the gateways' IP addresses (then the localities can be fixed), or remove failoverPriority from the host's DestinationRule"),
+        );
+        return;
+    }
     for (i, written, wanted, remote) in wrong {
         let fixed = fix
             && endpoints_mut(se)
@@ -1191,6 +1220,7 @@ pub static FG211: Rule = Rule {
     default: Mode::Warn,
     can_mutate: false,
     needs_world: true,
+    guards_istiod: false,
     summary: "Hand-written failover endpoints without the labels of a DestinationRule subset are a \
               warning: that subset's Envoy cluster gets no remote endpoint.",
     istio: "A subset's Envoy cluster holds only the endpoints whose labels match the subset's \

@@ -238,19 +238,9 @@ pub fn authorization_policy() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A set of objects for one host (`reviews.bookinfo`) as pilot sees them: a Service, up to two
-/// DestinationRules (any namespace, policy levels, locality settings, subsets) and up to two
-/// ServiceEntries (endpoints, localities, ports, labels), for the differential test of
-/// `simulate` against pilot (tests/istio.rs). Remote cluster-b's gateway is 203.0.113.10.
-pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
-    let locality = select(vec![
-        "europe-west1/europe-west1-b",
-        "europe-west1/europe-west1-c",
-        "europe-west4/europe-west4-a",
-        "us-east1/us-east1-b",
-        "",
-    ]);
-    let od = option::of(
+/// Outlier detection as the simulations vary it: enough to eject or not, capped or not.
+fn sim_outlier_detection() -> BoxedStrategy<Option<Value>> {
+    option::of(
         (
             option::of(0u32..3),
             option::of(select(vec![10u32, 50, 100])),
@@ -261,7 +251,13 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
                     ("maxEjectionPercent", mep.map(|v| json!(v))),
                 ])
             }),
-    );
+    )
+    .boxed()
+}
+
+/// A load balancer with each kind of locality setting (failover, failoverPriority alone and
+/// beside failover, distribute, disabled).
+fn sim_load_balancer() -> BoxedStrategy<Option<Value>> {
     let region = select(vec!["europe-west1", "europe-west4", "us-east1"]);
     let setting = prop_oneof![
         Just(json!({})),
@@ -274,9 +270,11 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
             vec!["version"],
         ])
         .prop_map(|labels| json!({"failoverPriority": labels})),
+        (select(vec![vec!["topology.istio.io/network"], vec!["topology.istio.io/cluster"]]), region.clone(), region)
+            .prop_map(|(labels, f, t)| json!({"failoverPriority": labels, "failover": [{"from": f, "to": t}]})),
         select(vec![50u32, 90, 100]).prop_map(|w| json!({"distribute": [{"from": "europe-west1/*", "to": {"europe-west1/*": w, "europe-west4/*": 100 - w}}]})),
     ];
-    let lb = option::of(
+    option::of(
         (
             option::of(select(vec!["ROUND_ROBIN", "LEAST_REQUEST"])),
             option::of(setting),
@@ -287,21 +285,35 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
                     ("localityLbSetting", setting),
                 ])
             }),
-    );
-    let port_level = option::of(
-        (select(vec![9080u32, 9081]), od.clone(), lb.clone()).prop_map(|(port, od, lb)| {
-            json!([object(vec![
-                ("port", Some(json!({"number": port}))),
-                ("outlierDetection", od),
-                ("loadBalancer", lb),
-            ])])
-        }),
-    );
-    let policy = option::of(
+    )
+    .boxed()
+}
+
+fn sim_port_level() -> BoxedStrategy<Option<Value>> {
+    option::of(
         (
-            od.clone(),
-            lb.clone(),
-            port_level.clone(),
+            select(vec![9080u32, 9081]),
+            sim_outlier_detection(),
+            sim_load_balancer(),
+        )
+            .prop_map(|(port, od, lb)| {
+                json!([object(vec![
+                    ("port", Some(json!({"number": port}))),
+                    ("outlierDetection", od),
+                    ("loadBalancer", lb),
+                ])])
+            }),
+    )
+    .boxed()
+}
+
+/// A DestinationRule's top-level traffic policy as the simulations vary it.
+fn sim_policy() -> BoxedStrategy<Option<Value>> {
+    option::of(
+        (
+            sim_outlier_detection(),
+            sim_load_balancer(),
+            sim_port_level(),
             option::of(select(vec!["ISTIO_MUTUAL", "DISABLE"])),
         )
             .prop_map(|(od, lb, pls, tls)| {
@@ -312,16 +324,28 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
                     ("tls", tls.map(|t| json!({"mode": t}))),
                 ])
             }),
-    );
+    )
+    .boxed()
+}
+
+/// Up to two subsets (v1, v2), each with or without a policy of its own.
+fn sim_subsets() -> BoxedStrategy<Option<Value>> {
     let subset = (
         select(vec!["v1", "v2"]),
-        option::of((od, lb, port_level).prop_map(|(od, lb, pls)| {
-            object(vec![
-                ("outlierDetection", od),
-                ("loadBalancer", lb),
-                ("portLevelSettings", pls),
-            ])
-        })),
+        option::of(
+            (
+                sim_outlier_detection(),
+                sim_load_balancer(),
+                sim_port_level(),
+            )
+                .prop_map(|(od, lb, pls)| {
+                    object(vec![
+                        ("outlierDetection", od),
+                        ("loadBalancer", lb),
+                        ("portLevelSettings", pls),
+                    ])
+                }),
+        ),
     )
         .prop_map(|(v, policy)| {
             object(vec![
@@ -330,19 +354,8 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
                 ("trafficPolicy", policy),
             ])
         });
-    let dr = (
-        select(vec!["bookinfo", "bookinfo", "default", "istio-system"]),
-        select(vec!["reviews", "reviews.bookinfo.svc.cluster.local"]),
-        policy,
-        vec(subset, 0..3),
-        option::of(select(vec![vec!["."], vec!["*"]])),
-    )
-        .prop_map(|(ns, host, policy, subsets, export)| {
-            let host = if ns == "bookinfo" {
-                host
-            } else {
-                "reviews.bookinfo.svc.cluster.local"
-            };
+    vec(subset, 0..3)
+        .prop_map(|subsets| {
             let mut seen = Vec::new();
             let subsets: Vec<Value> = subsets
                 .into_iter()
@@ -353,12 +366,42 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
                     fresh
                 })
                 .collect();
+            (!subsets.is_empty()).then(|| Value::Array(subsets))
+        })
+        .boxed()
+}
+
+/// A set of objects for one host (`reviews.bookinfo`) as pilot sees them: a Service, up to two
+/// DestinationRules (any namespace, policy levels, locality settings, subsets) and up to two
+/// ServiceEntries (endpoints, localities, ports, labels), for the differential test of
+/// `simulate` against pilot (tests/istio.rs). Remote cluster-b's gateway is 203.0.113.10.
+pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
+    let locality = select(vec![
+        "europe-west1/europe-west1-b",
+        "europe-west1/europe-west1-c",
+        "europe-west4/europe-west4-a",
+        "us-east1/us-east1-b",
+        "",
+    ]);
+    let dr = (
+        select(vec!["bookinfo", "bookinfo", "default", "istio-system"]),
+        select(vec!["reviews", "reviews.bookinfo.svc.cluster.local"]),
+        sim_policy(),
+        sim_subsets(),
+        option::of(select(vec![vec!["."], vec!["*"]])),
+    )
+        .prop_map(|(ns, host, policy, subsets, export)| {
+            let host = if ns == "bookinfo" {
+                host
+            } else {
+                "reviews.bookinfo.svc.cluster.local"
+            };
             json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
             "metadata": {"name": format!("reviews-{ns}"), "namespace": ns},
             "spec": object(vec![
                 ("host", Some(json!(host))),
                 ("trafficPolicy", policy),
-                ("subsets", (!subsets.is_empty()).then(|| Value::Array(subsets))),
+                ("subsets", subsets),
                 ("exportTo", export.map(|e| json!(e))),
             ])})
         });
@@ -437,4 +480,113 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
         }
         objects
     })
+}
+
+/// Sets of objects around one host, in a random admission order, for the property that no set
+/// failover-guard admits makes pilot panic (tests/istio.rs): STATIC, DNS and DNS_ROUND_ROBIN
+/// entries with IP and hostname endpoints over several localities and networks, up to three
+/// DestinationRules (failoverPriority, failover, both, distribute, subsets, port-level
+/// policies), with or without the Kubernetes Service the host may name.
+pub fn admission_case() -> impl Strategy<Value = Vec<Value>> {
+    let host = select(vec![
+        "reviews.bookinfo.svc.cluster.local",
+        "ratings.bookinfo.svc.cluster.local",
+        "api.example.com",
+    ]);
+    let endpoint = (
+        select(vec![
+            "203.0.113.10",
+            "203.0.113.20",
+            "198.51.100.7",
+            "gw-b.example.net",
+            "gw-c.example.net",
+        ]),
+        select(vec![
+            "europe-west1/europe-west1-b",
+            "europe-west4/europe-west4-a",
+            "us-east1/us-east1-b",
+            "",
+        ]),
+        option::of(select(vec!["v1", "v2"])),
+        any::<bool>(),
+        option::of(select(vec!["network-b", "network-c", "network-a"])),
+    )
+        .prop_map(|(address, locality, version, tls, network)| {
+            let mut labels = Map::new();
+            if let Some(v) = version {
+                labels.insert("version".into(), json!(v));
+            }
+            if tls {
+                labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
+            }
+            object(vec![
+                ("address", Some(json!(address))),
+                ("ports", Some(json!({"http": 15443, "grpc": 15443}))),
+                ("locality", (!locality.is_empty()).then(|| json!(locality))),
+                (
+                    "labels",
+                    (!labels.is_empty()).then(|| Value::Object(labels)),
+                ),
+                ("network", network.map(|n| json!(n))),
+            ])
+        });
+    let entry = (
+        select(vec!["bookinfo", "bookinfo", "istio-system"]),
+        select(vec!["STATIC", "DNS", "DNS", "DNS_ROUND_ROBIN"]),
+        option::of(select(vec!["MESH_INTERNAL", "MESH_EXTERNAL"])),
+        select(vec![
+            json!([{"number": 9080, "name": "http", "protocol": "HTTP"}]),
+            json!([{"number": 9080, "name": "http", "protocol": "HTTP"}, {"number": 9081, "name": "grpc", "protocol": "GRPC"}]),
+        ]),
+        vec(endpoint, 0..4),
+    );
+    let rule = (
+        select(vec!["bookinfo", "bookinfo", "default"]),
+        sim_policy(),
+        sim_subsets(),
+    );
+    (
+        host,
+        any::<bool>(),
+        vec(rule, 0..4),
+        vec(entry, 1..3),
+    )
+        .prop_map(|(host, with_service, rules, entries)| {
+            let mut objects = Vec::new();
+            if with_service && host.starts_with("reviews.") {
+                objects.push(json!({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "reviews", "namespace": "bookinfo"},
+                    "spec": {"selector": {"app": "reviews"},
+                             "ports": [{"name": "http", "port": 9080}, {"name": "grpc", "port": 9081}]}}));
+            }
+            for (i, (ns, policy, subsets)) in rules.into_iter().enumerate() {
+                objects.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                    "metadata": {"name": format!("rule-{i}"), "namespace": ns},
+                    "spec": object(vec![
+                        ("host", Some(json!(host))),
+                        ("trafficPolicy", policy),
+                        ("subsets", subsets),
+                    ])}));
+            }
+            for (i, (ns, resolution, location, ports, mut endpoints)) in entries.into_iter().enumerate() {
+                // An endpoint names only the entry's ports (Istio's validation).
+                let names: Vec<Value> = ports.as_array().into_iter().flatten().map(|p| p["name"].clone()).collect();
+                for e in &mut endpoints {
+                    if let Some(map) = e.get_mut("ports").and_then(Value::as_object_mut) {
+                        map.retain(|k, _| names.contains(&json!(k)));
+                    }
+                }
+                objects.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                    "metadata": {"name": format!("entry-{i}"), "namespace": ns},
+                    "spec": object(vec![
+                        ("hosts", Some(json!([host]))),
+                        ("resolution", Some(json!(resolution))),
+                        ("location", location.map(|l| json!(l))),
+                        ("ports", Some(ports)),
+                        ("endpoints", (!endpoints.is_empty()).then(|| Value::Array(endpoints))),
+                    ])}));
+            }
+            objects
+        })
+        .prop_shuffle()
 }

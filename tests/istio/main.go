@@ -66,6 +66,9 @@ type Case struct {
 	Clients []Client `json:"clients"`
 	// Hosts to report; default: every Service and ServiceEntry host in Objects.
 	Hosts []string `json:"hosts"`
+	// Leave out of pilot the Istio objects Istio's validation rejects, as istiod's
+	// validating webhook would have: the traffic question is then about what a cluster admits.
+	DropInvalid bool `json:"dropInvalid"`
 }
 
 // Mesh is this cluster and the remote clusters, as failover-guard's config names them.
@@ -97,12 +100,19 @@ type Client struct {
 
 // Result is the answer for one case.
 type Result struct {
-	Name       string       `json:"name"`
-	Error      string       `json:"error,omitempty"`
+	Name  string `json:"name"`
+	Error string `json:"error,omitempty"`
+	// Panic is set when Istio's own code panicked while building the configuration (pilot's
+	// push path has no recover: in istiod this takes the control plane down). It is a
+	// verdict, not a harness error: the message and the Istio function that panicked.
+	Panic      string       `json:"panic,omitempty"`
 	Validation []Validation `json:"validation,omitempty"`
 	Clusters   []Cluster    `json:"clusters,omitempty"`
 	// Local workloads the harness made up for Services that had none in the input.
 	Synthesized []string `json:"synthesized,omitempty"`
+	// Istio objects left out because Istio's validation rejects them (dropInvalid), as
+	// "Kind namespace/name".
+	Dropped []string `json:"dropped,omitempty"`
 }
 
 // Validation is Istio's verdict on one object.
@@ -170,8 +180,8 @@ func quietIstioLogs() {
 	}
 }
 
-// run answers one case; a panic inside Istio's code (or a Fatal of the harness) becomes the
-// case's error rather than ending the batch.
+// run answers one case; a panic inside Istio's code becomes the case's panic verdict, and a
+// Fatal of the harness its error, rather than ending the batch.
 func run(c Case) (res Result) {
 	res.Name = c.Name
 	t := &failer{}
@@ -180,7 +190,8 @@ func run(c Case) (res Result) {
 			if f, ok := r.(fatal); ok {
 				res.Error = string(f)
 			} else {
-				res.Error = fmt.Sprintf("panic: %v\n%s", r, debug.Stack())
+				res.Panic = fmt.Sprintf("%v in %s", r, panicSite(string(debug.Stack())))
+				res.Clusters = nil
 			}
 		}
 		t.cleanup()
@@ -193,10 +204,41 @@ func run(c Case) (res Result) {
 	if c.Validate {
 		res.Validation = validate(istio)
 	}
+	if c.DropInvalid {
+		var kept []object
+		for _, o := range istio {
+			if o.err == nil {
+				if _, err := o.schema.ValidateConfig(*o.cfg); err == nil {
+					kept = append(kept, o)
+					continue
+				}
+			}
+			res.Dropped = append(res.Dropped, o.kind+" "+o.namespace+"/"+o.name)
+		}
+		istio = kept
+	}
 	if c.Traffic {
 		res.Clusters, res.Synthesized = traffic(t, c, istio, kube)
 	}
 	return res
+}
+
+// panicSite is the innermost Istio function on a panicking goroutine's stack (the frames
+// below runtime's panic handling), as "package.Function".
+func panicSite(stack string) string {
+	lines := strings.Split(stack, "\n")
+	for i, line := range lines {
+		if !strings.HasPrefix(line, "panic(") {
+			continue
+		}
+		for _, frame := range lines[i+1:] {
+			if strings.HasPrefix(frame, "istio.io/istio/") {
+				name, _, _ := strings.Cut(frame, "(")
+				return name[strings.LastIndex(name, "/")+1:]
+			}
+		}
+	}
+	return "an unknown function"
 }
 
 // object is one input Istio object: its converted config, or why it could not be converted.
@@ -584,10 +626,9 @@ func verdict(c Cluster) string {
 	}
 }
 
+// sameClusters says whether two reads agree (two empty reads do: a case whose hosts pilot
+// builds no cluster for is answered at once, not at the deadline).
 func sameClusters(a, b []Cluster) bool {
-	if a == nil || b == nil {
-		return false
-	}
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)

@@ -281,7 +281,8 @@ struct RemoteExpectations {
     after: BTreeMap<String, BTreeMap<String, RemoteEndpoint>>,
 }
 
-/// What pilot gives one remote's gateway endpoint; a field left out is not checked.
+/// What pilot gives one remote's gateway endpoint (or, keyed by address, any other
+/// endpoint); a field left out is not checked.
 #[derive(serde::Deserialize, Debug, PartialEq, Clone, Copy)]
 #[serde(deny_unknown_fields)]
 struct RemoteEndpoint {
@@ -291,6 +292,9 @@ struct RemoteEndpoint {
     /// Its load-balancing weight.
     #[serde(default)]
     weight: Option<u64>,
+    /// Whether the client talks Istio mTLS to it.
+    #[serde(default)]
+    mtls: Option<bool>,
 }
 
 fn scenario_dirs() -> Vec<PathBuf> {
@@ -418,7 +422,12 @@ fn compare_remotes(
             let mut got: BTreeMap<String, Vec<RemoteEndpoint>> = BTreeMap::new();
             for p in c["priorities"].as_array().into_iter().flatten() {
                 for e in p["endpoints"].as_array().into_iter().flatten() {
-                    let Some(remote) = e["cluster"].as_str() else {
+                    // A remote's gateway by its cluster; another endpoint by its address,
+                    // when asked for.
+                    let Some(remote) = e["cluster"]
+                        .as_str()
+                        .or_else(|| e["address"].as_str().filter(|a| remotes.contains_key(*a)))
+                    else {
                         continue;
                     };
                     let asked = remotes.get(remote);
@@ -427,6 +436,9 @@ fn compare_remotes(
                         weight: asked
                             .and_then(|a| a.weight)
                             .map(|_| e["weight"].as_u64().unwrap_or(0)),
+                        mtls: asked
+                            .and_then(|a| a.mtls)
+                            .map(|_| e["mtls"].as_bool().unwrap_or(false)),
                     };
                     let all = got.entry(remote.to_owned()).or_default();
                     if !all.contains(&seen) {

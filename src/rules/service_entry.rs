@@ -63,13 +63,52 @@ fn annotated_failover(se: &Value) -> bool {
     annotation(se, FAILOVER_ANNOTATION).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
-/// Whether this ServiceEntry is a failover entry.
+/// Whether this ServiceEntry is a failover entry: one that carries remote clusters' gateway
+/// endpoints into this cluster. Decided once, from evidence, and the one answer FG201-FG211
+/// use (a host that merely looks cluster-local is no evidence: an egress entry named
+/// `test.default.svc.cluster.local` resolving example.com, or public IPs on port 80, is not
+/// one, and making it MESH_INTERNAL or labelling it for mTLS would break it):
+/// - it is annotated `failover-guard.io/failover: "true"`;
+/// - an endpoint is at a configured or discovered remote gateway address;
+/// - an endpoint reaches a gateway port (15443 or a configured one) and carries
+///   `security.istio.io/tlsMode: istio`, or the entry is MESH_INTERNAL (the `*.global` pattern
+///   of older multicluster setups included); the port alone is no evidence;
+/// - its host names a Service the world knows in the entry's namespace (pilot merges the
+///   two whatever the entry was meant for);
+/// - it has no endpoints yet (FG208 writes them), a cluster-local host, and is not explicitly
+///   MESH_EXTERNAL.
 ///
-/// Fixes run only on failover entries and never take that away, so it is worked out once
-/// per pass.
+/// Fixes never take that away, so it is worked out once per pass.
 pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
     *cx.facts.failover_entry.get_or_init(|| {
-        annotated_failover(se) || entry_service(se, cx).is_some() || at_remote_gateway(se, cx)
+        if annotated_failover(se) || at_remote_gateway(se, cx) {
+            return true;
+        }
+        let local = entry_service(se, cx);
+        let internal =
+            se.path(&["spec", "location"]).and_then(Value::as_str) == Some("MESH_INTERNAL");
+        let gateway_ports = &cx.config.topology.gateway_ports;
+        let at_gateway_port = endpoints(se).iter().any(|e| {
+            let mtls = e.path(&["labels", TLS_MODE_LABEL]).and_then(Value::as_str) == Some("istio");
+            (mtls || internal)
+                && endpoint_ports(se, e)
+                    .iter()
+                    .any(|p| u16::try_from(*p).is_ok_and(|p| gateway_ports.contains(&p)))
+        });
+        if at_gateway_port {
+            return true;
+        }
+        let Some(local) = local else { return false };
+        // Pilot merges the entry into its Service whatever it was meant for (the Service's
+        // attributes then decide, so the fixes change nothing for its egress).
+        let known = local.namespace == cx.subject.namespace
+            && cx
+                .world
+                .and_then(|w| w.service(local.namespace, local.service))
+                .is_some();
+        let explicit_external =
+            se.path(&["spec", "location"]).and_then(Value::as_str) == Some("MESH_EXTERNAL");
+        known || (endpoints(se).is_empty() && !explicit_external)
     })
 }
 
@@ -80,25 +119,11 @@ pub(crate) fn at_remote_gateway(se: &Value, cx: &Context<'_>) -> bool {
         .any(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))
 }
 
-/// Whether the entry really feeds a failover, rather than merely using a
-/// `*.svc.cluster.local`-looking name: its Service is known (world), an endpoint is at a
-/// configured remote gateway, or it is annotated as a failover entry.
-fn real_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
-    annotated_failover(se)
-        || at_remote_gateway(se, cx)
-        || local_services(se, cx).any(|s| {
-            cx.world
-                .and_then(|w| w.service(s.namespace, s.service))
-                .is_some()
-        })
-}
-
 /// Whether pilot merges the entry's endpoints into a Kubernetes Service: a real failover
 /// entry for a Service of its own namespace (pilot/pkg/serviceregistry/aggregate merges
 /// services of one hostname and namespace; endpoints join by port name).
 fn merges_with_service(se: &Value, cx: &Context<'_>) -> bool {
-    local_services(se, cx).any(|s| s.namespace == cx.subject.namespace)
-        && real_failover_entry(se, cx)
+    local_services(se, cx).any(|s| s.namespace == cx.subject.namespace) && is_failover_entry(se, cx)
 }
 
 /// Whether every endpoint address is one Istio's validation accepts with resolution STATIC
@@ -234,7 +259,7 @@ pub static FG202: Rule = Rule {
 };
 
 fn check_fg202(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
-    let failover = real_failover_entry(se, cx);
+    let failover = is_failover_entry(se, cx);
     let topology = &cx.config.topology;
     for (i, endpoint) in endpoints(se).iter().enumerate() {
         let Some(text) = endpoint.field("locality").and_then(Value::as_str) else {
@@ -338,6 +363,10 @@ fn endpoint_ports(se: &Value, endpoint: &Value) -> Vec<i64> {
 }
 
 fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
+    // Port 15443 alone is no failover: an egress entry may use it for anything.
+    if !is_failover_entry(se, cx) {
+        return;
+    }
     let gateway_ports = &cx.config.topology.gateway_ports;
     let plain: Vec<(usize, String)> = endpoints(se)
         .iter()
@@ -456,7 +485,7 @@ pub static FG205: Rule = Rule {
 };
 
 fn check_fg205(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
-    let gateway = at_remote_gateway(se, cx) || annotated_failover(se);
+    let gateway = is_failover_entry(se, cx);
     for LocalService {
         index,
         service,
@@ -936,12 +965,35 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     // endpoints only. This rule owns the resolution of the entries it fills, so a re-applied
     // manifest that says NONE again is fixed by the same rule (and the mutated annotation
     // stays the same).
-    let unresolved = se
+    let resolution = se
         .path(&["spec", "resolution"])
         .and_then(Value::as_str)
-        .is_none_or(|r| r == "NONE");
-    let needs_static =
-        unresolved && (!endpoints(se).is_empty() || !missing.is_empty()) && static_addresses(se);
+        .unwrap_or("NONE");
+    // DNS_ROUND_ROBIN takes at most one endpoint (Istio's validation, pkg/config/validation
+    // ValidateServiceEntry): filled with more, the entry becomes STATIC when every address is
+    // an IP, and gets nothing otherwise.
+    let round_robin = resolution == "DNS_ROUND_ROBIN"
+        && !missing.is_empty()
+        && endpoints(se).len() + missing.len() > 1;
+    if round_robin
+        && !(static_addresses(se)
+            && missing
+                .iter()
+                .all(|e| address(e).is_some_and(|a| a.parse::<IpAddr>().is_ok())))
+    {
+        out.push(
+            Issue::deny(
+                "spec.resolution",
+                format!("failover entry with resolution DNS_ROUND_ROBIN lacks {} endpoint(s) for the configured remote clusters", missing.len()),
+            )
+            .because("Istio's validation allows DNS_ROUND_ROBIN one endpoint, and an address here is a hostname, so failover-guard cannot write them as STATIC")
+            .fix("use resolution: STATIC with the remote gateways' IP addresses (failover-guard then adds one endpoint per remote)"),
+        );
+        return;
+    }
+    let needs_static = (resolution == "NONE" || round_robin)
+        && (!endpoints(se).is_empty() || !missing.is_empty())
+        && static_addresses(se);
     if missing.is_empty() && !needs_static {
         return;
     }
@@ -1224,9 +1276,12 @@ pub static FG211: Rule = Rule {
     summary: "Hand-written failover endpoints without the labels of a DestinationRule subset are a \
               warning: that subset's Envoy cluster gets no remote endpoint.",
     istio: "A subset's Envoy cluster holds only the endpoints whose labels match the subset's \
-            (pilot/pkg/xds/endpoints/endpoint_builder.go filters by subset labels). Failover \
-            endpoints without them join the plain cluster only: clients routed to the subset by \
-            a VirtualService have nothing to fail over to.",
+            (pilot/pkg/xds/endpoints/endpoint_builder.go filters by subset labels), and those are \
+            the labels pilot gives the endpoint: its own, with the topology labels of its \
+            locality and network and this cluster's ID (labelutil.AugmentLabels), so a subset on \
+            topology.kubernetes.io/region matches by locality. Failover endpoints without them \
+            join the plain cluster only: clients routed to the subset by a VirtualService have \
+            nothing to fail over to.",
     example_bad: "# DestinationRule bookinfo/reviews has subsets v1 (version: v1) and v2 (version: v2)\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: reviews-failover\n  namespace: bookinfo\n  annotations: {failover-guard.io/failover: \"true\", failover-guard.io/subset-labels: version}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n",
     check: check_fg211,
@@ -1238,9 +1293,12 @@ fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if annotated_failover(se) {
         return;
     }
-    let remote: Vec<&Value> = endpoints(se)
+    // The labels pilot matches subsets against: the endpoint's own, augmented with its
+    // locality, network and this cluster's ID (crate::istio::entry_endpoint_labels).
+    let remote: Vec<BTreeMap<String, String>> = endpoints(se)
         .iter()
         .filter(|e| address(e).is_some_and(|a| cx.config.remote_at(a).is_some()))
+        .map(|e| crate::istio::entry_endpoint_labels(e, &cx.config.cluster.name))
         .collect();
     if remote.is_empty() {
         return;
@@ -1252,9 +1310,10 @@ fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
                     continue;
                 };
                 let carried = remote.iter().any(|e| {
-                    labels
-                        .iter()
-                        .all(|(k, v)| e.field("labels").and_then(|l| l.field(k)) == Some(v))
+                    labels.iter().all(|(k, v)| {
+                        v.as_str()
+                            .is_some_and(|v| e.get(k).map(String::as_str) == Some(v))
+                    })
                 });
                 if carried {
                     continue;

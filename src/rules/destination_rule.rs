@@ -493,7 +493,22 @@ fn check_fg102(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
                 );
             }
             Some(value) => {
-                if let Some(percent) = as_int(value).filter(|p| *p < 100) {
+                // 0 is what protobuf cannot tell from unset: pilot sends no
+                // max_ejection_percent, and Envoy's default of 10% applies
+                // (cluster_traffic_policy.go applyOutlierDetection).
+                if as_int(value) == Some(0) {
+                    out.push(
+                        Issue::warn(
+                            &path,
+                            format!("{path}.maxEjectionPercent is 0, which pilot treats as unset"),
+                        )
+                        .because(
+                            "Envoy then ejects at most 10% of endpoints, so with fewer than 10 \
+                                 endpoints none is ever ejected and traffic never fails over",
+                        )
+                        .fix("set maxEjectionPercent: 100"),
+                    );
+                } else if let Some(percent) = as_int(value).filter(|p| *p < 100) {
                     out.push(
                         Issue::warn(&path, format!("{path}.maxEjectionPercent is {percent}"))
                             .because(
@@ -1226,9 +1241,12 @@ pub static FG109: Rule = Rule {
     guards_istiod: false,
     summary: "outlierDetection.minHealthPercent above 0 with locality load balancing is a warning.",
     istio: "applyOutlierDetection (pilot/pkg/networking/core/cluster_traffic_policy.go) turns \
-            minHealthPercent into Envoy's healthy_panic_threshold: once fewer endpoints than that \
-            are healthy, Envoy ignores health and priorities and sends traffic to every endpoint, \
-            the ejected local ones included, exactly when failover should move it away.",
+            minHealthPercent into Envoy's healthy_panic_threshold. Envoy sets panic thresholds \
+            aside while the priorities together can take the traffic (normalized total \
+            availability 100%: a healthy remote priority takes over as failover should). Once \
+            they cannot (a partial outage on both sides, or a remote that is small against the \
+            local pods), a priority whose healthy share is below the threshold sends traffic to \
+            all its endpoints, the ejected ones included.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100, minHealthPercent: 50}\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
     check: check_fg109,
@@ -1252,7 +1270,7 @@ fn check_fg109(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         let path = format!("{}.outlierDetection", level.path());
         out.push(
             Issue::warn(path.clone(), format!("{path}.minHealthPercent is {percent}"))
-                .because("below that share of healthy endpoints Envoy panics and sends traffic to ejected local endpoints too")
+                .because("when the priorities together cannot take the traffic (local and remote both degraded), a priority whose healthy share is below it gets traffic to its ejected endpoints too; while a healthy remote priority can take the traffic, failover is unaffected")
                 .fix("remove minHealthPercent (0 disables panic mode)"),
         );
     }
@@ -1462,10 +1480,42 @@ fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     {
         return;
     }
+    // Clients elsewhere get the service namespace's rule when one exists (and is exported to
+    // them), else the root namespace's (PushContext.destinationRule): say which, when the
+    // world shows it.
+    let elsewhere = match cx.world.map(|w| w.destination_rules(host)) {
+        Some(rules) => {
+            let in_namespace = |ns: &str| {
+                rules.iter().any(|r| {
+                    crate::object::str_at(r, &["metadata", "namespace"]) == Some(ns)
+                        && r.path(&["spec", "workloadSelector"]).is_none()
+                })
+            };
+            if in_namespace(namespace) {
+                format!("clients elsewhere use the rule in {namespace}, not this one")
+            } else if in_namespace(&cx.config.scope.root_namespace) {
+                format!(
+                    "clients elsewhere use the rule in the root namespace {}, not this one",
+                    cx.config.scope.root_namespace
+                )
+            } else {
+                "clients elsewhere get no DestinationRule for it at all: no outlier detection, no failover".to_owned()
+            }
+        }
+        None => format!(
+            "clients elsewhere use {namespace}'s or the root namespace's rule for it if one exists, else none (no outlier detection, no failover)"
+        ),
+    };
     out.push(
-        Issue::warn("metadata.namespace", format!("DestinationRule for {namespace}/{service} lives in namespace {own}"))
-            .because(format!("only clients in {own} see it; clients elsewhere get no outlier detection from it and no failover"))
-            .fix(format!("move it to namespace {namespace} (or the root namespace {})", cx.config.scope.root_namespace)),
+        Issue::warn(
+            "metadata.namespace",
+            format!("DestinationRule for {namespace}/{service} lives in namespace {own}"),
+        )
+        .because(format!("only clients in {own} see it; {elsewhere}"))
+        .fix(format!(
+            "move it to namespace {namespace} (or the root namespace {})",
+            cx.config.scope.root_namespace
+        )),
     );
 }
 
@@ -1561,6 +1611,58 @@ mod tests {
 
     fn paths(issues: &[Issue]) -> Vec<&str> {
         issues.iter().map(|i| i.path.as_ref()).collect()
+    }
+
+    /// FG113 says what clients elsewhere really get: the service namespace's rule where one
+    /// exists, the root namespace's after it, else nothing.
+    #[test]
+    fn fg113_names_the_rule_clients_elsewhere_use() {
+        let elsewhere = yaml(
+            "{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: reviews, namespace: default}, spec: {host: reviews.bookinfo.svc.cluster.local, trafficPolicy: {outlierDetection: {}}}}",
+        );
+        let in_namespace = |ns: &str| {
+            yaml(&format!(
+                "{{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {{name: reviews, namespace: {ns}}}, spec: {{host: reviews.bookinfo.svc.cluster.local}}}}"
+            ))
+        };
+        let config = Config::example();
+        let consequence = |world: &[Value]| {
+            let world = crate::world::ManifestWorld::new(world, "default", "svc.cluster.local");
+            let (_, issues) = run_rule(&FG113, &config, Some(&world), &elsewhere, false);
+            assert_eq!(issues.len(), 1);
+            issues[0].consequence.to_string()
+        };
+        assert!(consequence(&[in_namespace("bookinfo")]).contains("use the rule in bookinfo"));
+        assert!(
+            consequence(&[in_namespace("istio-system")])
+                .contains("use the rule in the root namespace istio-system")
+        );
+        assert!(
+            consequence(&[yaml(
+                "{apiVersion: v1, kind: Namespace, metadata: {name: x}}"
+            )])
+            .contains("no DestinationRule for it at all")
+        );
+        let (_, issues) = run_rule(&FG113, &config, None, &elsewhere, false);
+        assert!(issues[0].consequence.contains("if one exists"));
+    }
+
+    /// FG109's consequence is about degraded priorities together, not any ejection.
+    #[test]
+    fn fg109_says_failover_to_a_healthy_remote_is_unaffected() {
+        let (_, issues) = run_rule(
+            &FG109,
+            &Config::example(),
+            None,
+            &dr(
+                "host: reviews\ntrafficPolicy: {outlierDetection: {consecutive5xxErrors: 5, minHealthPercent: 50}}",
+            ),
+            false,
+        );
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].consequence.contains(
+            "while a healthy remote priority can take the traffic, failover is unaffected"
+        ));
     }
 
     #[test]

@@ -99,9 +99,12 @@ fn summary(c: &EnvoyCluster) -> String {
     } else {
         format!(" {}", c.subset)
     };
+    let host = c.host.split('.').next().unwrap_or("");
+    if table.is_empty() {
+        return format!("{host}:{}{subset}: {}", c.port, c.verdict);
+    }
     format!(
-        "{}:{}{subset}: {}: {}",
-        c.host.split('.').next().unwrap_or(""),
+        "{host}:{}{subset}: {}: {}",
         c.port,
         table.join("; "),
         c.verdict
@@ -372,6 +375,28 @@ mod tests {
     fn warnings(config: &Config, world: &ManifestWorld, object: &Value) -> Vec<String> {
         let (_, issues) = run_rule(&FG601, config, Some(world), object, false);
         issues.into_iter().map(|i| i.problem.into_owned()).collect()
+    }
+
+    /// A cluster with no endpoint reads as its verdict, not as an empty table.
+    #[test]
+    fn an_empty_table_reads_as_its_verdict() {
+        let cluster = EnvoyCluster {
+            name: "outbound|9080||reviews.bookinfo.svc.cluster.local".into(),
+            host: "reviews.bookinfo.svc.cluster.local".into(),
+            port: 9080,
+            subset: "v1".into(),
+            client: Client {
+                locality: "europe-west1/europe-west1-b".into(),
+                namespace: "bookinfo".into(),
+            },
+            kind: "EDS".into(),
+            outlier_detection: true,
+            max_ejection_percent: 0,
+            destination_rule: vec![],
+            priorities: vec![],
+            verdict: "no-endpoints".into(),
+        };
+        assert_eq!(summary(&cluster), "reviews:9080 v1: no-endpoints");
     }
 
     /// What FG602 denies takes istiod down: no configuration and no skip annotation lets it

@@ -1238,14 +1238,40 @@ fn check_fg210(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
         );
         return;
     }
+    // A stored rule whose failoverPriority starts with the network label ranks a remote
+    // network's endpoints after the local ones whatever their locality
+    // (applyFailoverPriorityPerLocality): then a local locality does not tie them.
+    let network_first = cx.world.is_some_and(|w| {
+        local_services(se, cx).any(|s| {
+            w.destination_rules(s.host).iter().any(|dr| {
+                const PRIORITY: &[&str] = &[
+                    "spec",
+                    "trafficPolicy",
+                    "loadBalancer",
+                    "localityLbSetting",
+                    "failoverPriority",
+                ];
+                array_at(dr, PRIORITY).first().and_then(Value::as_str)
+                    == Some(crate::istio::labels::NETWORK)
+            })
+        })
+    });
     for (i, written, wanted, remote) in wrong {
+        let on_other_network = endpoints(se)
+            .get(i)
+            .and_then(|e| e.field("network"))
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty() && n != cx.config.cluster.network);
         let fixed = fix
             && endpoints_mut(se)
                 .and_then(|eps| eps.get_mut(i))
                 .and_then(Value::as_object_mut)
                 .map(|e| e.insert("locality".into(), json!(wanted)))
                 .is_some();
-        let consequence = if local.contains(&written.as_str()) {
+        let consequence = if local.contains(&written.as_str()) && network_first && on_other_network
+        {
+            "that is this cluster's locality; the host's failoverPriority ranks the remote network after the local pods, so failover still happens, but every ordering by locality (failover rules, zones, other remotes) is wrong for it"
+        } else if local.contains(&written.as_str()) {
             "that is this cluster's locality, so pilot ranks the remote gateway beside the local pods and traffic crosses clusters all the time"
         } else {
             "pilot ranks it by the locality written, so failover goes to the wrong place first"
@@ -1330,5 +1356,49 @@ fn check_fg211(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::Config,
+        rules::testing::{run_rule, yaml},
+        world::ManifestWorld,
+    };
+
+    /// FG210's consequence holds only where nothing else separates the networks: a stored
+    /// failoverPriority led by the network label already ranks the remote after the local pods.
+    #[test]
+    fn fg210_consequence_follows_a_network_first_failover_priority() {
+        let entry = yaml(
+            "{apiVersion: networking.istio.io/v1, kind: ServiceEntry, metadata: {name: reviews-failover, namespace: bookinfo}, spec: {hosts: [reviews.bookinfo.svc.cluster.local], location: MESH_INTERNAL, resolution: STATIC, ports: [{number: 9080, name: http, protocol: HTTP}], endpoints: [{address: 203.0.113.10, ports: {http: 15443}, locality: europe-west1/europe-west1-b, network: network-b, labels: {security.istio.io/tlsMode: istio}}]}}",
+        );
+        let rule = |priority: &str| {
+            yaml(&format!(
+                "{{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {{name: reviews, namespace: bookinfo}}, spec: {{host: reviews, trafficPolicy: {{outlierDetection: {{}}, loadBalancer: {{localityLbSetting: {{failoverPriority: [{priority}]}}}}}}}}}}"
+            ))
+        };
+        let config = Config::example();
+        let consequence = |world: &ManifestWorld| {
+            let (_, issues) = run_rule(&FG210, &config, Some(world), &entry, false);
+            assert_eq!(issues.len(), 1, "{issues:?}");
+            issues[0].consequence.to_string()
+        };
+        let network_first = ManifestWorld::new(
+            [&rule(
+                "topology.istio.io/network, topology.kubernetes.io/region",
+            )],
+            "default",
+            "svc.cluster.local",
+        );
+        assert!(consequence(&network_first).contains("failover still happens"));
+        let region_first = ManifestWorld::new(
+            [&rule("topology.kubernetes.io/region")],
+            "default",
+            "svc.cluster.local",
+        );
+        assert!(consequence(&region_first).contains("traffic crosses clusters all the time"));
     }
 }

@@ -23,6 +23,8 @@ pub mod labels {
     pub const LOCALITY: &str = "topology.istio.io/locality";
     /// The legacy spelling of [`LOCALITY`], read after it.
     pub const LEGACY_LOCALITY: &str = "istio-locality";
+    /// `istio` on a workload: the sidecar accepts Istio mTLS (auto mTLS sends it).
+    pub const TLS_MODE: &str = "security.istio.io/tlsMode";
     /// Every label pilot may add to an endpoint or a proxy by itself.
     pub const TOPOLOGY: [&str; 6] = [REGION, ZONE, SUBZONE, CLUSTER, NETWORK, HOSTNAME];
 }
@@ -109,6 +111,22 @@ pub fn locality_from_labels(labels: &BTreeMap<String, String>) -> Option<String>
     } else {
         label.replace('.', "/")
     })
+}
+
+/// Whether a ServiceEntry endpoint takes Istio mTLS (serviceentry/conversion.go
+/// getTLSModeFromWorkloadEntry): its `security.istio.io/tlsMode` label when it has one, else
+/// `istio` when it names a `serviceAccount`.
+pub fn entry_endpoint_mtls(endpoint: &Value) -> bool {
+    match endpoint
+        .field("labels")
+        .and_then(|l| l.field(labels::TLS_MODE))
+    {
+        Some(mode) => mode.as_str() == Some("istio"),
+        None => endpoint
+            .field("serviceAccount")
+            .and_then(Value::as_str)
+            .is_some_and(|sa| !sa.is_empty()),
+    }
 }
 
 /// The locality label pilot keeps for a ServiceEntry endpoint

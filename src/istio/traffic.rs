@@ -127,7 +127,7 @@ pub struct Simulation {
     pub synthesized: Vec<String>,
 }
 
-const TLS_MODE: &str = "security.istio.io/tlsMode";
+use super::labels::TLS_MODE;
 
 fn namespace_of(object: &Value) -> String {
     str_at(object, &["metadata", "namespace"])
@@ -559,7 +559,7 @@ fn entry_endpoints(se: &Value, config: &Config) -> Vec<IstioEndpoint> {
                     .and_then(|w| u32::try_from(w).ok())
                     .filter(|w| *w > 0)
                     .unwrap_or(1),
-                tls_istio: own.get(TLS_MODE).map(String::as_str) == Some("istio"),
+                tls_istio: super::entry_endpoint_mtls(endpoint),
                 node: String::new(),
                 remote: remote.clone(),
             });

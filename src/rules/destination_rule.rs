@@ -1315,10 +1315,31 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         else {
             continue;
         };
+        let path = format!("{}.tls", level.path());
         if mode == "ISTIO_MUTUAL" {
+            let tls = level.get(dr).and_then(|p| p.field("tls"));
+            // cluster_tls.go buildIstioMutualTLS keeps a hand-set sni and subjectAltNames.
+            if tls.is_some_and(|t| {
+                t.field("sni")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+            }) {
+                let problem = format!("{path}.sni is set for {host} under ISTIO_MUTUAL");
+                out.push(
+                    if evidence { Issue::deny(path.clone(), problem) } else { Issue::warn(path.clone(), problem) }
+                        .because("the remote east-west gateway routes failover traffic by the SNI pilot writes (outbound_.<port>_.<subset>_.<host>, AUTO_PASSTHROUGH); with another SNI it has no route and resets the connection")
+                        .fix("remove tls.sni (ISTIO_MUTUAL sets the right one)"),
+                );
+            }
+            if tls.is_some_and(|t| non_empty(t.field("subjectAltNames"))) {
+                out.push(
+                    Issue::warn(path.clone(), format!("{path}.subjectAltNames is set for {host} under ISTIO_MUTUAL"))
+                        .because("the remote clusters' workloads must then present one of these names; one with another service account or trust domain fails the handshake, and failover with it")
+                        .fix("remove tls.subjectAltNames, or list the remote workloads' identities too"),
+                );
+            }
             continue;
         }
-        let path = format!("{}.tls", level.path());
         let issue = if evidence {
             Issue::deny(
                 path.clone(),
@@ -1395,7 +1416,8 @@ pub static FG112: Rule = Rule {
     needs_world: false,
     guards_istiod: false,
     summary: "A DestinationRule with subsets whose exportTo excludes the east-west gateway \
-              namespaces is a warning.",
+              namespaces is a warning, and so is a failover rule whose exportTo leaves callers in \
+              other namespaces without it (v3).",
     istio: "A client failing over to a subset sends SNI outbound_.<port>_.<subset>_.<host> to the \
             remote east-west gateway, which routes it in AUTO_PASSTHROUGH mode to its own Envoy \
             cluster of that name. The gateway builds subset clusters only from DestinationRules \
@@ -1408,19 +1430,45 @@ pub static FG112: Rule = Rule {
 };
 
 fn check_fg112(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
-    if crate::object::array_at(dr, &["spec", "subsets"]).is_empty()
-        || failover_host(dr, cx).is_none()
-    {
+    if failover_host(dr, cx).is_none() {
         return;
     }
     let Some(export) = dr.path(&["spec", "exportTo"]).and_then(Value::as_array) else {
         return;
     };
     let export: Vec<&str> = export.iter().filter_map(Value::as_str).collect();
-    if export.is_empty() {
+    if export.is_empty() || export.contains(&"*") {
         return;
     }
     let own = cx.subject.namespace.as_str();
+    // Callers elsewhere: a client outside exportTo does not see this rule
+    // (PushContext.destinationRule checks exportTo for rules of other namespaces), so it gets
+    // the root namespace's rule, if any, else none: no outlier detection, no failover order.
+    let carries_failover = levels(dr, cx).iter().any(|level| {
+        level.get(dr).is_some_and(|p| {
+            has(p, "outlierDetection") || p.path(&["loadBalancer", "localityLbSetting"]).is_some()
+        })
+    });
+    if carries_failover {
+        let seen_by: Vec<String> = export
+            .iter()
+            .map(|e| {
+                if *e == "." {
+                    own.to_owned()
+                } else {
+                    (*e).to_owned()
+                }
+            })
+            .collect();
+        out.push(
+            Issue::warn("spec.exportTo", format!("exportTo limits this failover rule to namespace {}", seen_by.join(", ")))
+                .because(format!("callers in every other namespace get the root namespace's rule for the host, if any, else none: no outlier detection and no failover order for them (the root namespace {} is searched, not this one)", cx.config.scope.root_namespace))
+                .fix("export it to \"*\", or keep a rule exported to the callers' namespaces"),
+        );
+    }
+    if crate::object::array_at(dr, &["spec", "subsets"]).is_empty() {
+        return;
+    }
     let hidden: Vec<&str> = cx
         .config
         .scope
@@ -1516,6 +1564,63 @@ fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
             "move it to namespace {namespace} (or the root namespace {})",
             cx.config.scope.root_namespace
         )),
+    );
+}
+
+// === FG114 host-names-nothing ===
+
+/// FG114: a short host with a dot is taken as a full name and matches no Service.
+pub static FG114: Rule = Rule {
+    id: "FG114",
+    name: "host-names-nothing",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    guards_istiod: false,
+    summary: "A host written <service>.<namespace> (or <service>.<namespace>.svc) names no Service \
+              (pilot takes a host with a dot as complete) and is denied, unless a ServiceEntry \
+              declares exactly that host.",
+    istio: "pilot/pkg/model/service.go ResolveShortnameToFQDN completes a host only when it has no \
+            dot: reviews becomes reviews.<rule's namespace>.svc.cluster.local, but reviews.bookinfo \
+            stays reviews.bookinfo, which no Kubernetes Service is called. The rule applies to \
+            nothing: no outlier detection, no failover, and Istio's validation accepts it.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews.bookinfo\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews.bookinfo.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    check: check_fg114,
+};
+
+fn check_fg114(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    let Some(host) = dr.path(&["spec", "host"]).and_then(Value::as_str) else {
+        return;
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    let (service, namespace) = match labels.as_slice() {
+        [service, namespace] | [service, namespace, "svc"] => (*service, *namespace),
+        _ => return,
+    };
+    if service.is_empty() || service.contains('*') || namespace.is_empty() {
+        return;
+    }
+    // Only where the second label is a namespace: example.com is a real domain.
+    let known_namespace = namespace == cx.subject.namespace
+        || cx
+            .world
+            .is_some_and(|w| w.namespaces().iter().any(|n| n == namespace));
+    if !known_namespace {
+        return;
+    }
+    if cx
+        .world
+        .is_some_and(|w| !w.service_entries(host).is_empty())
+    {
+        return;
+    }
+    let full = format!("{service}.{namespace}.{}", cx.config.cluster.cluster_domain);
+    out.push(
+        Issue::deny("spec.host", format!("host {host} names no Service"))
+            .because("pilot completes only a host without a dot, so this rule applies to nothing: no outlier detection and no failover for the Service")
+            .fix(format!("write host: {full} (or {service}, from namespace {namespace})")),
     );
 }
 

@@ -241,6 +241,83 @@ fn check_fg404(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
     );
 }
 
+// === FG406 service-hidden-from-gateway ===
+
+/// The annotation that sets a Service's exportTo (networking.istio.io/exportTo).
+const SERVICE_EXPORT_TO: &str = "networking.istio.io/exportTo";
+
+/// FG406: a Service the east-west gateway cannot see takes no failover traffic.
+pub static FG406: Rule = Rule {
+    id: "FG406",
+    name: "service-hidden-from-gateway",
+    kinds: &[Kind::Service],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    guards_istiod: false,
+    summary: "A Service in failover scope whose networking.istio.io/exportTo annotation hides it \
+              from the east-west gateway namespaces gets them added.",
+    istio: "Remote clusters fail over to this cluster through its east-west gateway, which routes \
+            by SNI (AUTO_PASSTHROUGH) to clusters it builds for the services visible in its own \
+            namespace (pilot/pkg/model/push_context.go: a Service's exportTo, read from the \
+            networking.istio.io/exportTo annotation, decides which namespaces see it). A Service \
+            exported to \".\" (or to a list without the gateway's namespace) has no cluster there: \
+            the gateway resets every incoming failover connection.",
+    example_bad: "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: bookinfo\n  annotations: {networking.istio.io/exportTo: \".\"}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    example_fixed: "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: bookinfo\n  annotations: {networking.istio.io/exportTo: \".,istio-system\"}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    check: check_fg406,
+};
+
+fn check_fg406(svc: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
+    if !cx.config.in_failover_scope(&cx.subject.namespace) {
+        return;
+    }
+    let Some(export) = crate::object::annotation(svc, SERVICE_EXPORT_TO) else {
+        return;
+    };
+    let export: Vec<String> = crate::object::split_list(export)
+        .map(str::to_owned)
+        .collect();
+    let own = cx.subject.namespace.as_str();
+    let visible = |ns: &str| {
+        export
+            .iter()
+            .any(|e| e == "*" || e == ns || (e == "." && ns == own))
+    };
+    let hidden: Vec<&str> = cx
+        .config
+        .scope
+        .gateway_namespaces
+        .iter()
+        .map(String::as_str)
+        .filter(|gw| !visible(gw))
+        .collect();
+    if hidden.is_empty() {
+        return;
+    }
+    let mut value = export.join(",");
+    for gw in &hidden {
+        if !value.is_empty() {
+            value.push(',');
+        }
+        value.push_str(gw);
+    }
+    let wrote = if fix {
+        crate::object::set_annotation(svc, SERVICE_EXPORT_TO, value.clone())
+    } else {
+        None
+    };
+    out.push(
+        Issue::fixable(
+            format!("metadata.annotations[{SERVICE_EXPORT_TO}]"),
+            format!("Service is not exported to the east-west gateway namespace {}", hidden.join(", ")),
+            wrote,
+        )
+        .because("the gateway has no cluster for it, so it resets every failover connection from the remote clusters")
+        .fix(format!("set {SERVICE_EXPORT_TO}: \"{value}\"")),
+    );
+}
+
 // === FG501 gateway-exposes-all ===
 
 /// FG501: a wildcard AUTO_PASSTHROUGH gateway exposes every service to every cluster.

@@ -24,7 +24,7 @@ use crate::{
     },
 };
 
-const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+use crate::istio::labels::TLS_MODE as TLS_MODE_LABEL;
 
 /// A host of an entry that names a cluster-local Service: `host` is
 /// `<service>.<namespace>.<clusterDomain>`, the name pilot gives the Service, so it is also the
@@ -89,7 +89,7 @@ pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
             se.path(&["spec", "location"]).and_then(Value::as_str) == Some("MESH_INTERNAL");
         let gateway_ports = &cx.config.topology.gateway_ports;
         let at_gateway_port = endpoints(se).iter().any(|e| {
-            let mtls = e.path(&["labels", TLS_MODE_LABEL]).and_then(Value::as_str) == Some("istio");
+            let mtls = crate::istio::entry_endpoint_mtls(e);
             (mtls || internal)
                 && endpoint_ports(se, e)
                     .iter()
@@ -380,7 +380,8 @@ fn check_fg203(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
                     .any(|p| u16::try_from(*p).is_ok_and(|p| gateway_ports.contains(&p)))
         })
         .filter(|(_, e)| {
-            e.path(&["labels", TLS_MODE_LABEL]).and_then(Value::as_str) != Some("istio")
+            // A serviceAccount without the label is mTLS to pilot too.
+            !crate::istio::entry_endpoint_mtls(e)
         })
         .map(|(i, e)| (i, address(e).unwrap_or("").to_owned()))
         .collect();

@@ -412,30 +412,35 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
         any::<bool>(),
         option::of(select(vec!["network-b", "network-a"])),
         option::of(1u32..4),
+        option::of(Just("reviews")),
     )
-        .prop_map(|(address, locality, version, tls, network, weight)| {
-            let mut labels = serde_json::Map::new();
-            if let Some(v) = version {
-                labels.insert("version".into(), json!(v));
-            }
-            if tls {
-                labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
-            }
-            object(vec![
-                ("address", Some(json!(address))),
-                (
-                    "ports",
-                    Some(json!({"http": 15443, "web": 15443, "grpc": 15443})),
-                ),
-                ("locality", (!locality.is_empty()).then(|| json!(locality))),
-                (
-                    "labels",
-                    (!labels.is_empty()).then(|| Value::Object(labels)),
-                ),
-                ("network", network.map(|n| json!(n))),
-                ("weight", weight.map(|w| json!(w))),
-            ])
-        });
+        .prop_map(
+            |(address, locality, version, tls, network, weight, account)| {
+                let mut labels = serde_json::Map::new();
+                if let Some(v) = version {
+                    labels.insert("version".into(), json!(v));
+                }
+                if tls {
+                    labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
+                }
+                object(vec![
+                    ("address", Some(json!(address))),
+                    (
+                        "ports",
+                        Some(json!({"http": 15443, "web": 15443, "grpc": 15443})),
+                    ),
+                    ("locality", (!locality.is_empty()).then(|| json!(locality))),
+                    (
+                        "labels",
+                        (!labels.is_empty()).then(|| Value::Object(labels)),
+                    ),
+                    ("network", network.map(|n| json!(n))),
+                    ("weight", weight.map(|w| json!(w))),
+                    // With no tlsMode label, a service account makes the endpoint mTLS to pilot.
+                    ("serviceAccount", account.map(|a| json!(a))),
+                ])
+            },
+        );
     let se = (
         select(vec!["bookinfo", "bookinfo", "istio-system"]),
         select(vec!["http", "http", "web"]),

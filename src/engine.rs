@@ -186,7 +186,8 @@ pub fn evaluate(
     let mut shown: Option<Arc<str>> = None;
     for rule in RULES.iter().filter(|r| r.kinds.contains(&kind)) {
         let mode = config.mode(rule.id);
-        if mode == Some(Mode::Off) {
+        // A rule that is off unless configured (FG115) runs only when asked for.
+        if mode == Some(Mode::Off) || (mode.is_none() && rule.default == Mode::Off) {
             continue;
         }
         if skip.skips(rule.id) && !rule.guards_istiod {
@@ -455,7 +456,11 @@ mod tests {
         let m = evaluate(&mut object, &config, None, "default", Pass::Mutate);
         let skippable = RULES
             .iter()
-            .filter(|r| r.kinds.contains(&Kind::DestinationRule) && !r.guards_istiod)
+            .filter(|r| {
+                r.kinds.contains(&Kind::DestinationRule)
+                    && !r.guards_istiod
+                    && r.default != Mode::Off
+            })
             .count();
         assert_eq!(m.skipped.len(), skippable, "every DestinationRule rule");
         assert!(skippable >= 15);

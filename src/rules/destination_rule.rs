@@ -1624,6 +1624,72 @@ fn check_fg114(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     );
 }
 
+// === FG115 outlier-detection-enables-locality ===
+
+/// FG115: outlier detection added for circuit breaking switches locality load balancing on.
+pub static FG115: Rule = Rule {
+    id: "FG115",
+    name: "outlier-detection-enables-locality",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Off,
+    can_mutate: false,
+    needs_world: false,
+    guards_istiod: false,
+    summary: "Off unless configured (warn or deny): outside failover scope, outlierDetection \
+              where no localityLbSetting applies switches the mesh default's locality load \
+              balancing on, pinning traffic to the client's zone; it says so, with the setting \
+              that keeps an even spread.",
+    istio: "The mesh default localityLbSetting is {enabled: true} (pkg/config/mesh \
+            DefaultMeshConfig), and pilot applies locality priorities wherever the cluster has \
+            outlier detection (pilot/pkg/networking/core/loadbalancer/loadbalancer.go \
+            LocalityLBSettings.ApplyToCluster: enableFailover is c.OutlierDetection != nil). Outlier detection added for circuit breaking therefore \
+            also sends all traffic to the client's own zone while it has healthy endpoints \
+            (istio/istio#23914, #28570, #39477; istio/api#3693). In failover scope that is the \
+            point (FG101 adds it); elsewhere it is a surprise. It is off by default because \
+            zone-local traffic is what many meshes want: turn it on where an even spread is \
+            expected.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: payments, namespace: shop}\nspec:\n  host: payments\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: payments, namespace: shop}\nspec:\n  host: payments\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5}\n    loadBalancer:\n      localityLbSetting: {enabled: false}\n",
+    check: check_fg115,
+};
+
+fn check_fg115(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    // With remote clusters, a host in failover scope wants locality load balancing.
+    if !cx.config.remotes.is_empty() && in_failover_scope(dr, cx) {
+        return;
+    }
+    let top_setting = Level::TOP
+        .get(dr)
+        .and_then(|p| p.path(&["loadBalancer", "localityLbSetting"]))
+        .is_some();
+    for &level in levels(dr, cx) {
+        let Some(policy) = level.get(dr) else {
+            continue;
+        };
+        if !has(policy, "outlierDetection") {
+            continue;
+        }
+        // The setting that applies at this level: its own; a subset without its own
+        // loadBalancer inherits the top level's (MergeTrafficPolicy); a port-level entry
+        // inherits nothing.
+        let own = policy
+            .path(&["loadBalancer", "localityLbSetting"])
+            .is_some();
+        let inherited = level.kind == LevelKind::Subset
+            && policy.field("loadBalancer").is_none()
+            && top_setting;
+        if own || inherited {
+            continue;
+        }
+        let path = format!("{}.outlierDetection", level.path());
+        out.push(
+            Issue::warn(path.clone(), format!("{path} switches locality load balancing on"))
+                .because("the mesh default enables it wherever outlier detection is set, so each client's traffic stays in its own zone while that zone has healthy endpoints")
+                .fix(format!("set {}.loadBalancer.localityLbSetting: {{enabled: false}} to keep an even spread", level.path())),
+        );
+    }
+}
+
 // === FG405 headless-or-passthrough ===
 
 /// FG405: locality settings where Envoy does no load balancing.

@@ -221,6 +221,7 @@ pub static RULES: &[&Rule] = &[
     &destination_rule::FG112,
     &destination_rule::FG113,
     &destination_rule::FG114,
+    &destination_rule::FG115,
     &service_entry::FG201,
     &service_entry::FG202,
     &service_entry::FG203,

@@ -773,6 +773,13 @@ fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if se.path(&["spec", "workloadSelector"]).is_some() || !merges_with_service(se, cx) {
         return;
     }
+    // Whether the Service the host names exists here: a hostname endpoint is dropped only
+    // when it does (then the entry merges into it); without a world nobody can tell.
+    let service = entry_service(se, cx).map(|s| (s.namespace, s.service));
+    let exists = match (cx.world, service) {
+        (Some(world), Some((namespace, name))) => Some(world.service(namespace, name).is_some()),
+        _ => None,
+    };
     for (i, endpoint) in endpoints(se).iter().enumerate() {
         let Some(addr) = address(endpoint) else {
             continue;
@@ -780,16 +787,24 @@ fn check_fg207(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         if placeholder(addr) || addr.parse::<IpAddr>().is_ok() {
             continue;
         }
-        out.push(
-            Issue::deny(
-                format!("{}.address", endpoint_path(i)),
-                format!("endpoint address {addr:?} is not an IP address"),
-            )
-            .because("pilot never merges a hostname endpoint into the Service's endpoints, so this gateway is never used")
-            .fix("use the remote gateway's IP address"),
-        );
+        let path = format!("{}.address", endpoint_path(i));
+        match exists {
+            Some(true) => out.push(
+                Issue::deny(path, format!("endpoint address {addr:?} is not an IP address"))
+                    .because("pilot never merges a hostname endpoint into the Service's endpoints, so this gateway is never used")
+                    .fix("use the remote gateway's IP address"),
+            ),
+            // The Service lives only in the remote clusters: a standalone DNS entry.
+            Some(false) => {}
+            None => out.push(
+                Issue::warn(path, format!("endpoint address {addr:?} is not an IP address"))
+                    .because("where this cluster has the Service, pilot never merges a hostname endpoint into its endpoints and this gateway is never used (an entry for a Service that exists only remotely resolves it by DNS)")
+                    .fix("use the remote gateway's IP address"),
+            ),
+        }
     }
-    if endpoints(se).is_empty() {
+    // Nothing to merge with: the resolution is the entry's own business.
+    if endpoints(se).is_empty() || exists == Some(false) {
         return;
     }
     match se.path(&["spec", "resolution"]).and_then(Value::as_str).unwrap_or("NONE") {

@@ -428,6 +428,34 @@ impl Config {
             .and_then(|&i| self.remotes.get(i))
     }
 
+    /// Whether this cluster's clients accept certificates of a trust domain: its own, or one
+    /// of `cluster.trustDomainAliases` (pilot verifies a peer's SPIFFE identity against the
+    /// mesh's trust domain expanded with meshConfig.trustDomainAliases:
+    /// pkg/spiffe ExpandWithTrustDomains).
+    pub fn trusts(&self, trust_domain: &str) -> bool {
+        trust_domain == self.cluster.trust_domain
+            || self
+                .cluster
+                .trust_domain_aliases
+                .iter()
+                .any(|a| a == trust_domain)
+    }
+
+    /// What is valid but will not work: said once when the configuration loads.
+    pub fn warnings(&self) -> Vec<String> {
+        self.remotes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !self.trusts(&r.trust_domain))
+            .map(|(i, r)| {
+                format!(
+                    "remotes[{i}] ({}) has trust domain {:?}, which is neither this cluster's ({:?}) nor in cluster.trustDomainAliases: clients here reject its workloads' certificates, so failover to it fails; add it to cluster.trustDomainAliases and to meshConfig.trustDomainAliases",
+                    r.name, r.trust_domain, self.cluster.trust_domain
+                )
+            })
+            .collect()
+    }
+
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.cluster.name.trim().is_empty() {
@@ -590,6 +618,25 @@ pub fn is_duration(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A remote in a trust domain this cluster does not trust is said when the config loads,
+    /// until it is an alias.
+    #[test]
+    fn an_untrusted_remote_trust_domain_is_a_load_warning() {
+        let mut config = Config::example();
+        assert!(config.warnings().is_empty());
+        config.remotes[0].trust_domain = "cluster-b.example".into();
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("remotes[0] (cluster-b) has trust domain \"cluster-b.example\"")
+        );
+        config
+            .cluster
+            .trust_domain_aliases
+            .push("cluster-b.example".into());
+        assert!(config.warnings().is_empty());
+    }
 
     #[test]
     fn example_config_is_valid() {

@@ -114,6 +114,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (engine::load_config(&path)?, Some(path))
         }
     };
+    for warning in config.warnings() {
+        tracing::warn!("config: {warning}");
+    }
     let cert = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => CertFiles { cert, key },
         _ if args.dev => dev_certs()?,

@@ -507,10 +507,14 @@ fn render(value: &Value, json: bool) -> String {
 
 /// Loads `--config`, or the built-in example.
 pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
-    match path {
-        Some(path) => engine::load_config(path),
-        None => Ok(Config::example()),
+    let config = match path {
+        Some(path) => engine::load_config(path)?,
+        None => Config::example(),
+    };
+    for warning in config.warnings() {
+        eprintln!("failover-guard: config: {warning}");
     }
+    Ok(config)
 }
 
 /// `failover-guard check`.

@@ -467,3 +467,37 @@ fn render_prints_what_check_passes_and_names_what_is_missing() {
     assert_eq!(broken.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&broken.stderr).contains("<stdin>"));
 }
+
+/// A remote in a trust domain this cluster does not trust: `check` says so when the config
+/// loads, and warns on the failover entry that points at it (FG214).
+#[test]
+fn check_warns_about_an_untrusted_remote_trust_domain() {
+    let dir = std::env::temp_dir().join(format!("fg-trust-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = std::fs::read_to_string(common::repo_path("deploy/base/config.yaml"))
+        .unwrap()
+        .replacen(
+            "    trustDomain: cluster.local\n    locality: europe-west4",
+            "    trustDomain: cluster-b.example\n    locality: europe-west4",
+            1,
+        );
+    assert!(
+        config.contains("cluster-b.example"),
+        "the example config changed shape"
+    );
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let entry = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, network: network-b, labels: {security.istio.io/tlsMode: istio}}\n";
+    let out = run_stdin(&["check", "--config", path.to_str().unwrap(), "-"], entry);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config: remotes[0] (cluster-b) has trust domain \"cluster-b.example\""),
+        "{stderr}"
+    );
+    assert!(
+        stdout(&out).contains("warn: FG214 ServiceEntry bookinfo/reviews-failover: failover to cluster-b, whose trust domain cluster-b.example this cluster does not trust"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

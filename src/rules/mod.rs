@@ -234,6 +234,7 @@ pub static RULES: &[&Rule] = &[
     &service_entry::FG210,
     &service_entry::FG211,
     &service_entry::FG213,
+    &service_entry::FG214,
     &authorization_policy::FG301,
     &authorization_policy::FG302,
     &authorization_policy::FG303,

@@ -1110,6 +1110,49 @@ fn check_fg209(se: &mut Value, _cx: &Context<'_>, _fix: bool, out: &mut Issues) 
     }
 }
 
+// === FG214 remote-trust-domain-untrusted ===
+
+/// FG214: failover to a remote whose certificates this cluster does not accept.
+pub static FG214: Rule = Rule {
+    id: "FG214",
+    name: "remote-trust-domain-untrusted",
+    kinds: &[Kind::ServiceEntry],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    guards_istiod: false,
+    summary: "A failover endpoint at the gateway of a remote whose trust domain is neither this \
+              cluster's nor one of its aliases is a warning (also said when the config loads).",
+    istio: "Through the remote east-west gateway (AUTO_PASSTHROUGH) the client's mTLS ends at the \
+            remote workload, and pilot has the client verify its SPIFFE identity against the \
+            service's accounts in this mesh's trust domain, expanded with \
+            meshConfig.trustDomainAliases (pkg/spiffe ExpandWithTrustDomains, \
+            pilot/pkg/networking/core/cluster_tls.go). A remote with another trust domain that \
+            is no alias fails that check: every failover connection to it fails the handshake.",
+    example_bad: "# config: remotes: [{name: cluster-b, trustDomain: cluster-b.example, gateway: {address: 203.0.113.10}, ...}]\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    example_fixed: "# config: cluster: {trustDomainAliases: [cluster-b.example]} (and meshConfig.trustDomainAliases)\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}\n",
+    check: check_fg214,
+};
+
+fn check_fg214(se: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    if !is_failover_entry(se, cx) {
+        return;
+    }
+    let untrusted: std::collections::BTreeSet<(&str, &str)> = endpoints(se)
+        .iter()
+        .filter_map(|e| cx.config.remote_at(address(e)?))
+        .filter(|r| !cx.config.trusts(&r.trust_domain))
+        .map(|r| (r.name.as_str(), r.trust_domain.as_str()))
+        .collect();
+    for (remote, trust_domain) in untrusted {
+        out.push(
+            Issue::warn("spec.endpoints", format!("failover to {remote}, whose trust domain {trust_domain} this cluster does not trust"))
+                .because("clients here verify the remote workloads' identities against this mesh's trust domain and its aliases, so every failover connection to it fails the handshake")
+                .fix(format!("add {trust_domain} to trustDomainAliases (failover-guard's cluster section and meshConfig)")),
+        );
+    }
+}
+
 // === FG213 failover-target-missing ===
 
 /// FG213: a failover endpoint for a remote that does not run the service.

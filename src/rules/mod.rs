@@ -246,6 +246,7 @@ pub static RULES: &[&Rule] = &[
     &destination_rule::FG405,
     &service::FG406,
     &service::FG501,
+    &service::FG502,
     &failover::FG601,
     &failover::FG602,
 ];

@@ -402,3 +402,86 @@ fn check_fg501(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         );
     }
 }
+
+// === FG502 gateway-misses-failover-scope ===
+
+/// FG502: an east-west gateway that routes no failover traffic.
+pub static FG502: Rule = Rule {
+    id: "FG502",
+    name: "gateway-misses-failover-scope",
+    kinds: &[Kind::Gateway],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    guards_istiod: false,
+    summary: "An east-west Gateway (the configured selector) whose server on a gateway port is \
+              not AUTO_PASSTHROUGH, or whose AUTO_PASSTHROUGH hosts match no cluster-local \
+              service (*.global), is denied: every failover into this cluster fails.",
+    istio: "Remote clients fail over with Istio mTLS and the SNI outbound_.<port>_.<subset>_.<host> \
+            of the service they call; only an AUTO_PASSTHROUGH server builds the SNI filter \
+            chains that route it (pilot/pkg/networking/core/gateway.go \
+            builtAutoPassthroughFilterChains), one per service its hosts match. A PASSTHROUGH \
+            server routes by VirtualService only and has no route for those names, and hosts \
+            such as *.global (the pre-1.8 pattern) match no *.svc.cluster.local service: either \
+            way the gateway resets every failover connection.",
+    example_bad: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-system}\nspec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: PASSTHROUGH}\n    hosts: [\"*.global\"]\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-system}\nspec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: AUTO_PASSTHROUGH}\n    hosts: [\"*.local\"]\n",
+    check: check_fg502,
+};
+
+fn check_fg502(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    let selector = &cx.config.scope.gateway_selector;
+    let selects = !selector.is_empty()
+        && selector.iter().all(|(k, v)| {
+            gw.path(&["spec", "selector", k]).and_then(Value::as_str) == Some(v.as_str())
+        });
+    if !selects || cx.config.remotes.is_empty() {
+        return;
+    }
+    let domain = &cx.config.cluster.cluster_domain;
+    // Whether a server host matches some <service>.<namespace>.<domain>.
+    let covers = |host: &str| {
+        let host = host.split_once('/').map_or(host, |(_, h)| h);
+        match host.strip_prefix('*') {
+            _ if host == "*" => true,
+            Some(suffix) => {
+                format!(".{domain}").ends_with(suffix) || suffix.ends_with(&format!(".{domain}"))
+            }
+            None => host.ends_with(&format!(".{domain}")),
+        }
+    };
+    for (i, server) in array_at(gw, &["spec", "servers"]).iter().enumerate() {
+        let on_gateway_port = server
+            .path(&["port", "number"])
+            .and_then(crate::object::as_int)
+            .and_then(|p| u16::try_from(p).ok())
+            .is_some_and(|p| cx.config.topology.gateway_ports.contains(&p));
+        if !on_gateway_port {
+            continue;
+        }
+        let mode = server
+            .path(&["tls", "mode"])
+            .and_then(Value::as_str)
+            .unwrap_or("none");
+        let path = format!("spec.servers[{i}]");
+        if mode != "AUTO_PASSTHROUGH" {
+            out.push(
+                Issue::deny(path.clone(), format!("east-west gateway server on a gateway port has tls mode {mode}, not AUTO_PASSTHROUGH"))
+                    .because("only AUTO_PASSTHROUGH routes the SNI remote clients fail over with, so the gateway resets every failover connection into this cluster")
+                    .fix("set tls.mode: AUTO_PASSTHROUGH"),
+            );
+            continue;
+        }
+        let hosts: Vec<&str> = array_at(server, &["hosts"])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if !hosts.is_empty() && !hosts.iter().any(|h| covers(h)) {
+            out.push(
+                Issue::deny(path, format!("east-west gateway server hosts {} match no *.{domain} service", hosts.join(", ")))
+                    .because("the gateway builds routes only for the services its hosts match, so it resets every failover connection into this cluster")
+                    .fix(format!("use hosts: [\"*.{}\"] (or the namespaces in failover scope, as \"*.<namespace>.{domain}\")", domain.strip_prefix("svc.").unwrap_or(domain))),
+            );
+        }
+    }
+}

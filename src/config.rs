@@ -116,9 +116,29 @@ pub struct Remote {
     /// `None` for a remote known only from the file. Never read from the file.
     #[serde(skip)]
     pub services: Option<std::sync::Arc<BTreeMap<String, u32>>>,
+    /// The IP addresses a discovered gateway hostname (an AWS NLB's, say) resolved to, as
+    /// istiod resolves hostname gateways itself (RESOLVE_HOSTNAME_GATEWAYS): pilot merges only
+    /// IP endpoints into a Service. Never read from the file.
+    #[serde(skip)]
+    pub resolved: Vec<String>,
 }
 
 impl Remote {
+    /// Whether the gateway is a hostname (discovered from a LoadBalancer that has no IP).
+    pub fn gateway_is_hostname(&self) -> bool {
+        self.gateway.address.parse::<IpAddr>().is_err()
+    }
+
+    /// The addresses failover endpoints go to: the resolved ones of a hostname gateway, else
+    /// the gateway address itself.
+    pub fn gateway_addresses(&self) -> Vec<&str> {
+        if self.resolved.is_empty() {
+            vec![self.gateway.address.as_str()]
+        } else {
+            self.resolved.iter().map(String::as_str).collect()
+        }
+    }
+
     /// Ready endpoints of the Service `namespace/name` in this remote: `None` when unknown
     /// (no discovery), `Some(0)` when the Service does not exist there or has none ready.
     pub fn ready_endpoints(&self, namespace: &str, name: &str) -> Option<u32> {
@@ -201,6 +221,12 @@ pub struct DiscoveredRemote {
     pub locality: Option<String>,
     /// Ready endpoints per Service (`namespace/name`), 0 for a Service without any.
     pub services: BTreeMap<String, u32>,
+    /// The IP addresses the gateway hostname resolved to (empty for an IP gateway).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<String>,
+    /// Why the gateway hostname did not resolve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unresolved: Option<String>,
 }
 
 /// A remote east-west gateway.
@@ -401,6 +427,9 @@ impl Config {
             let services = Some(std::sync::Arc::new(found.services.clone()));
             if let Some(typed) = config.remotes.iter_mut().find(|r| r.name == found.name) {
                 typed.services = services;
+                if found.gateway.as_ref() == Some(&typed.gateway) {
+                    typed.resolved = found.resolved.clone();
+                }
                 continue;
             }
             let (Some(gateway), Some(locality)) = (&found.gateway, &found.locality) else {
@@ -414,6 +443,7 @@ impl Config {
                 gateway: gateway.clone(),
                 weight: None,
                 services,
+                resolved: found.resolved.clone(),
             });
         }
         config.topology = config.derive_topology();
@@ -591,6 +621,9 @@ impl Config {
             topology
                 .remote_by_address
                 .insert(remote.gateway.address.clone(), i);
+            for address in &remote.resolved {
+                topology.remote_by_address.insert(address.clone(), i);
+            }
             topology.gateway_ports.insert(remote.gateway.port);
             topology.trust_domains.insert(remote.trust_domain.clone());
         }
@@ -681,6 +714,7 @@ mod tests {
             network: Some("nb".into()),
             locality: Some("r/z".into()),
             services: BTreeMap::new(),
+            ..DiscoveredRemote::default()
         }]);
         assert!(merged.in_failover_scope("bookinfo"));
         assert_eq!(

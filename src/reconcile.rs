@@ -218,6 +218,7 @@ mod tests {
                 network: Some("network-b".into()),
                 locality: Some("europe-west4/europe-west4-a".into()),
                 services: [("bookinfo/reviews".to_owned(), ready)].into(),
+                ..DiscoveredRemote::default()
             }])
         };
         let endpoints = rerender_endpoints(&entry, &seen("198.51.100.21", 5), None);

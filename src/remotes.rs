@@ -314,7 +314,40 @@ pub async fn read_remote(
             serde_json::to_value(o).ok()
         }));
     }
-    Ok(discovered_from(name, &objects, config))
+    let mut found = discovered_from(name, &objects, config);
+    resolve_gateway(&mut found).await;
+    Ok(found)
+}
+
+/// Resolves a gateway hostname (a LoadBalancer that reports one, like AWS NLBs) to its IP
+/// addresses, as istiod does for hostname gateways (RESOLVE_HOSTNAME_GATEWAYS): pilot merges
+/// only IP endpoints into a Service, so a hostname endpoint would be dropped. Each reading of
+/// the remote resolves again (on every change, and at least once a minute), so the
+/// addresses follow the records. A name that does not resolve is said, not guessed.
+pub async fn resolve_gateway(found: &mut DiscoveredRemote) {
+    let Some(gateway) = &found.gateway else {
+        return;
+    };
+    if gateway.address.parse::<std::net::IpAddr>().is_ok() {
+        return;
+    }
+    let lookup = tokio::net::lookup_host((gateway.address.as_str(), gateway.port));
+    match tokio::time::timeout(Duration::from_secs(5), lookup).await {
+        Ok(Ok(addresses)) => {
+            let mut resolved: Vec<String> = addresses.map(|a| a.ip().to_string()).collect();
+            resolved.sort();
+            resolved.dedup();
+            if resolved.is_empty() {
+                found.unresolved = Some(format!("{} has no address", gateway.address));
+            }
+            found.resolved = resolved;
+        }
+        Ok(Err(error)) => found.unresolved = Some(format!("{}: {error}", gateway.address)),
+        Err(_) => found.unresolved = Some(format!("{}: no answer within 5 s", gateway.address)),
+    }
+    if let Some(why) = &found.unresolved {
+        tracing::warn!(cluster = %found.name, "east-west gateway hostname does not resolve: {why}");
+    }
 }
 
 /// What a remote's objects say: the east-west gateway Service (in
@@ -630,6 +663,36 @@ mod tests {
             ..found
         }]);
         assert_eq!(merged.remotes.len(), 1);
+    }
+
+    /// A hostname gateway is resolved to its addresses; one that does not resolve is said.
+    #[tokio::test]
+    async fn gateway_hostnames_resolve_to_addresses() {
+        let mut found = discovered_from("cluster-b", &objects(), &Config::example());
+        found.gateway = Some(Gateway {
+            address: "localhost".into(),
+            port: 15443,
+        });
+        resolve_gateway(&mut found).await;
+        assert!(found.resolved.iter().any(|a| a == "127.0.0.1"), "{found:?}");
+        assert_eq!(found.unresolved, None);
+        found.gateway = Some(Gateway {
+            address: "gateway.invalid".into(),
+            port: 15443,
+        });
+        found.resolved.clear();
+        resolve_gateway(&mut found).await;
+        assert!(found.resolved.is_empty());
+        assert!(
+            found
+                .unresolved
+                .as_deref()
+                .is_some_and(|why| why.starts_with("gateway.invalid"))
+        );
+        // An IP gateway is left as it is.
+        let mut ip = discovered_from("cluster-b", &objects(), &Config::example());
+        resolve_gateway(&mut ip).await;
+        assert!(ip.resolved.is_empty() && ip.unresolved.is_none());
     }
 
     #[test]

@@ -52,6 +52,15 @@ fn reviews_slice(ready: usize) -> String {
 }
 
 fn set_gateway_address(remote: &ControlPlane, ip: &str) {
+    set_gateway_ingress(remote, json!({"ip": ip}));
+}
+
+/// The LoadBalancer status an AWS NLB gives: a hostname and no IP.
+fn set_gateway_hostname(remote: &ControlPlane, hostname: &str) {
+    set_gateway_ingress(remote, json!({"hostname": hostname}));
+}
+
+fn set_gateway_ingress(remote: &ControlPlane, ingress: Value) {
     ok(remote.kubectl(&[
         "-n",
         "istio-system",
@@ -61,7 +70,7 @@ fn set_gateway_address(remote: &ControlPlane, ip: &str) {
         "--subresource=status",
         "--type=merge",
         "-p",
-        &json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}).to_string(),
+        &json!({"status": {"loadBalancer": {"ingress": [ingress]}}}).to_string(),
     ]));
 }
 
@@ -440,6 +449,29 @@ spec:
     let carried = &report["clusters"][0]["failure"];
     assert_eq!(carried["clusters"], json!([]), "{report:#}");
     assert_eq!(carried["carriedBy"], 0, "{report:#}");
+
+    // A LoadBalancer that reports a hostname (AWS NLBs): discovery resolves it as istiod
+    // resolves hostname gateways, and the entry gets its addresses, never the hostname (pilot
+    // would drop a hostname endpoint of a merged entry). Then the IP again.
+    set_gateway_hostname(&remote, "localhost");
+    eventually(60, "the resolved gateway hostname", || {
+        let endpoints = endpoints("reviews-failover");
+        let addresses: Vec<&str> = endpoints
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["address"].as_str())
+            .collect();
+        (addresses.contains(&"127.0.0.1")
+            && !addresses.contains(&"localhost")
+            && !addresses.contains(&"198.51.100.21"))
+        .then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}\n{}", endpoints("reviews-failover"), state()));
+    set_gateway_address(&remote, "198.51.100.21");
+    eventually(60, "the IP gateway again", || {
+        (endpoints("reviews-failover")[0]["address"] == "198.51.100.21").then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}\n{}", endpoints("reviews-failover"), state()));
 
     // B goes away: admission keeps working with the last known state, and readyz and the
     // metric say B is down.

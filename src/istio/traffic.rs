@@ -530,7 +530,6 @@ fn entry_endpoints(se: &Value, config: &Config) -> Vec<IstioEndpoint> {
         // An endpoint without `network` has no network label: the ServiceEntry registry's
         // network callback finds none for it (workloadEntryNetwork).
         let labels = entry_endpoint_labels(endpoint, &config.cluster.name);
-        let own = string_map(endpoint.field("labels"));
         let locality = super::entry_endpoint_locality(endpoint);
         let remote = config
             .remote_at(&address)

@@ -897,11 +897,29 @@ fn entry_service<'a>(se: &'a Value, cx: &'a Context<'_>) -> Option<LocalService<
     local_services(se, cx).next()
 }
 
+/// A remote's weight split over `n` gateway addresses: shares as even as whole numbers allow
+/// (at least 1 each), or none when the weight is unknown.
+fn split_weight(weight: Option<u32>, n: usize) -> Vec<Option<u32>> {
+    let n32 = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    (0..n32)
+        .map(|i| {
+            weight.map(|w| {
+                if n32 == 1 {
+                    w
+                } else {
+                    (w / n32 + u32::from(i < w % n32)).max(1)
+                }
+            })
+        })
+        .collect()
+}
+
 fn generated_endpoint(
     se: &Value,
     remote: &Remote,
+    address: &str,
     labels: &BTreeMap<String, String>,
-    ready: Option<u32>,
+    weight: Option<u32>,
 ) -> Value {
     let names = array_at(se, &["spec", "ports"])
         .iter()
@@ -916,25 +934,22 @@ fn generated_endpoint(
         all_labels.insert(k.clone(), Value::from(v.as_str()));
     }
     let mut endpoint = Map::with_capacity(6);
-    endpoint.insert(
-        "address".into(),
-        Value::from(remote.gateway.address.as_str()),
-    );
+    endpoint.insert("address".into(), Value::from(address));
     endpoint.insert("ports".into(), Value::Object(ports));
     endpoint.insert("locality".into(), Value::from(remote.locality.as_str()));
     endpoint.insert("network".into(), Value::from(remote.network.as_str()));
     endpoint.insert("labels".into(), Value::Object(all_labels));
-    // Behind one gateway endpoint stand the remote's ready replicas: weigh it by them when
-    // discovery counts them, else by the configured weight.
-    if let Some(weight) = ready.or(remote.weight) {
+    // Behind the gateway stand the remote's ready replicas: weigh it by them when discovery
+    // counts them, else by the configured weight (split over its addresses).
+    if let Some(weight) = weight {
         endpoint.insert("weight".into(), Value::from(weight));
     }
     Value::Object(endpoint)
 }
 
 /// Whether `existing` already stands for the endpoint of `remote` with these subset labels.
-fn covers(existing: &Value, remote: &Remote, labels: &BTreeMap<String, String>) -> bool {
-    address(existing) == Some(remote.gateway.address.as_str())
+fn covers(existing: &Value, gateway_address: &str, labels: &BTreeMap<String, String>) -> bool {
+    address(existing) == Some(gateway_address)
         && labels.iter().all(|(k, v)| {
             existing
                 .field("labels")
@@ -952,7 +967,25 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
         return;
     }
     let mut missing: Vec<Value> = Vec::new();
-    if !cx.config.remotes.is_empty() && (annotated_failover(se) || endpoints(se).is_empty()) {
+    let fills =
+        !cx.config.remotes.is_empty() && (annotated_failover(se) || endpoints(se).is_empty());
+    // A discovered gateway hostname that did not resolve gets no endpoint: pilot would drop a
+    // hostname endpoint of a merged entry (FG207), and there is no address to write.
+    let unresolved: Vec<&str> = cx
+        .config
+        .remotes
+        .iter()
+        .filter(|r| fills && r.gateway_is_hostname() && r.resolved.is_empty())
+        .map(|r| r.name.as_str())
+        .collect();
+    if !unresolved.is_empty() {
+        out.push(
+            Issue::warn("spec.endpoints", format!("the east-west gateway of {} is a hostname that does not resolve", unresolved.join(", ")))
+                .because("pilot merges only IP endpoints into a Service, so failover-guard writes no endpoint for it until the name resolves")
+                .fix("check the gateway LoadBalancer's DNS name (failover-guard resolves it again on every change of the remote, and at least once a minute)"),
+        );
+    }
+    if fills {
         let mut sets = subset_label_sets(se, cx);
         if sets.is_empty() {
             sets.push(BTreeMap::new());
@@ -971,10 +1004,22 @@ fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
                     .and_then(|s| remote.ready_endpoints(s.namespace, s.service));
                 (remote, ready)
             })
-            .filter(|(_, ready)| *ready != Some(0))
+            .filter(|(remote, ready)| {
+                *ready != Some(0) && !(remote.gateway_is_hostname() && remote.resolved.is_empty())
+            })
             .flat_map(|(remote, ready)| sets.iter().map(move |set| (remote, ready, set)))
-            .filter(|(remote, _, set)| !endpoints(se).iter().any(|e| covers(e, remote, set)))
-            .map(|(remote, ready, set)| generated_endpoint(se, remote, set, ready))
+            .flat_map(|(remote, ready, set)| {
+                // One endpoint per gateway address (a resolved hostname may have several),
+                // the remote's weight split among them; an address already listed stays.
+                let addresses = remote.gateway_addresses();
+                let weights = split_weight(ready.or(remote.weight), addresses.len());
+                addresses
+                    .into_iter()
+                    .zip(weights)
+                    .filter(|(address, _)| !endpoints(se).iter().any(|e| covers(e, address, set)))
+                    .map(|(address, weight)| generated_endpoint(se, remote, address, set, weight))
+                    .collect::<Vec<_>>()
+            })
             .collect();
     }
     // Endpoints with resolution NONE (the default) are rejected by Istio; STATIC takes IP

@@ -71,8 +71,10 @@ fn annotated_failover(se: &Value) -> bool {
 /// - it is annotated `failover-guard.io/failover: "true"`;
 /// - an endpoint is at a configured or discovered remote gateway address;
 /// - an endpoint reaches a gateway port (15443 or a configured one) and carries
-///   `security.istio.io/tlsMode: istio`, or the entry is MESH_INTERNAL (the `*.global` pattern
-///   of older multicluster setups included); the port alone is no evidence;
+///   `security.istio.io/tlsMode: istio` (or a serviceAccount), or the entry's host names a
+///   cluster-local Service (istio/istio#19257's entry); the port alone is no evidence, so the
+///   `*.global` entries of the pre-1.8 pattern are not failover entries of this cluster's
+///   services;
 /// - its host names a Service the world knows in the entry's namespace (pilot merges the
 ///   two whatever the entry was meant for);
 /// - it has no endpoints yet (FG208 writes them), a cluster-local host, and is not explicitly
@@ -85,12 +87,10 @@ pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
             return true;
         }
         let local = entry_service(se, cx);
-        let internal =
-            se.path(&["spec", "location"]).and_then(Value::as_str) == Some("MESH_INTERNAL");
         let gateway_ports = &cx.config.topology.gateway_ports;
         let at_gateway_port = endpoints(se).iter().any(|e| {
             let mtls = crate::istio::entry_endpoint_mtls(e);
-            (mtls || internal)
+            (mtls || local.is_some())
                 && endpoint_ports(se, e)
                     .iter()
                     .any(|p| u16::try_from(*p).is_ok_and(|p| gateway_ports.contains(&p)))

@@ -84,13 +84,7 @@ pub fn augment_labels(
 /// label), the *local* istiod's cluster (`local_cluster`: whatever remote cluster the endpoint
 /// stands for), and its `network`.
 pub fn entry_endpoint_labels(endpoint: &Value, local_cluster: &str) -> BTreeMap<String, String> {
-    let own: BTreeMap<String, String> = endpoint
-        .field("labels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-        .collect();
+    let own = own_labels(endpoint);
     let locality = entry_endpoint_locality(endpoint);
     let network = endpoint
         .field("network")
@@ -140,14 +134,18 @@ pub fn entry_endpoint_locality(endpoint: &Value) -> String {
     {
         return written.to_owned();
     }
-    let own: BTreeMap<String, String> = endpoint
+    locality_from_labels(&own_labels(endpoint)).unwrap_or_default()
+}
+
+/// An endpoint's own `labels` (string values only, as Kubernetes labels are).
+fn own_labels(endpoint: &Value) -> BTreeMap<String, String> {
+    endpoint
         .field("labels")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-        .collect();
-    locality_from_labels(&own).unwrap_or_default()
+        .collect()
 }
 
 /// The priority `failoverPriority` gives one endpoint for one proxy, before priorities are

@@ -11,7 +11,7 @@ use crate::{
         cluster_local_service, fqdn,
         traffic::{self, Client, EnvoyCluster},
     },
-    object::{Field as _, Kind, array_at, str_at},
+    object::{Kind, array_at, str_at},
     world::Input,
 };
 
@@ -41,15 +41,14 @@ pub static FG601: Rule = Rule {
     check: check_fg601,
 };
 
-/// The cluster-local service hosts the object is about.
-fn hosts(object: &Value, cx: &Context<'_>) -> Vec<String> {
+/// The hosts the object is about, as pilot names them (a Service's own, a DestinationRule's
+/// completed in its namespace, an entry's as written).
+fn object_hosts(object: &Value, cx: &Context<'_>) -> Vec<String> {
     let domain = &cx.config.cluster.cluster_domain;
     let ns = &cx.subject.namespace;
-    let candidates: Vec<String> = match cx.subject.kind {
+    match cx.subject.kind {
         Kind::Service => vec![format!("{}.{ns}.{domain}", cx.subject.name)],
-        Kind::DestinationRule => object
-            .path(&["spec", "host"])
-            .and_then(Value::as_str)
+        Kind::DestinationRule => str_at(object, &["spec", "host"])
             .map(|h| vec![fqdn(h, ns, domain)])
             .unwrap_or_default(),
         Kind::ServiceEntry => array_at(object, &["spec", "hosts"])
@@ -58,8 +57,13 @@ fn hosts(object: &Value, cx: &Context<'_>) -> Vec<String> {
             .map(str::to_owned)
             .collect(),
         _ => Vec::new(),
-    };
-    candidates
+    }
+}
+
+/// The cluster-local service hosts the object is about.
+fn hosts(object: &Value, cx: &Context<'_>) -> Vec<String> {
+    let domain = &cx.config.cluster.cluster_domain;
+    object_hosts(object, cx)
         .into_iter()
         .filter(|h| cluster_local_service(h, domain).is_some())
         .collect()
@@ -260,22 +264,12 @@ fn dns_resolved(entry: &Value) -> bool {
     )
 }
 
-/// The hosts an object takes part in, as pilot names them (wildcards excluded: they name no
-/// cluster of their own).
+/// The hosts an object takes part in that name a cluster of their own (no wildcards).
 fn named_hosts(object: &Value, cx: &Context<'_>) -> Vec<String> {
-    let domain = &cx.config.cluster.cluster_domain;
-    let hosts: Vec<String> = match cx.subject.kind {
-        Kind::DestinationRule => str_at(object, &["spec", "host"])
-            .map(|h| vec![fqdn(h, &cx.subject.namespace, domain)])
-            .unwrap_or_default(),
-        Kind::ServiceEntry => array_at(object, &["spec", "hosts"])
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    };
-    hosts.into_iter().filter(|h| !h.contains('*')).collect()
+    object_hosts(object, cx)
+        .into_iter()
+        .filter(|h| !h.contains('*'))
+        .collect()
 }
 
 /// The Envoy clusters pilot could not build for `host` with `object` admitted beside the

@@ -307,7 +307,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             {
                 continue;
             }
-            endpoints.extend(entry_endpoints(se, config));
+            endpoints.extend(entry_endpoints(se, &host, config));
         }
         out.push(Service {
             host,
@@ -360,14 +360,14 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                         .collect();
                     merged
                         .endpoints
-                        .extend(entry_endpoints(se, config).into_iter().filter(|e| {
+                        .extend(entry_endpoints(se, host, config).into_iter().filter(|e| {
                             resolution != "DNS_ROUND_ROBIN"
                                 || !served.contains(&e.service_port_name)
                         }));
                 }
                 continue;
             }
-            let mut endpoints = entry_endpoints(se, config);
+            let mut endpoints = entry_endpoints(se, host, config);
             if resolution == "DNS_ROUND_ROBIN" {
                 // The same merge within one entry: one instance per port.
                 let mut served = BTreeSet::new();
@@ -519,8 +519,43 @@ fn slice_endpoints(
 /// The endpoints of an entry, one per entry port it serves
 /// (serviceentry/conversion.go convertWorkloadEntryToWorkloadInstance and the instances built
 /// from it).
-fn entry_endpoints(se: &Value, config: &Config) -> Vec<IstioEndpoint> {
+fn entry_endpoints(se: &Value, host: &str, config: &Config) -> Vec<IstioEndpoint> {
     let mut out = Vec::new();
+    // A DNS entry without endpoints resolves its host: one endpoint per port, the host as its
+    // address, no locality and no labels (conversion.go convertServiceEntryToInstances,
+    // hostnameToServiceInstance).
+    let dns = matches!(
+        se.path(&["spec", "resolution"]).and_then(Value::as_str),
+        Some("DNS" | "DNS_ROUND_ROBIN")
+    );
+    if dns
+        && array_at(se, &["spec", "endpoints"]).is_empty()
+        && se.path(&["spec", "workloadSelector"]).is_none()
+    {
+        for port in array_at(se, &["spec", "ports"]) {
+            let Some(name) = port.field("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let number = port.field("number").and_then(as_int).unwrap_or(0);
+            let target = port
+                .field("targetPort")
+                .and_then(as_int)
+                .filter(|t| *t > 0)
+                .unwrap_or(number);
+            out.push(IstioEndpoint {
+                address: host.to_owned(),
+                port: u32::try_from(target).unwrap_or(0),
+                service_port_name: name.to_owned(),
+                locality: String::new(),
+                labels: BTreeMap::new(),
+                weight: 1,
+                tls_istio: false,
+                node: String::new(),
+                remote: String::new(),
+            });
+        }
+        return out;
+    }
     for endpoint in array_at(se, &["spec", "endpoints"]) {
         let address = endpoint
             .field("address")
@@ -1236,6 +1271,11 @@ fn dns_failover_priorities(
 /// The Envoy clusters of `host` that pilot cannot build for a sidecar in any of
 /// `namespaces` (their verdict is [`PILOT_PANIC`]; their priorities are the locality groups
 /// pilot was ranking). FG602's question.
+///
+/// Of several entries for one host a client uses the oldest one it sees
+/// (model/sidecar.go appendSidecarServices, push_context.go initServiceRegistry), and which that
+/// is depends on creation times and namespaces that manifests do not carry: each DNS-resolved
+/// entry of the host is tried as the one in force (moved before the other entries).
 pub fn pilot_panics(
     objects: &[&Value],
     config: &Config,
@@ -1255,11 +1295,48 @@ pub fn pilot_panics(
             namespace: namespace.clone(),
         })
         .collect();
-    simulate(objects, config, &clients, &[host.to_owned()])
-        .clusters
-        .into_iter()
-        .filter(|c| c.verdict == PILOT_PANIC)
-        .collect()
+    let is_entry = |o: &Value| kind_of(o) == ("networking.istio.io", "ServiceEntry");
+    let dns_entries: Vec<usize> = objects
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            is_entry(o)
+                && matches!(
+                    o.path(&["spec", "resolution"]).and_then(Value::as_str),
+                    Some("DNS" | "DNS_ROUND_ROBIN")
+                )
+                && array_at(o, &["spec", "hosts"])
+                    .iter()
+                    .any(|h| h.as_str() == Some(host))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for first in dns_entries {
+        let mut ordered: Vec<&Value> = Vec::with_capacity(objects.len());
+        let mut placed = false;
+        for (i, o) in objects.iter().enumerate() {
+            if i == first {
+                continue;
+            }
+            if is_entry(o) && !placed {
+                ordered.push(objects[first]);
+                placed = true;
+            }
+            ordered.push(o);
+        }
+        if !placed {
+            ordered.push(objects[first]);
+        }
+        let crashed: Vec<EnvoyCluster> = simulate(&ordered, config, &clients, &[host.to_owned()])
+            .clusters
+            .into_iter()
+            .filter(|c| c.verdict == PILOT_PANIC)
+            .collect();
+        if !crashed.is_empty() {
+            return crashed;
+        }
+    }
+    Vec::new()
 }
 
 /// endpoints/mtls_checker.go tlsModeForDestinationRule: the TLS mode the rule sets for a

@@ -299,14 +299,20 @@ pub(crate) fn pilot_panics_with(
     }
     let service = cluster_local_service(host, &cx.config.cluster.cluster_domain)
         .and_then(|(name, namespace)| world.service(namespace, name));
-    let mut objects: Vec<&Value> = Vec::with_capacity(entries.len() + rules.len() + 2);
-    objects.extend(service.as_deref());
-    objects.extend(rules.iter().chain(entries.iter()).map(|o| &**o));
-    objects.push(object);
+    let mut all_entries: Vec<&Value> = entries.iter().map(|o| &**o).collect();
+    if is_entry {
+        all_entries.push(object);
+    }
+    let rules: Vec<&Value> = rules
+        .iter()
+        .map(|o| &**o)
+        .chain((!is_entry).then_some(object))
+        .collect();
     // Clients where each rule and entry lives, and the root namespace: the DestinationRule a
     // client sees depends on its namespace.
-    let mut namespaces: Vec<String> = objects
+    let mut namespaces: Vec<String> = all_entries
         .iter()
+        .chain(rules.iter())
         .map(|o| {
             str_at(o, &["metadata", "namespace"])
                 .filter(|n| !n.is_empty())
@@ -317,6 +323,10 @@ pub(crate) fn pilot_panics_with(
         .collect();
     namespaces.sort();
     namespaces.dedup();
+    let mut objects: Vec<&Value> = Vec::with_capacity(all_entries.len() + rules.len() + 1);
+    objects.extend(service.as_deref());
+    objects.extend(all_entries.iter().copied());
+    objects.extend(rules.iter().copied());
     traffic::pilot_panics(&objects, cx.config, &namespaces, host)
 }
 

@@ -180,6 +180,17 @@ pub fn failover_priority(
     priority + adjust
 }
 
+/// Whether an `exportTo` list (`*`, `.`, namespace names) of an object living in `own` makes it
+/// visible in `namespace` (pilot/pkg/model/push_context.go: `.` is the object's own namespace,
+/// `*` every namespace; an empty list is the mesh default, every namespace).
+pub fn exported_to<S: AsRef<str>>(export: &[S], own: &str, namespace: &str) -> bool {
+    export.is_empty()
+        || export
+            .iter()
+            .map(AsRef::as_ref)
+            .any(|e| e == "*" || e == namespace || (e == "." && own == namespace))
+}
+
 /// The `exportTo` of an object as a set ("*" when absent, as the mesh default exports
 /// everywhere).
 fn export_to(object: &Value) -> std::collections::BTreeSet<String> {

@@ -532,19 +532,10 @@ fn entry_endpoints(se: &Value, host: &str, config: &Config) -> Vec<IstioEndpoint
         && array_at(se, &["spec", "endpoints"]).is_empty()
         && se.path(&["spec", "workloadSelector"]).is_none()
     {
-        for port in array_at(se, &["spec", "ports"]) {
-            let Some(name) = port.field("name").and_then(Value::as_str) else {
-                continue;
-            };
-            let number = port.field("number").and_then(as_int).unwrap_or(0);
-            let target = port
-                .field("targetPort")
-                .and_then(as_int)
-                .filter(|t| *t > 0)
-                .unwrap_or(number);
+        for (name, target) in entry_ports(se, None) {
             out.push(IstioEndpoint {
                 address: host.to_owned(),
-                port: u32::try_from(target).unwrap_or(0),
+                port: target,
                 service_port_name: name.to_owned(),
                 locality: String::new(),
                 labels: BTreeMap::new(),
@@ -570,20 +561,10 @@ fn entry_endpoints(se: &Value, host: &str, config: &Config) -> Vec<IstioEndpoint
             .remote_at(&address)
             .map(|r| r.name.clone())
             .unwrap_or_default();
-        for port in array_at(se, &["spec", "ports"]) {
-            let Some(name) = port.field("name").and_then(Value::as_str) else {
-                continue;
-            };
-            let number = port.field("number").and_then(as_int).unwrap_or(0);
-            let target = endpoint
-                .field("ports")
-                .and_then(|m| m.field(name))
-                .and_then(as_int)
-                .or_else(|| port.field("targetPort").and_then(as_int).filter(|t| *t > 0))
-                .unwrap_or(number);
+        for (name, target) in entry_ports(se, Some(endpoint)) {
             out.push(IstioEndpoint {
                 address: address.clone(),
-                port: u32::try_from(target).unwrap_or(0),
+                port: target,
                 service_port_name: name.to_owned(),
                 locality: locality.clone(),
                 labels: labels.clone(),
@@ -602,16 +583,35 @@ fn entry_endpoints(se: &Value, host: &str, config: &Config) -> Vec<IstioEndpoint
     out
 }
 
+/// Each named port of an entry with the port an endpoint receives it on: the endpoint's own
+/// `ports` mapping, else the port's `targetPort`, else its number (conversion.go
+/// convertWorkloadInstanceToServiceInstance).
+fn entry_ports<'a>(
+    se: &'a Value,
+    endpoint: Option<&'a Value>,
+) -> impl Iterator<Item = (&'a str, u32)> {
+    array_at(se, &["spec", "ports"])
+        .iter()
+        .filter_map(move |port| {
+            let name = port.field("name").and_then(Value::as_str)?;
+            let number = port.field("number").and_then(as_int).unwrap_or(0);
+            let target = endpoint
+                .and_then(|e| e.field("ports"))
+                .and_then(|m| m.field(name))
+                .and_then(as_int)
+                .or_else(|| port.field("targetPort").and_then(as_int).filter(|t| *t > 0))
+                .unwrap_or(number);
+            Some((name, u32::try_from(target).unwrap_or(0)))
+        })
+}
+
 /// Whether a DestinationRule's exportTo makes it visible in `namespace`.
 fn exported_to(dr: &Value, namespace: &str) -> bool {
     let export: Vec<&str> = array_at(dr, &["spec", "exportTo"])
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    export.is_empty()
-        || export
-            .iter()
-            .any(|e| *e == "*" || *e == namespace || (*e == "." && namespace_of(dr) == namespace))
+    super::exported_to(&export, &namespace_of(dr), namespace)
 }
 
 /// Whether a rule host (possibly `*.suffix`) matches a service host.

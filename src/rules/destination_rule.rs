@@ -1475,11 +1475,7 @@ fn check_fg112(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         .gateway_namespaces
         .iter()
         .map(String::as_str)
-        .filter(|gw| {
-            !export
-                .iter()
-                .any(|e| *e == "*" || e == gw || (*e == "." && own == *gw))
-        })
+        .filter(|gw| !crate::istio::exported_to(&export, own, gw))
         .collect();
     if !hidden.is_empty() {
         out.push(

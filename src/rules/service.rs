@@ -279,18 +279,13 @@ fn check_fg406(svc: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
         .map(str::to_owned)
         .collect();
     let own = cx.subject.namespace.as_str();
-    let visible = |ns: &str| {
-        export
-            .iter()
-            .any(|e| e == "*" || e == ns || (e == "." && ns == own))
-    };
     let hidden: Vec<&str> = cx
         .config
         .scope
         .gateway_namespaces
         .iter()
         .map(String::as_str)
-        .filter(|gw| !visible(gw))
+        .filter(|gw| !crate::istio::exported_to(&export, own, gw))
         .collect();
     if hidden.is_empty() {
         return;

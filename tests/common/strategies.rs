@@ -238,6 +238,18 @@ pub fn authorization_policy() -> impl Strategy<Value = Value> {
     })
 }
 
+/// An entry endpoint's labels: a version, and the mTLS label when `tls`.
+fn endpoint_labels(version: Option<&str>, tls: bool) -> Map<String, Value> {
+    let mut labels = Map::new();
+    if let Some(v) = version {
+        labels.insert("version".into(), json!(v));
+    }
+    if tls {
+        labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
+    }
+    labels
+}
+
 /// Outlier detection as the simulations vary it: enough to eject or not, capped or not.
 fn sim_outlier_detection() -> BoxedStrategy<Option<Value>> {
     option::of(
@@ -416,13 +428,7 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
     )
         .prop_map(
             |(address, locality, version, tls, network, weight, account)| {
-                let mut labels = serde_json::Map::new();
-                if let Some(v) = version {
-                    labels.insert("version".into(), json!(v));
-                }
-                if tls {
-                    labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
-                }
+                let labels = endpoint_labels(version, tls);
                 object(vec![
                     ("address", Some(json!(address))),
                     (
@@ -517,13 +523,7 @@ pub fn admission_case() -> impl Strategy<Value = Vec<Value>> {
         option::of(select(vec!["network-b", "network-c", "network-a"])),
     )
         .prop_map(|(address, locality, version, tls, network)| {
-            let mut labels = Map::new();
-            if let Some(v) = version {
-                labels.insert("version".into(), json!(v));
-            }
-            if tls {
-                labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
-            }
+            let labels = endpoint_labels(version, tls);
             object(vec![
                 ("address", Some(json!(address))),
                 ("ports", Some(json!({"http": 15443, "grpc": 15443}))),

@@ -1469,14 +1469,7 @@ fn check_fg112(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     if crate::object::array_at(dr, &["spec", "subsets"]).is_empty() {
         return;
     }
-    let hidden: Vec<&str> = cx
-        .config
-        .scope
-        .gateway_namespaces
-        .iter()
-        .map(String::as_str)
-        .filter(|gw| !crate::istio::exported_to(&export, own, gw))
-        .collect();
+    let hidden = super::gateway_namespaces_outside(&export, own, cx);
     if !hidden.is_empty() {
         out.push(
             Issue::warn("spec.exportTo", format!("subsets are not exported to the east-west gateway namespace {}", hidden.join(", ")))

@@ -200,6 +200,22 @@ impl Issue {
     }
 }
 
+/// The east-west gateway namespaces an `exportTo` list of an object in `own` does not reach
+/// (FG112's and FG406's question).
+pub(crate) fn gateway_namespaces_outside<'c, S: AsRef<str>>(
+    export: &[S],
+    own: &str,
+    cx: &'c Context<'_>,
+) -> Vec<&'c str> {
+    cx.config
+        .scope
+        .gateway_namespaces
+        .iter()
+        .map(String::as_str)
+        .filter(|gw| !crate::istio::exported_to(export, own, gw))
+        .collect()
+}
+
 /// A JSON pointer from object keys and array indices, escaped as RFC 6901 says.
 pub fn pointer(tokens: &[&str]) -> PointerBuf {
     crate::object::pointer_of(tokens.iter().copied())

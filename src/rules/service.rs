@@ -279,14 +279,7 @@ fn check_fg406(svc: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
         .map(str::to_owned)
         .collect();
     let own = cx.subject.namespace.as_str();
-    let hidden: Vec<&str> = cx
-        .config
-        .scope
-        .gateway_namespaces
-        .iter()
-        .map(String::as_str)
-        .filter(|gw| !crate::istio::exported_to(&export, own, gw))
-        .collect();
+    let hidden = super::gateway_namespaces_outside(&export, own, cx);
     if hidden.is_empty() {
         return;
     }

@@ -71,6 +71,10 @@ pub struct AuditArgs {
     /// Configuration file; the built-in example when absent.
     #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Mesh config pilot runs with: the istio ConfigMap as `kubectl get cm istio -n
+    /// istio-system -o yaml` prints it, or a bare MeshConfig; Istio's defaults when absent.
+    #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIG")]
+    pub mesh_config: Option<PathBuf>,
     /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -90,6 +94,14 @@ pub struct ServeArgs {
     /// Configuration file (reloaded when it changes).
     #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Mesh config file (the istio ConfigMap as YAML, or a bare MeshConfig), read once,
+    /// instead of watching the mesh ConfigMap.
+    #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIG")]
+    pub mesh_config: Option<PathBuf>,
+    /// The mesh ConfigMap to watch, NAMESPACE/NAME (a revisioned control plane reads
+    /// istio-<revision>); `none` keeps Istio's defaults. Needs cluster credentials.
+    #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIGMAP", default_value = "istio-system/istio")]
+    pub mesh_configmap: String,
     /// Serving certificate (PEM, leaf first; a chain is accepted). Reloaded when it changes.
     #[arg(long, env = "FAILOVER_GUARD_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -186,6 +198,10 @@ pub struct CheckArgs {
     /// Configuration file; the built-in example when absent.
     #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Mesh config pilot runs with: the istio ConfigMap as `kubectl get cm istio -n
+    /// istio-system -o yaml` prints it, or a bare MeshConfig; Istio's defaults when absent.
+    #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIG")]
+    pub mesh_config: Option<PathBuf>,
     /// Output format.
     #[arg(long, short, value_enum, default_value = "text")]
     pub output: OutputFormat,
@@ -199,6 +215,10 @@ pub struct RenderArgs {
     /// Configuration file; the built-in example when absent.
     #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Mesh config pilot runs with: the istio ConfigMap as `kubectl get cm istio -n
+    /// istio-system -o yaml` prints it, or a bare MeshConfig; Istio's defaults when absent.
+    #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIG")]
+    pub mesh_config: Option<PathBuf>,
     /// The Service's name.
     #[arg(long)]
     pub service: String,
@@ -222,6 +242,10 @@ pub struct SimulateArgs {
     /// Configuration file; the built-in example when absent.
     #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Mesh config pilot runs with: the istio ConfigMap as `kubectl get cm istio -n
+    /// istio-system -o yaml` prints it, or a bare MeshConfig; Istio's defaults when absent.
+    #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIG")]
+    pub mesh_config: Option<PathBuf>,
     /// Only these hosts (fully qualified); every Service and ServiceEntry host when absent.
     #[arg(long)]
     pub host: Vec<String>,
@@ -264,6 +288,10 @@ pub struct MutateArgs {
     /// Configuration file; the built-in example when absent.
     #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Mesh config pilot runs with: the istio ConfigMap as `kubectl get cm istio -n
+    /// istio-system -o yaml` prints it, or a bare MeshConfig; Istio's defaults when absent.
+    #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIG")]
+    pub mesh_config: Option<PathBuf>,
     /// Print a diff of what changed instead of the documents.
     #[arg(long)]
     pub diff: bool,

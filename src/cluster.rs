@@ -403,3 +403,48 @@ pub async fn publish_reports(client: &Client, reports: &[Value]) -> Result<(), C
     }
     Ok(())
 }
+
+/// Follows one ConfigMap (the `istio` mesh config): `on_change` gets its `data` key `key` on
+/// every change, `None` while the ConfigMap does not exist or lacks the key. A list-and-watch
+/// of that one object, resumed with backoff.
+pub async fn follow_config_map(
+    client: Client,
+    namespace: String,
+    name: String,
+    key: &'static str,
+    mut on_change: impl FnMut(Option<String>),
+) {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let data = |cm: &k8s_openapi::api::core::v1::ConfigMap| {
+        cm.data.as_ref().and_then(|d| d.get(key)).cloned()
+    };
+    let mut listed: Option<Option<String>> = None;
+    let mut last: Option<Option<String>> = None;
+    while let Some(event) = stream.next().await {
+        let now = match event {
+            Ok(watcher::Event::Apply(cm)) => Some(data(&cm)),
+            Ok(watcher::Event::Delete(_)) => Some(None),
+            Ok(watcher::Event::Init) => {
+                listed = Some(None);
+                None
+            }
+            Ok(watcher::Event::InitApply(cm)) => {
+                listed = Some(data(&cm));
+                None
+            }
+            Ok(watcher::Event::InitDone) => listed.take(),
+            Err(error) => {
+                tracing::warn!(%namespace, %name, %error, "ConfigMap watch error; retrying with backoff");
+                None
+            }
+        };
+        if let Some(now) = now
+            && last.as_ref() != Some(&now)
+        {
+            last = Some(now.clone());
+            on_change(now);
+        }
+    }
+}

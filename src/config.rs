@@ -79,6 +79,10 @@ pub struct Config {
     /// Reading the remote clusters instead of typing them (`serve` only; opt-in).
     #[serde(default, skip_serializing_if = "Discovery::is_off")]
     pub discovery: Discovery,
+    /// The mesh config pilot runs with (`--mesh-config`, or the `istio` ConfigMap the server
+    /// watches); Istio's defaults when none was given. Not part of this file.
+    #[serde(skip)]
+    pub mesh: std::sync::Arc<crate::istio::mesh::MeshConfig>,
     /// Derived once at load time so rules do not recompute it per request.
     #[serde(skip)]
     pub topology: Topology,
@@ -339,6 +343,8 @@ pub struct Topology {
     pub gateway_ports: BTreeSet<u16>,
     /// Trust domains of this cluster, its aliases and the remotes.
     pub trust_domains: BTreeSet<String>,
+    /// What applying the mesh config changed in this file's values (said as warnings).
+    pub mesh_notes: Vec<String>,
     /// `outlierDetection` as FG101 injects it, built once rather than on every fix.
     pub outlier_detection: Value,
     /// Unique to this derivation: what was computed under one configuration (FG601's
@@ -450,6 +456,49 @@ impl Config {
         config
     }
 
+    /// Which mesh config is in force, in one line.
+    pub fn mesh_source(&self) -> String {
+        match self.mesh.origin() {
+            Some(origin) => format!("mesh config: {origin}"),
+            None => "mesh config: none given, Istio's defaults (locality load balancing on, rootNamespace istio-system, exportTo *)".to_owned(),
+        }
+    }
+
+    /// This configuration under a mesh config: what the mesh config sets (root namespace,
+    /// trust domain and its aliases) is in force over this file's values, since pilot reads
+    /// the mesh config; where the two disagree, [`Config::warnings`] says so.
+    pub fn with_mesh(&self, mesh: crate::istio::mesh::MeshConfig) -> Config {
+        let mut config = self.clone();
+        let mut notes = Vec::new();
+        if let Some(root) = mesh.root_namespace()
+            && root != config.scope.root_namespace
+        {
+            notes.push(format!(
+                "scope.rootNamespace is {} but the mesh config's rootNamespace is {root}: using {root}",
+                config.scope.root_namespace
+            ));
+            config.scope.root_namespace = root.to_owned();
+        }
+        if let Some(domain) = mesh.trust_domain()
+            && domain != config.cluster.trust_domain
+        {
+            notes.push(format!(
+                "cluster.trustDomain is {} but the mesh config's trustDomain is {domain}: using {domain}",
+                config.cluster.trust_domain
+            ));
+            config.cluster.trust_domain = domain.to_owned();
+        }
+        for alias in mesh.trust_domain_aliases() {
+            if !config.cluster.trust_domain_aliases.contains(&alias) {
+                config.cluster.trust_domain_aliases.push(alias);
+            }
+        }
+        config.mesh = std::sync::Arc::new(mesh);
+        config.topology = config.derive_topology();
+        config.topology.mesh_notes = notes;
+        config
+    }
+
     /// The configured remote whose gateway has this address.
     pub fn remote_at(&self, address: &str) -> Option<&Remote> {
         self.topology
@@ -473,7 +522,11 @@ impl Config {
 
     /// What is valid but will not work: said once when the configuration loads.
     pub fn warnings(&self) -> Vec<String> {
-        self.remotes
+        let mesh = self.topology.mesh_notes.iter().cloned();
+        let zone_aware = self.mesh.zone_aware().then(|| {
+            "the mesh config sets zoneAwareLbSetting, which pilot prefers to localityLbSetting mesh-wide; failover-guard does not model zone-aware routing, so its simulations of hosts without a DestinationRule locality setting do not reflect it".to_owned()
+        });
+        mesh.chain(zone_aware).chain(self.remotes
             .iter()
             .enumerate()
             .filter(|(_, r)| !self.trusts(&r.trust_domain))
@@ -482,7 +535,7 @@ impl Config {
                     "remotes[{i}] ({}) has trust domain {:?}, which is neither this cluster's ({:?}) nor in cluster.trustDomainAliases: clients here reject its workloads' certificates, so failover to it fails; add it to cluster.trustDomainAliases and to meshConfig.trustDomainAliases",
                     r.name, r.trust_domain, self.cluster.trust_domain
                 )
-            })
+            }))
             .collect()
     }
 
@@ -599,6 +652,7 @@ impl Config {
         static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut topology = Topology {
             generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            mesh_notes: self.topology.mesh_notes.clone(),
             ..Topology::default()
         };
         let all = self

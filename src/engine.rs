@@ -36,15 +36,6 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigError> {
     }
 }
 
-/// Reads a configuration file and validates it like [`parse_config`].
-pub fn load_config(path: &std::path::Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse_config(&text, &path.display().to_string())
-}
-
 /// Which pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {

@@ -59,18 +59,10 @@ impl Locality {
         })
     }
 
-    /// Whether a localityLbSetting key (`region[/zone[/subzone]]`, each segment possibly `*`)
-    /// selects this locality, with the semantics of Istio's `LocalityMatch`.
+    /// Whether a localityLbSetting key selects this locality (the model's
+    /// `istio::locality::locality_match`, pilot's LocalityMatch).
     pub fn matches_rule(&self, rule: &str) -> bool {
-        let mut parts = rule.splitn(3, '/');
-        let region = parts.next().unwrap_or("");
-        let zone = parts.next().unwrap_or("");
-        let subzone = parts.next().unwrap_or("");
-        let seg =
-            |rule: &str, mine: Option<&str>| rule.is_empty() || rule == "*" || Some(rule) == mine;
-        (region == "*" || region == self.region)
-            && seg(zone, self.zone.as_deref())
-            && seg(subzone, self.subzone.as_deref())
+        crate::istio::locality::locality_match(&self.to_string(), rule)
     }
 }
 

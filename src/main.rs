@@ -20,7 +20,8 @@ use failover_guard::{
     cluster,
     cluster::ClusterWorld,
     config::{self, Config},
-    engine, explain,
+    explain, inforce,
+    inforce::InForce,
     logging::{
         batch,
         json::{self, JsonLines},
@@ -107,14 +108,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
     };
     let (config, config_path) = match (&args.config, args.dev) {
-        (Some(path), _) => (engine::load_config(path)?, Some(path.clone())),
+        (Some(path), _) => (inforce::load_file(path)?, Some(path.clone())),
         (None, true) => (Config::example(), None),
         (None, false) => {
             let path = PathBuf::from(config::DEFAULT_PATH);
-            (engine::load_config(&path)?, Some(path))
+            (inforce::load_file(&path)?, Some(path))
         }
     };
-    for warning in config.warnings() {
+    let mesh = match &args.mesh_config {
+        Some(path) => inforce::load_mesh_file(path)?,
+        None => failover_guard::istio::mesh::MeshConfig::default(),
+    };
+    let mesh_file_given = args.mesh_config.is_some();
+    let in_force = InForce::new(
+        server::with_exclusions(config.clone(), &args.namespace.iter().cloned().collect::<Vec<_>>()),
+        mesh,
+    );
+    let in_force = Arc::new(if config.discovery.source == config::DiscoverySource::None {
+        in_force
+    } else {
+        in_force.with_remotes(Arc::new(failover_guard::remotes::Remotes::default()))
+    });
+    let current = in_force.current();
+    tracing::info!("{}", current.mesh_source());
+    for warning in current.warnings() {
         tracing::warn!("config: {warning}");
     }
     let cert = match (args.tls_cert, args.tls_key) {
@@ -143,8 +160,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let cluster_domain = config.cluster.cluster_domain.clone();
-    let report_config = config.clone();
-    let report_config_path = options.config_path.clone();
+    let mesh_configmap = match args.mesh_configmap.as_str() {
+        "none" | "" => None,
+        text => match text.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                Some((ns.to_owned(), name.to_owned()))
+            }
+            _ => bail!("--mesh-configmap {text:?}: expected NAMESPACE/NAME (or none)"),
+        },
+    };
     if args.report_interval.is_some() && args.world == Some(WorldMode::None) {
         bail!("--report-interval needs the cluster's objects (--world cluster or auto)");
     }
@@ -152,6 +176,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let metrics = Arc::new(Metrics::new());
         let mut watches = None;
         let mut reporter = None;
+        let mut mesh_watch = None;
         // A development server does not watch whatever cluster the kubeconfig points at
         // unless asked to.
         let mode = args.world.unwrap_or(if args.dev { WorldMode::None } else { WorldMode::Auto });
@@ -162,13 +187,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Ok(client) => {
                     let world = ClusterWorld::new(&cluster_domain);
                     watches = Some(world.start(client.clone(), metrics.clone()));
+                    if let (false, Some((namespace, name))) =
+                        (mesh_file_given, mesh_configmap.clone())
+                    {
+                        mesh_watch = Some(tokio::spawn(follow_mesh_config(
+                            client.clone(),
+                            namespace,
+                            name,
+                            in_force.clone(),
+                            metrics.clone(),
+                        )));
+                    }
                     if let Some(interval) = args.report_interval {
                         reporter = Some(tokio::spawn(report_loop(
                             client,
                             world.clone(),
                             interval,
-                            report_config.clone(),
-                            report_config_path.clone(),
+                            in_force.clone(),
                         )));
                     }
                     Some(world)
@@ -207,8 +242,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 reconcile: args.reconcile,
             })
         };
-        server::run(options, config, world, remote_setup, metrics, shutdown_signal()).await?;
+        server::run(options, in_force, world, remote_setup, metrics, shutdown_signal()).await?;
         drop(watches);
+        if let Some(mesh_watch) = mesh_watch {
+            mesh_watch.abort();
+        }
         if let Some(reporter) = reporter {
             reporter.abort();
         }
@@ -218,7 +256,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// `render`: the failover objects of one Service, as YAML documents.
 fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
-    let config = offline::load_config(args.config.as_deref())?;
+    let config = offline::load_config(args.config.as_deref(), args.mesh_config.as_deref())?;
     let (service, policies, config) = if args.cluster {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -293,16 +331,46 @@ fn manifest_world(paths: &[PathBuf], config: &Config) -> anyhow::Result<Arc<dyn 
     Ok(Arc::new(world))
 }
 
+/// `serve` without `--mesh-config`: follows the mesh ConfigMap; a change that parses is in
+/// force at once, one that does not is logged and counted and the previous one stays; a
+/// missing ConfigMap means Istio's defaults.
+async fn follow_mesh_config(
+    client: kube::Client,
+    namespace: String,
+    name: String,
+    in_force: Arc<InForce>,
+    metrics: Arc<Metrics>,
+) {
+    let origin = format!("ConfigMap {namespace}/{name}");
+    let on_change = |mesh: Option<String>| {
+        let parsed = match mesh {
+            None => Ok(failover_guard::istio::mesh::MeshConfig::default()),
+            Some(text) => failover_guard::istio::mesh::MeshConfig::parse(&text, &origin),
+        };
+        match parsed {
+            Ok(mesh) => {
+                in_force.set_mesh(mesh);
+                metrics.reload("mesh-config", true);
+                tracing::info!("{}", in_force.current().mesh_source());
+            }
+            Err(error) => {
+                metrics.reload("mesh-config", false);
+                tracing::error!(%error, "mesh config rejected; keeping the previous one");
+            }
+        }
+    };
+    cluster::follow_config_map(client, namespace.clone(), name.clone(), "mesh", on_change).await;
+}
+
 /// `serve --report-interval`: every interval, once the watch cache is synced, judges every
 /// object as stored (like `audit`) and applies one PolicyReport per namespace with findings; a
-/// namespace whose findings are gone gets an empty report. The configuration file is re-read
-/// each time, like the webhook's own reload (a broken one keeps the previous).
+/// namespace whose findings are gone gets an empty report. It judges by the configuration in
+/// force, the webhook's (file, mesh config and discovered remotes).
 async fn report_loop(
     client: kube::Client,
     world: Arc<ClusterWorld>,
     interval: std::time::Duration,
-    mut config: Config,
-    config_path: Option<PathBuf>,
+    in_force: Arc<InForce>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -334,9 +402,7 @@ async fn report_loop(
         if ticks.is_multiple_of(30) {
             published.clear();
         }
-        if let Some(Ok(reloaded)) = config_path.as_deref().map(engine::load_config) {
-            config = reloaded;
-        }
+        let config = in_force.current();
         let objects = world.objects();
         let report = offline::audit(&objects, &config);
         let now = std::time::SystemTime::now()
@@ -442,7 +508,7 @@ fn certs(args: CertsArgs) -> anyhow::Result<()> {
 }
 
 fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let config = offline::load_config(args.config.as_deref())?;
+    let config = offline::load_config(args.config.as_deref(), args.mesh_config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -466,7 +532,7 @@ async fn with_discovery(client: &kube::Client, config: config::Config) -> config
 }
 
 fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    let config = offline::load_config(args.config.as_deref())?;
+    let config = offline::load_config(args.config.as_deref(), args.mesh_config.as_deref())?;
     let (objects, config) = if args.cluster {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

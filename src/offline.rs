@@ -10,13 +10,12 @@ use std::{
     process::ExitCode,
 };
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{
     cli::{CheckArgs, MutateArgs, OutputFormat},
     config::{Config, ConfigError},
-    engine::{self, Action, Finding, Pass},
+    engine::{self, Action, Pass},
     object::{Kind, Subject},
     rules::RULES,
     world::ManifestWorld,
@@ -56,77 +55,8 @@ pub struct Input {
     pub trailer: String,
 }
 
-/// An input that could not be read or parsed, with where.
-#[derive(Debug, Clone, Serialize)]
-pub struct InputError {
-    pub file: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    pub message: String,
-}
+pub use crate::report::{InputError, Located, Report};
 
-/// One finding located in a file.
-#[derive(Debug, Clone, Serialize)]
-pub struct Located {
-    pub file: String,
-    pub document: usize,
-    pub line: usize,
-    pub kind: &'static str,
-    pub namespace: String,
-    pub name: String,
-    pub rule: &'static str,
-    pub action: Action,
-    pub path: String,
-    pub message: String,
-}
-
-impl Located {
-    fn new(
-        file: String,
-        (document, line): (usize, usize),
-        subject: &Subject,
-        finding: Finding,
-    ) -> Self {
-        Located {
-            file,
-            document,
-            line,
-            kind: subject.kind.as_str(),
-            namespace: subject.namespace.clone(),
-            name: subject.name.clone(),
-            rule: finding.rule,
-            action: finding.action,
-            message: finding.message(),
-            path: finding.path.into_owned(),
-        }
-    }
-}
-
-/// Everything `check` found.
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub files: usize,
-    pub objects: usize,
-    pub findings: Vec<Located>,
-    pub errors: Vec<InputError>,
-}
-
-impl Report {
-    pub fn count(&self, action: Action) -> usize {
-        self.findings.iter().filter(|f| f.action == action).count()
-    }
-
-    /// 2 for unreadable input, 1 for deny findings, 0 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        if !self.errors.is_empty() {
-            2
-        } else if self.count(Action::Deny) > 0 {
-            1
-        } else {
-            0
-        }
-    }
-}
 
 /// Splits text into YAML documents at `---` lines (and `...` end markers), keeping each
 /// document's exact text and first line.
@@ -506,20 +436,35 @@ fn render(value: &Value, json: bool) -> String {
 }
 
 /// Loads `--config`, or the built-in example.
-pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
+pub fn load_config(path: Option<&Path>, mesh: Option<&Path>) -> Result<Config, LoadError> {
     let config = match path {
-        Some(path) => engine::load_config(path)?,
+        Some(path) => crate::inforce::load_file(path)?,
         None => Config::example(),
     };
+    let mesh = match mesh {
+        Some(path) => crate::inforce::load_mesh_file(path)?,
+        None => crate::istio::mesh::MeshConfig::default(),
+    };
+    let config = config.with_mesh(mesh);
+    eprintln!("failover-guard: {}", config.mesh_source());
     for warning in config.warnings() {
         eprintln!("failover-guard: config: {warning}");
     }
     Ok(config)
 }
 
+/// Why the configuration in force could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Mesh(#[from] crate::istio::mesh::MeshConfigError),
+}
+
 /// `failover-guard check`.
 pub fn check_command(args: &CheckArgs) -> ExitCode {
-    let config = match load_config(args.config.as_deref()) {
+    let config = match load_config(args.config.as_deref(), args.mesh_config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("failover-guard: {e}");
@@ -591,7 +536,7 @@ pub fn audit(objects: &[Value], config: &Config) -> Report {
 
 /// `failover-guard mutate`.
 pub fn mutate_command(args: &MutateArgs) -> ExitCode {
-    let config = match load_config(args.config.as_deref()) {
+    let config = match load_config(args.config.as_deref(), args.mesh_config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("failover-guard: {e}");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::{engine::Action, offline::Report};
+use crate::{engine::Action, report::Report};
 
 /// The apiVersion of a judged kind, for the results' resource references.
 fn api_version(kind: &str) -> &'static str {

@@ -30,7 +30,6 @@ use crate::{
     object::{FAILOVER_ANNOTATION, annotation, str_at},
     remotes::{DEFAULT_POLICY_LABEL, RECONCILE_LABEL, Remotes},
     render::{DEFAULT_POLICY, default_policy},
-    server::AppState,
     world::World,
 };
 
@@ -52,7 +51,7 @@ pub fn rerender_endpoints(entry: &Value, config: &Config, world: Option<&dyn Wor
 /// Reconciles until the task is dropped.
 pub async fn run(
     client: Client,
-    state: Arc<AppState>,
+    in_force: Arc<crate::inforce::InForce>,
     remotes: Arc<Remotes>,
     world: Option<Arc<dyn World>>,
     metrics: Arc<Metrics>,
@@ -65,8 +64,8 @@ pub async fn run(
         }
         // The rules' configuration follows remote changes in another task: merge here too,
         // so this pass never runs on the state from before the change that woke it.
-        state.refresh();
-        let config = state.config.load_full();
+        in_force.refresh();
+        let config = in_force.current();
         let world = world.as_deref().filter(|w| w.is_ready());
         if let Err(error) = reconcile_once(&client, &config, world, &metrics).await {
             tracing::warn!(%error, "reconcile pass failed; retrying on the next change");

@@ -425,7 +425,7 @@ pub fn discovered_from(name: &str, objects: &[Value], config: &Config) -> Discov
             port,
         });
         out.network =
-            str_at(gw, &["metadata", "labels", "topology.istio.io/network"]).map(str::to_owned);
+            str_at(gw, &["metadata", "labels", crate::istio::labels::NETWORK]).map(str::to_owned);
         out.locality = slices_of(&namespace(gw), &obj_name(gw))
             .iter()
             .flat_map(|s| array_at(s, &["endpoints"]))
@@ -433,8 +433,8 @@ pub fn discovered_from(name: &str, objects: &[Value], config: &Config) -> Discov
             .filter_map(|n| nodes.get(n))
             .find_map(|node| {
                 let label = |k: &str| str_at(node, &["metadata", "labels", k]);
-                let region = label("topology.kubernetes.io/region")?;
-                Some(match label("topology.kubernetes.io/zone") {
+                let region = label(crate::istio::labels::REGION)?;
+                Some(match label(crate::istio::labels::ZONE) {
                     Some(zone) => format!("{region}/{zone}"),
                     None => region.to_owned(),
                 })
@@ -654,7 +654,7 @@ mod tests {
         objects[0]["metadata"]["labels"]
             .as_object_mut()
             .unwrap()
-            .remove("topology.istio.io/network");
+            .remove(crate::istio::labels::NETWORK);
         let found = discovered_from("cluster-b", &objects, &Config::example());
         assert_eq!(found.gateway, None);
         // Without an address the remote cannot be added, and a typed one keeps its own.

@@ -86,7 +86,7 @@ pub fn render(
             name: name.into(),
         });
     }
-    let host = format!("{name}.{namespace}.{}", config.cluster.cluster_domain);
+    let host = crate::istio::service_host(name, namespace, &config.cluster.cluster_domain);
     let mut entry = json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "ServiceEntry",

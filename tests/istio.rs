@@ -484,6 +484,14 @@ fn scenarios_match_pilot() {
             Err(_) => Config::example(),
         }
         .with_discovered(&scenario.discovered);
+        // A scenario's mesh.yaml is the istio ConfigMap (or a bare MeshConfig) pilot runs with.
+        let config = match std::fs::read_to_string(dir.join("mesh.yaml")) {
+            Ok(text) => config.with_mesh(
+                failover_guard::istio::mesh::MeshConfig::parse(&text, "mesh.yaml")
+                    .unwrap_or_else(|e| panic!("{name}: {e}")),
+            ),
+            Err(_) => config,
+        };
         let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("objects.yaml");
         let input = offline::parse_input("objects.yaml", &text);
         assert!(
@@ -553,6 +561,7 @@ fn scenarios_match_pilot() {
                 "traffic": true,
                 "objects": objects,
                 "mesh": mesh,
+                "meshConfig": istio::mesh_config(&config),
                 "clients": clients,
             }));
         }
@@ -738,15 +747,23 @@ fn every_proven_rule_has_its_scenario_in_the_readme() {
     }
 }
 
-/// simulate against pilot: generated sets of objects (tests/common/strategies.rs traffic_case),
-/// as they are and after `mutate`, asked by clients in two namespaces; every table and verdict
-/// must be pilot's.
+/// simulate against pilot: generated sets of objects (tests/common/strategies.rs traffic_case)
+/// under generated mesh configs (mesh_variant), as they are and after `mutate`, asked by
+/// clients in two namespaces; every table and verdict must be pilot's.
+///
+/// `FG_SIM_SETS` is the number of sets (default 500: 1,000 cases, what CI runs); the full run
+/// is `FG_SIM_SETS=1500 cargo test --release --test istio simulate_agrees -- --nocapture`
+/// (3,000 cases).
 #[test]
 fn simulate_agrees_with_pilot_on_generated_configurations() {
     let Some(harness) = istio::harness() else {
         return;
     };
-    let config = Config::example();
+    let sets: usize = std::env::var("FG_SIM_SETS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(500);
+    let example = Config::example();
     let mut runner = TestRunner::deterministic();
     let clients = vec![
         json!({"locality": "europe-west1/europe-west1-b", "namespace": "bookinfo"}),
@@ -754,11 +771,23 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
     ];
     let mut cases = Vec::new();
     let mut inputs = Vec::new();
-    for i in 0..500 {
+    let mut meshes: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..sets {
         let objects = strategies::traffic_case()
             .new_tree(&mut runner)
             .unwrap()
             .current();
+        let mesh = strategies::mesh_variant()
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        *meshes.entry(mesh.unwrap_or("defaults").to_owned()).or_default() += 1;
+        let config = match mesh {
+            Some(text) => example.with_mesh(
+                failover_guard::istio::mesh::MeshConfig::parse(text, "generated").unwrap(),
+            ),
+            None => example.clone(),
+        };
         // And as `failover-guard mutate` would store them.
         let world = ManifestWorld::new(&objects, "default", "svc.cluster.local");
         let mutated: Vec<Value> = objects
@@ -771,15 +800,20 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
                 "traffic": true,
                 "objects": objects,
                 "mesh": istio::mesh(&config),
+                "meshConfig": istio::mesh_config(&config),
                 "clients": clients,
             }));
-            inputs.push(objects);
+            inputs.push((objects, config.clone()));
         }
     }
-    let results = istio::run(harness, &cases);
+    // The harness grows by a megabyte or two per case: 500 cases a process.
+    let results: Vec<Value> = cases
+        .chunks(500)
+        .flat_map(|chunk| istio::run(harness, chunk))
+        .collect();
     let mut failures = Vec::new();
     let mut compared = 0;
-    for (i, (result, objects)) in results.iter().zip(&inputs).enumerate() {
+    for (i, (result, (objects, config))) in results.iter().zip(&inputs).enumerate() {
         assert!(result["error"].is_null(), "case {i}: {}", result["error"]);
         compared += result["clusters"].as_array().map_or(0, Vec::len);
         let found = disagreements(
@@ -790,19 +824,21 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
             ),
             result,
             objects,
-            &config,
+            config,
             &clients,
         );
         if !found.is_empty() {
             failures.push(format!(
-                "{}\nobjects: {}",
+                "{}\nmesh config: {}\nobjects: {}",
                 found.join("\n"),
+                istio::mesh_config(config),
                 serde_json::to_string(objects).unwrap()
             ));
         }
     }
     eprintln!(
-        "simulate: {compared} Envoy clusters of 500 generated configurations (as written and mutated) compared with pilot, {} disagree",
+        "simulate: {compared} Envoy clusters of {} generated cases ({sets} sets as written and mutated; mesh configs {meshes:?}) compared with pilot, {} disagree",
+        cases.len(),
         failures.len()
     );
     assert!(

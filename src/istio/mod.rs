@@ -3,6 +3,9 @@
 //! pinned in tests/istio/go.mod). Rules ask this module instead of re-deriving Istio in place;
 //! the Istio harness (tests/istio.rs) checks the model's answers against pilot itself.
 
+pub mod destination_rule;
+pub mod locality;
+pub mod mesh;
 pub mod traffic;
 
 use std::collections::BTreeMap;
@@ -38,6 +41,31 @@ pub fn fqdn(host: &str, namespace: &str, cluster_domain: &str) -> String {
         return host.to_owned();
     }
     format!("{host}.{namespace}.{cluster_domain}")
+}
+
+/// The host pilot's Kubernetes registry gives a Service, `<svc>.<ns>.<clusterDomain>`
+/// (`pilot/pkg/serviceregistry/kube.ServiceHostname`).
+pub fn service_host(name: &str, namespace: &str, cluster_domain: &str) -> String {
+    format!("{name}.{namespace}.{cluster_domain}")
+}
+
+/// Whether pilot merges a ServiceEntry's endpoints into the Kubernetes Service with this host
+/// in `service_namespace`: services of one hostname and namespace are one service
+/// (pilot/pkg/serviceregistry/aggregate Controller.Services, EndpointIndex shards by hostname
+/// and namespace), so the entry must live in the Service's namespace, list its host, and have
+/// no workloadSelector (which selects workloads instead of declaring endpoints).
+pub fn entry_merges_into_service(
+    se: &Value,
+    entry_namespace: &str,
+    host: &str,
+    service_namespace: &str,
+) -> bool {
+    entry_namespace == service_namespace
+        && se.pointer("/spec/workloadSelector").is_none()
+        && se
+            .pointer("/spec/hosts")
+            .and_then(Value::as_array)
+            .is_some_and(|hosts| hosts.iter().any(|h| h.as_str() == Some(host)))
 }
 
 /// `(service, namespace)` when the host is `<svc>.<ns>.<clusterDomain>`, the name pilot's
@@ -178,53 +206,6 @@ pub fn failover_priority(
         }
     }
     priority + adjust
-}
-
-/// Whether an `exportTo` list (`*`, `.`, namespace names) of an object living in `own` makes it
-/// visible in `namespace` (pilot/pkg/model/push_context.go: `.` is the object's own namespace,
-/// `*` every namespace; an empty list is the mesh default, every namespace).
-pub fn exported_to<S: AsRef<str>>(export: &[S], own: &str, namespace: &str) -> bool {
-    export.is_empty()
-        || export
-            .iter()
-            .map(AsRef::as_ref)
-            .any(|e| e == "*" || e == namespace || (e == "." && own == namespace))
-}
-
-/// The `exportTo` of an object as a set ("*" when absent, as the mesh default exports
-/// everywhere).
-fn export_to(object: &Value) -> std::collections::BTreeSet<String> {
-    let set: std::collections::BTreeSet<String> = object
-        .pointer("/spec/exportTo")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|v| Some(v.as_str()?.to_owned()))
-        .collect();
-    if set.is_empty() {
-        ["*".to_owned()].into()
-    } else {
-        set
-    }
-}
-
-/// Whether pilot merges two DestinationRules of one (resolved) host and one namespace into
-/// one (`pilot/pkg/model/destination_rule.go PushContext.mergeDestinationRule`): the same
-/// exportTo, and both without a workload selector or with equal ones. Merged, the subsets are
-/// concatenated and only the oldest top-level `trafficPolicy` is used.
-pub fn destination_rules_merge(a: &Value, b: &Value) -> bool {
-    let namespace = |o: &Value| {
-        o.pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_owned()
-    };
-    let selector = |o: &Value| o.pointer("/spec/workloadSelector/matchLabels").cloned();
-    let has_selector = |o: &Value| o.pointer("/spec/workloadSelector").is_some();
-    namespace(a) == namespace(b)
-        && export_to(a) == export_to(b)
-        && has_selector(a) == has_selector(b)
-        && selector(a) == selector(b)
 }
 
 #[cfg(test)]

@@ -18,7 +18,13 @@ use serde_json::Value;
 
 use crate::object::Field as _;
 
-use super::{augment_labels, entry_endpoint_labels, failover_priority, fqdn};
+use super::{
+    augment_labels,
+    destination_rule::{Consolidated, Index, effective_policy},
+    locality::{lb_priority, locality_match, split},
+    mesh::MeshConfig,
+    entry_endpoint_labels, failover_priority, fqdn,
+};
 use crate::{
     config::Config,
     object::{array_at, as_int, str_at},
@@ -111,14 +117,6 @@ struct Service {
     from_entries: bool,
 }
 
-/// The DestinationRule a client sees for a host, merged (PushContext.mergeDestinationRule).
-#[derive(Debug, Clone, Default)]
-struct MergedRule {
-    names: Vec<String>,
-    traffic_policy: Option<Value>,
-    subsets: Vec<Value>,
-}
-
 /// The answer for a set of objects.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Simulation {
@@ -194,7 +192,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
         else {
             continue;
         };
-        let host = format!("{name}.{namespace}.{domain}");
+        let host = super::service_host(name, &namespace, domain);
         let ports: Vec<(String, u32, u32)> = array_at(svc, &["spec", "ports"])
             .iter()
             .filter_map(|p| {
@@ -299,12 +297,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             .iter()
             .filter(|o| kind_of(o) == ("networking.istio.io", "ServiceEntry"))
         {
-            if namespace_of(se) != namespace
-                || !array_at(se, &["spec", "hosts"])
-                    .iter()
-                    .any(|h| h.as_str() == Some(host.as_str()))
-                || se.path(&["spec", "workloadSelector"]).is_some()
-            {
+            if !super::entry_merges_into_service(se, &namespace_of(se), &host, &namespace) {
                 continue;
             }
             endpoints.extend(entry_endpoints(se, &host, config));
@@ -605,151 +598,14 @@ fn entry_ports<'a>(
         })
 }
 
-/// Whether a DestinationRule's exportTo makes it visible in `namespace`.
-fn exported_to(dr: &Value, namespace: &str) -> bool {
-    let export: Vec<&str> = array_at(dr, &["spec", "exportTo"])
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    super::exported_to(&export, &namespace_of(dr), namespace)
-}
-
-/// Whether a rule host (possibly `*.suffix`) matches a service host.
-fn host_matches(rule: &str, host: &str) -> bool {
-    rule == host
-        || rule
-            .strip_prefix('*')
-            .is_some_and(|suffix| host.ends_with(suffix))
-}
-
-/// The rule a client in `client_ns` uses for a service (pilot/pkg/model/push_context.go
-/// PushContext.destinationRule): its own namespace's rules, else the service namespace's rules
-/// exported to it, else the root namespace's. Rules of one namespace for one host are merged
-/// (mergeDestinationRule): subsets concatenated, the oldest top-level trafficPolicy kept.
-fn destination_rule_for(
-    objects: &[&Value],
-    config: &Config,
-    client_ns: &str,
-    service: &Service,
-) -> MergedRule {
-    let rules = destination_rules(objects, config);
-    let candidates = |ns: &str, check_export: bool| -> Vec<&Value> {
-        // The most specific host wins: an exact host before wildcards.
-        let matching: Vec<(&String, &Value)> = rules
-            .iter()
-            .filter(|(h, dr)| {
-                namespace_of(dr) == ns
-                    && dr.path(&["spec", "workloadSelector"]).is_none()
-                    && host_matches(h, &service.host)
-                    && (!check_export || exported_to(dr, client_ns))
-            })
-            .map(|(h, dr)| (h, *dr))
-            .collect();
-        let best = matching.iter().map(|(h, _)| h.len()).max().unwrap_or(0);
-        let exact = matching.iter().any(|(h, _)| **h == service.host);
-        matching
-            .into_iter()
-            .filter(|(h, _)| {
-                if exact {
-                    **h == service.host
-                } else {
-                    h.len() == best
-                }
-            })
-            .map(|(_, dr)| dr)
-            .collect()
-    };
-    let mut chosen = candidates(client_ns, false);
-    if chosen.is_empty() && service.namespace != client_ns {
-        chosen = candidates(&service.namespace, true);
-    }
-    if chosen.is_empty() && config.scope.root_namespace != client_ns {
-        chosen = candidates(&config.scope.root_namespace, true);
-    }
-    let mut merged = MergedRule::default();
-    for dr in chosen {
-        merged.names.push(format!(
-            "{}/{}",
-            namespace_of(dr),
-            str_at(dr, &["metadata", "name"]).unwrap_or("")
-        ));
-        if merged.traffic_policy.is_none() {
-            merged.traffic_policy = dr
-                .path(&["spec", "trafficPolicy"])
-                .filter(|p| !p.is_null())
-                .cloned();
-        }
-        for subset in array_at(dr, &["spec", "subsets"]) {
-            let name = subset.field("name");
-            if !merged.subsets.iter().any(|s| s.field("name") == name) {
-                merged.subsets.push(subset.clone());
-            }
-        }
-    }
-    merged
-}
-
-/// pilot/pkg/networking/util GetPortLevelTrafficPolicy: the port-level entry for the port,
-/// replacing the whole policy (nothing inherited), and whether there was one.
-fn port_level(policy: Option<&Value>, port: u32) -> (Option<Value>, bool) {
-    let Some(policy) = policy else {
-        return (None, false);
-    };
-    let entry = array_at(policy, &["portLevelSettings"])
-        .iter()
-        .find(|p| p.path(&["port", "number"]).and_then(as_int) == Some(i64::from(port)));
-    match entry {
-        Some(entry) => {
-            let mut out = serde_json::Map::new();
-            for key in ["connectionPool", "loadBalancer", "outlierDetection", "tls"] {
-                if let Some(v) = entry.field(key).filter(|v| !v.is_null()) {
-                    out.insert(key.into(), v.clone());
-                }
-            }
-            (Some(Value::Object(out)), true)
-        }
-        None => (Some(policy.clone()), false),
-    }
-}
-
-/// pilot/pkg/networking/util MergeSubsetTrafficPolicy (with model.MergeTrafficPolicy): the
-/// policy of one subset and port.
-fn effective_policy(rule: &MergedRule, subset: &str, port: u32) -> Option<Value> {
-    let (top, _) = port_level(rule.traffic_policy.as_ref(), port);
-    let subset_policy = rule
-        .subsets
-        .iter()
-        .find(|s| s.field("name").and_then(Value::as_str) == Some(subset))
-        .and_then(|s| s.field("trafficPolicy"))
-        .filter(|p| !p.is_null());
-    let Some(subset_policy) = subset_policy.filter(|_| !subset.is_empty()) else {
-        return top;
-    };
-    let (sub, has_port_level) = port_level(Some(subset_policy), port);
-    let Some(mut merged) = top else { return sub };
-    let sub = sub.unwrap_or(Value::Null);
-    for key in ["connectionPool", "outlierDetection", "loadBalancer", "tls"] {
-        let value = sub.get(key).filter(|v| !v.is_null());
-        if (value.is_some() || has_port_level)
-            && let Some(map) = merged.as_object_mut()
-        {
-            match value {
-                Some(v) => {
-                    map.insert(key.into(), v.clone());
-                }
-                None => {
-                    map.remove(key);
-                }
-            }
-        }
-    }
-    Some(merged)
-}
-
 /// The locality setting in effect (loadbalancer.GetEffectiveLbSetting): the rule's, else the
-/// Service's trafficDistribution (forced), else the mesh default (enabled). `None`: disabled.
-/// Returns (setting, forced).
-fn effective_lb_setting(policy: Option<&Value>, service: &Service) -> Option<(Value, bool)> {
+/// Service's trafficDistribution (forced), else the mesh config's localityLbSetting (Istio's
+/// default: enabled). `None`: disabled. Returns (setting, forced).
+fn effective_lb_setting(
+    policy: Option<&Value>,
+    service: &Service,
+    mesh: &MeshConfig,
+) -> Option<(Value, bool)> {
     if let Some(setting) = policy
         .and_then(|p| p.path(&["loadBalancer", "localityLbSetting"]))
         .filter(|s| !s.is_null())
@@ -774,8 +630,7 @@ fn effective_lb_setting(policy: Option<&Value>, service: &Service) -> Option<(Va
         }
         _ => {}
     }
-    // DefaultMeshConfig: localityLbSetting {enabled: true}.
-    Some((serde_json::json!({}), false))
+    mesh.locality_lb_setting().map(|setting| (setting, false))
 }
 
 /// A group of endpoints of one locality (LocalityLbEndpoints) during the computation.
@@ -785,39 +640,6 @@ struct Group {
     priority: u32,
     weight: u32,
     endpoints: Vec<IstioEndpoint>,
-}
-
-/// (region, zone, subzone) of a locality label (pkg/model ConvertLocality).
-fn split(locality: &str) -> (&str, &str, &str) {
-    let mut p = locality.splitn(3, '/');
-    (
-        p.next().unwrap_or(""),
-        p.next().unwrap_or(""),
-        p.next()
-            .map(|s| s.split('/').next().unwrap_or(""))
-            .unwrap_or(""),
-    )
-}
-
-/// pilot/pkg/networking/util LocalityMatch.
-fn locality_match(client: &str, rule: &str) -> bool {
-    let (cr, cz, cs) = split(client);
-    let (rr, rz, rs) = split(rule);
-    (rr == "*" || cr == rr)
-        && (rz == "*" || rz.is_empty() || cz == rz)
-        && (rs == "*" || rs.is_empty() || cs == rs)
-}
-
-/// pilot/pkg/networking/util LbPriority.
-fn lb_priority(client: &str, endpoint: &str) -> u32 {
-    let (cr, cz, cs) = split(client);
-    let (er, ez, es) = split(endpoint);
-    match (cr == er, cz == ez, cs == es) {
-        (true, true, true) => 0,
-        (true, true, false) => 1,
-        (true, false, _) => 2,
-        _ => 3,
-    }
 }
 
 /// Renumbers priorities from 0 without gaps, keeping their order.
@@ -993,6 +815,13 @@ pub fn simulate<V: Borrow<Value>>(
     let objects = objects.as_slice();
     let mut sim = Simulation::default();
     let services = services(objects, config, &mut sim.synthesized);
+    let rules = Index::new(
+        objects,
+        &config.mesh,
+        &config.scope.root_namespace,
+        &config.cluster.cluster_domain,
+    );
+    let no_rule = Consolidated::default();
     for client in clients {
         let node = client_node(config, client);
         let proxy_labels = augment_labels(
@@ -1009,7 +838,9 @@ pub fn simulate<V: Borrow<Value>>(
             .iter()
             .filter(|s| hosts.is_empty() || hosts.contains(&s.host))
         {
-            let rule = destination_rule_for(objects, config, &client.namespace, service);
+            let rule = rules
+                .for_sidecar(&client.namespace, &proxy_labels, &service.host, &service.namespace)
+                .unwrap_or(&no_rule);
             let mut subsets: Vec<String> = vec![String::new()];
             subsets.extend(
                 rule.subsets
@@ -1020,13 +851,14 @@ pub fn simulate<V: Borrow<Value>>(
                 for subset in &subsets {
                     sim.clusters.push(cluster(
                         service,
-                        &rule,
+                        rule,
                         subset,
                         port_name,
                         *port,
                         client,
                         &node,
                         &proxy_labels,
+                        &config.mesh,
                     ));
                 }
             }
@@ -1045,13 +877,14 @@ pub fn simulate<V: Borrow<Value>>(
 #[allow(clippy::too_many_arguments)]
 fn cluster(
     service: &Service,
-    rule: &MergedRule,
+    rule: &Consolidated,
     subset: &str,
     port_name: &str,
     port: u32,
     client: &Client,
     node: &str,
     proxy_labels: &BTreeMap<String, String>,
+    mesh: &MeshConfig,
 ) -> EnvoyCluster {
     let policy = effective_policy(rule, subset, port);
     let od = policy
@@ -1112,7 +945,7 @@ fn cluster(
                 endpoints,
             })
             .collect();
-        if let Some((setting, forced)) = effective_lb_setting(policy.as_ref(), service) {
+        if let Some((setting, forced)) = effective_lb_setting(policy.as_ref(), service, mesh) {
             // loadbalancer.ApplyLocalityLoadBalancer
             let distribute = array_at(&setting, &["distribute"]);
             let failover = array_at(&setting, &["failover"]);
@@ -1165,9 +998,11 @@ fn cluster(
     let mtls = |e: &IstioEndpoint| match cluster_tls.as_deref() {
         Some("ISTIO_MUTUAL") => true,
         Some(_) => false,
-        // buildEnvoyLbEndpoint keeps the endpoint's own tlsMode only where the checker agrees.
+        // buildEnvoyLbEndpoint keeps the endpoint's own tlsMode only where the checker agrees;
+        // with enableAutoMtls off, an unset mode is plaintext (buildUpstreamTLSSettings).
         None => {
-            !service.mesh_external
+            mesh.auto_mtls()
+                && !service.mesh_external
                 && e.tls_istio
                 && rule_tls
                     .as_deref()
@@ -1342,7 +1177,7 @@ pub fn pilot_panics(
 /// endpoints/mtls_checker.go tlsModeForDestinationRule: the TLS mode the rule sets for a
 /// subset and port (the port-level entry's, else the level's own; a subset without one falls
 /// back to the top level).
-fn tls_mode_for_destination_rule(rule: &MergedRule, subset: &str, port: u32) -> Option<String> {
+fn tls_mode_for_destination_rule(rule: &Consolidated, subset: &str, port: u32) -> Option<String> {
     fn for_port(policy: Option<&Value>, port: u32) -> Option<String> {
         let policy = policy?;
         let mut mode = policy

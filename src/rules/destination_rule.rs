@@ -10,111 +10,18 @@ use serde_json::{Map, Value, json};
 
 use crate::object::Field as _;
 
-use json_patch::jsonptr::PointerBuf;
 
 use super::{Context, Issue, Issues, Rule, Text};
 use crate::{
     config::Mode,
-    istio::{cluster_local_service, fqdn},
+    istio::{
+        cluster_local_service,
+        destination_rule::{Level, LevelKind, policy_levels, policy_shadowed_by, qualified_name},
+        fqdn,
+    },
     locality::{closest, has_partial_wildcard},
     object::{Kind, as_int},
 };
-
-/// Where a traffic policy resolves on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LevelKind {
-    /// `spec.trafficPolicy`
-    Top,
-    /// `spec.trafficPolicy.portLevelSettings[i]`
-    TopPort,
-    /// `spec.subsets[j].trafficPolicy`
-    Subset,
-    /// `spec.subsets[j].trafficPolicy.portLevelSettings[i]`
-    SubsetPort,
-}
-
-/// One policy level, by position: navigated directly (no pointer strings) and named in
-/// messages by [`Level::path`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Level {
-    kind: LevelKind,
-    subset: Option<usize>,
-    port: Option<usize>,
-}
-
-impl Level {
-    const TOP: Level = Level {
-        kind: LevelKind::Top,
-        subset: None,
-        port: None,
-    };
-
-    /// The policy object at this level.
-    fn get<'a>(&self, dr: &'a Value) -> Option<&'a Value> {
-        let spec = dr.field("spec")?;
-        let policy = match self.subset {
-            None => spec.field("trafficPolicy")?,
-            Some(j) => spec.field("subsets")?.get(j)?.field("trafficPolicy")?,
-        };
-        match self.port {
-            None => Some(policy),
-            Some(i) => policy.field("portLevelSettings")?.get(i),
-        }
-    }
-
-    fn get_mut<'a>(&self, dr: &'a mut Value) -> Option<&'a mut Value> {
-        let spec = dr.field_mut("spec")?;
-        let policy = match self.subset {
-            None => spec.field_mut("trafficPolicy")?,
-            Some(j) => spec
-                .field_mut("subsets")?
-                .get_mut(j)?
-                .field_mut("trafficPolicy")?,
-        };
-        match self.port {
-            None => Some(policy),
-            Some(i) => policy.field_mut("portLevelSettings")?.get_mut(i),
-        }
-    }
-
-    /// The member at `tail` inside the policy object at this level, as a JSON pointer (where
-    /// a fix writes; an empty tail names the policy itself).
-    fn pointer(&self, tail: &[&str]) -> PointerBuf {
-        let (subset, port) = (
-            self.subset.map(|j| j.to_string()),
-            self.port.map(|i| i.to_string()),
-        );
-        let subset = subset.iter().flat_map(|j| ["subsets", j]);
-        let port = port.iter().flat_map(|i| ["portLevelSettings", i]);
-        let policy = ["spec"]
-            .into_iter()
-            .chain(subset)
-            .chain(["trafficPolicy"])
-            .chain(port);
-        crate::object::pointer_of(policy.chain(tail.iter().copied()))
-    }
-
-    /// The level of the subset a subset port-level entry belongs to.
-    fn subset_level(&self) -> Level {
-        Level {
-            kind: LevelKind::Subset,
-            subset: self.subset,
-            port: None,
-        }
-    }
-
-    /// Where it is, as `spec.subsets[1].trafficPolicy.portLevelSettings[0]`.
-    fn path(&self) -> String {
-        let mut path = match self.subset {
-            None => "spec.trafficPolicy".to_owned(),
-            Some(j) => format!("spec.subsets[{j}].trafficPolicy"),
-        };
-        if let Some(i) = self.port {
-            path.push_str(&format!(".portLevelSettings[{i}]"));
-        }
-        path
-    }
-}
 
 /// A field at a level, as named in messages; formatted only when a finding names it.
 #[derive(Debug, Clone, Copy)]
@@ -139,45 +46,7 @@ impl From<&FieldPath> for Text {
 /// fix adds a level (they write into levels that exist, or create the top one), so they are
 /// found once per pass.
 fn levels<'c>(dr: &Value, cx: &'c Context<'_>) -> &'c [Level] {
-    cx.facts.levels.get_or_init(|| find_levels(dr))
-}
-
-fn find_levels(dr: &Value) -> Vec<Level> {
-    let mut out = vec![Level::TOP];
-    let ports = |policy: &Value| {
-        policy
-            .field("portLevelSettings")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len)
-    };
-    if let Some(top) = Level::TOP.get(dr) {
-        out.extend((0..ports(top)).map(|i| Level {
-            kind: LevelKind::TopPort,
-            subset: None,
-            port: Some(i),
-        }));
-    }
-    if let Some(subsets) = dr
-        .field("spec")
-        .and_then(|s| s.field("subsets"))
-        .and_then(Value::as_array)
-    {
-        for (j, subset) in subsets.iter().enumerate() {
-            if let Some(policy) = subset.field("trafficPolicy").filter(|p| p.is_object()) {
-                out.push(Level {
-                    kind: LevelKind::Subset,
-                    subset: Some(j),
-                    port: None,
-                });
-                out.extend((0..ports(policy)).map(|i| Level {
-                    kind: LevelKind::SubsetPort,
-                    subset: Some(j),
-                    port: Some(i),
-                }));
-            }
-        }
-    }
-    out
+    cx.facts.levels.get_or_init(|| policy_levels(dr))
 }
 
 /// Whether a policy turns locality load balancing off (`enabled: false`).
@@ -275,30 +144,45 @@ fn in_failover_scope(dr: &Value, cx: &Context<'_>) -> bool {
     })
 }
 
-/// Other DestinationRules pilot merges this one with that already bring a top-level
-/// `trafficPolicy` (the merged rule uses the oldest one; see `istio::destination_rules_merge`).
+/// Other DestinationRules whose top-level `trafficPolicy` pilot uses instead of this one's
+/// (the model's merge: `istio::destination_rule::policy_shadowed_by`). The subject takes the
+/// place of its stored version, or comes last (newest) when it is new.
 fn policy_partners(dr: &Value, cx: &Context<'_>) -> Vec<String> {
     let (Some(world), Some(host)) = (cx.world, rule_host(dr, cx)) else {
         return Vec::new();
     };
-    world
-        .destination_rules(host)
-        .iter()
-        .filter(|other| {
-            let subject = crate::object::Subject::of(other, Kind::DestinationRule, "default");
-            subject.namespace == cx.subject.namespace
-                && subject.name != cx.subject.name
-                && other
-                    .path(&["spec", "trafficPolicy"])
-                    .is_some_and(|p| !p.is_null())
-                && crate::istio::destination_rules_merge(other, dr)
-        })
-        .map(|other| {
-            crate::object::str_at(other, &["metadata", "name"])
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect()
+    let stored = world.destination_rules(host);
+    let subject = format!("{}/{}", cx.subject.namespace, cx.subject.name);
+    let mut with_subject = dr.clone();
+    if let Some(meta) = with_subject
+        .field_mut("metadata")
+        .and_then(Value::as_object_mut)
+    {
+        meta.insert("namespace".into(), Value::from(cx.subject.namespace.as_str()));
+    }
+    let mut rules: Vec<&Value> = Vec::with_capacity(stored.len() + 1);
+    let mut placed = false;
+    for other in &stored {
+        if qualified_name(other) == subject {
+            rules.push(&with_subject);
+            placed = true;
+        } else {
+            rules.push(other);
+        }
+    }
+    if !placed {
+        rules.push(&with_subject);
+    }
+    policy_shadowed_by(
+        &rules,
+        &subject,
+        &cx.config.mesh,
+        &cx.config.scope.root_namespace,
+        &cx.config.cluster.cluster_domain,
+    )
+    .into_iter()
+    .map(|name| name.split_once('/').map_or(name.clone(), |(_, n)| n.to_owned()))
+    .collect()
 }
 
 /// Whether a subset's own loadBalancer turns locality load balancing back on under a
@@ -1518,25 +1402,25 @@ fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         return;
     }
     // Clients elsewhere get the service namespace's rule when one exists (and is exported to
-    // them), else the root namespace's (PushContext.destinationRule): say which, when the
-    // world shows it.
+    // them), else the root namespace's (the model's lookup): say which, when the world shows it.
     let elsewhere = match cx.world.map(|w| w.destination_rules(host)) {
         Some(rules) => {
-            let in_namespace = |ns: &str| {
-                rules.iter().any(|r| {
-                    crate::object::str_at(r, &["metadata", "namespace"]) == Some(ns)
-                        && r.path(&["spec", "workloadSelector"]).is_none()
-                })
-            };
-            if in_namespace(namespace) {
-                format!("clients elsewhere use the rule in {namespace}, not this one")
-            } else if in_namespace(&cx.config.scope.root_namespace) {
-                format!(
+            let rules: Vec<&Value> = rules.iter().map(|r| r.as_ref()).collect();
+            let index = crate::istio::destination_rule::Index::new(
+                &rules,
+                &cx.config.mesh,
+                &cx.config.scope.root_namespace,
+                &cx.config.cluster.cluster_domain,
+            );
+            match index.for_other_namespaces(host, namespace) {
+                Some(rule) if rule.namespace == namespace => {
+                    format!("clients elsewhere use the rule in {namespace}, not this one")
+                }
+                Some(rule) => format!(
                     "clients elsewhere use the rule in the root namespace {}, not this one",
-                    cx.config.scope.root_namespace
-                )
-            } else {
-                "clients elsewhere get no DestinationRule for it at all: no outlier detection, no failover".to_owned()
+                    rule.namespace
+                ),
+                None => "clients elsewhere get no DestinationRule for it at all: no outlier detection, no failover".to_owned(),
             }
         }
         None => format!(
@@ -1605,12 +1489,99 @@ fn check_fg114(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     {
         return;
     }
-    let full = format!("{service}.{namespace}.{}", cx.config.cluster.cluster_domain);
+    let full = crate::istio::service_host(service, namespace, &cx.config.cluster.cluster_domain);
     out.push(
         Issue::deny("spec.host", format!("host {host} names no Service"))
             .because("pilot completes only a host without a dot, so this rule applies to nothing: no outlier detection and no failover for the Service")
             .fix(format!("write host: {full} (or {service}, from namespace {namespace})")),
     );
+}
+
+// === FG116 locality-disabled-mesh-wide ===
+
+/// FG116: the mesh config turns locality load balancing off where the rule does not set it.
+pub static FG116: Rule = Rule {
+    id: "FG116",
+    name: "locality-disabled-mesh-wide",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Mutate,
+    can_mutate: true,
+    needs_world: false,
+    guards_istiod: false,
+    summary: "Where the mesh config sets localityLbSetting {enabled: false}, every policy level \
+              of a failover-scope DestinationRule that resolves without a localityLbSetting of \
+              its own gets loadBalancer.localityLbSetting {enabled: true}.",
+    istio: "pilot/pkg/networking/core/loadbalancer/loadbalancer.go GetEffectiveLbSetting takes \
+            the DestinationRule's localityLbSetting, else the Service's traffic distribution, \
+            else the mesh config's localityLbSetting; with that set to {enabled: false} it \
+            returns nil and ApplyLocalityLoadBalancer never runs: every endpoint, local and \
+            remote, keeps priority 0 and nothing fails over, outlier detection or not. A \
+            portLevelSettings entry (util.GetPortLevelTrafficPolicy) and a subset's port-level \
+            entry (util.MergeSubsetTrafficPolicy) resolve without the top level's loadBalancer, \
+            and a subset's own loadBalancer replaces the top level's, so each needs its own.",
+    example_bad: "# mesh config: localityLbSetting: {enabled: false}\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting: {enabled: true}\n",
+    check: check_fg116,
+};
+
+fn check_fg116(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
+    if cx.config.mesh.locality_lb_setting().is_some()
+        || dr.field("spec").is_some_and(|s| !s.is_object())
+        || dr
+            .path(&["spec", "host"])
+            .and_then(Value::as_str)
+            .is_some_and(|h| h.contains('*'))
+        || !in_failover_scope(dr, cx)
+    {
+        return;
+    }
+    let origin = cx.config.mesh.origin().unwrap_or("the mesh config");
+    for &level in levels(dr, cx) {
+        let policy = level.get(dr);
+        // A subset without a loadBalancer of its own inherits the top level's.
+        if level.kind == LevelKind::Subset && !policy.is_some_and(|p| has(p, "loadBalancer")) {
+            continue;
+        }
+        if policy.is_some_and(|p| !p.is_object() || p.path(&["loadBalancer", "localityLbSetting"]).is_some()) {
+            continue;
+        }
+        if policy
+            .and_then(|p| p.field("loadBalancer"))
+            .is_some_and(|lb| !lb.is_object())
+        {
+            continue;
+        }
+        let existed = policy.is_some();
+        let had_lb = policy.is_some_and(|p| has(p, "loadBalancer"));
+        let fixed = fix
+            && policy_mut(dr, &level)
+                .and_then(|p| {
+                    p.entry("loadBalancer")
+                        .or_insert_with(|| json!({}))
+                        .as_object_mut()
+                        .map(|lb| lb.insert("localityLbSetting".into(), json!({"enabled": true})))
+                })
+                .is_some();
+        let wrote = fixed.then(|| match (existed, had_lb) {
+            (false, _) => level.pointer(&[]),
+            (true, false) => level.pointer(&["loadBalancer"]),
+            (true, true) => level.pointer(&["loadBalancer", "localityLbSetting"]),
+        });
+        let path = level.path();
+        out.push(
+            Issue::fixable(
+                path.clone(),
+                format!("{path} leaves locality load balancing to the mesh config, which turns it off"),
+                wrote,
+            )
+            .because(format!(
+                "{origin} sets localityLbSetting.enabled: false, so pilot applies no locality priorities here and nothing fails over"
+            ))
+            .fix(format!(
+                "set {path}.loadBalancer.localityLbSetting.enabled: true (failover-guard writes it)"
+            )),
+        );
+    }
 }
 
 // === FG115 outlier-detection-enables-locality ===
@@ -1643,6 +1614,11 @@ pub static FG115: Rule = Rule {
 };
 
 fn check_fg115(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    // A mesh config that turns locality load balancing off mesh-wide leaves nothing for
+    // outlier detection to switch on (GetEffectiveLbSetting returns nil).
+    if cx.config.mesh.locality_lb_setting().is_none() {
+        return;
+    }
     // With remote clusters, a host in failover scope wants locality load balancing.
     if !cx.config.remotes.is_empty() && in_failover_scope(dr, cx) {
         return;

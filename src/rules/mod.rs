@@ -99,7 +99,7 @@ pub struct Facts {
     pub(crate) host: OnceCell<Option<String>>,
     pub(crate) in_failover_scope: OnceCell<bool>,
     pub(crate) failover_entry: OnceCell<bool>,
-    pub(crate) levels: OnceCell<Vec<destination_rule::Level>>,
+    pub(crate) levels: OnceCell<Vec<crate::istio::destination_rule::Level>>,
 }
 
 /// The severity of an issue the rule does not (or cannot) fix.
@@ -212,7 +212,7 @@ pub(crate) fn gateway_namespaces_outside<'c, S: AsRef<str>>(
         .gateway_namespaces
         .iter()
         .map(String::as_str)
-        .filter(|gw| !crate::istio::exported_to(export, own, gw))
+        .filter(|gw| !crate::istio::destination_rule::exported_to(export, own, gw))
         .collect()
 }
 
@@ -238,6 +238,7 @@ pub static RULES: &[&Rule] = &[
     &destination_rule::FG113,
     &destination_rule::FG114,
     &destination_rule::FG115,
+    &destination_rule::FG116,
     &service_entry::FG201,
     &service_entry::FG202,
     &service_entry::FG203,
@@ -346,6 +347,9 @@ pub(crate) mod testing {
         /// What remote discovery saw, merged into the configuration.
         #[serde(default)]
         discovered: Vec<crate::config::DiscoveredRemote>,
+        /// The mesh config pilot runs with (YAML of a MeshConfig); Istio's defaults if absent.
+        #[serde(default)]
+        mesh: Option<String>,
         expect: Expect,
     }
 
@@ -397,6 +401,12 @@ pub(crate) mod testing {
                 }
                 if !case.discovered.is_empty() {
                     config = config.with_discovered(&case.discovered);
+                }
+                if let Some(mesh) = &case.mesh {
+                    config = config.with_mesh(
+                        crate::istio::mesh::MeshConfig::parse(mesh, &id)
+                            .unwrap_or_else(|e| panic!("{id} {:?}: {e}", case.name)),
+                    );
                 }
                 let world = crate::world::ManifestWorld::new(
                     &case.world,

@@ -107,35 +107,30 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
     {
         return;
     }
-    let host = format!(
-        "{}.{ns}.{}",
-        cx.subject.name, cx.config.cluster.cluster_domain
-    );
+    let host = crate::istio::service_host(&cx.subject.name, ns, &cx.config.cluster.cluster_domain);
     let fg101_fixes = cx
         .config
         .rules
         .get("FG101")
         .is_none_or(|m| *m == Mode::Mutate);
-    // PushContext.destinationRule looks in the client's namespace, then the service's, then
-    // the root namespace: only rules in the last two protect every client (see FG113).
-    let root = &cx.config.scope.root_namespace;
-    let visible = |dr: &Value| {
-        let dr_ns = dr
-            .path(&["metadata", "namespace"])
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        dr_ns == ns.as_str() || dr_ns == root
-    };
-    let protected = world
-        .destination_rules(&host)
-        .iter()
-        .filter(|dr| visible(dr))
-        .any(|dr| {
-            fg101_fixes
-                || dr
-                    .path(&["spec", "trafficPolicy", "outlierDetection"])
-                    .is_some_and(|od| !od.is_null())
-        });
+    // The rule every other client gets (PushContext.destinationRule: the service namespace's
+    // exported rules, else the root namespace's; see FG113).
+    let rules = world.destination_rules(&host);
+    let rules: Vec<&Value> = rules.iter().map(|r| r.as_ref()).collect();
+    let index = crate::istio::destination_rule::Index::new(
+        &rules,
+        &cx.config.mesh,
+        &cx.config.scope.root_namespace,
+        &cx.config.cluster.cluster_domain,
+    );
+    let protected = index.for_other_namespaces(&host, ns).is_some_and(|rule| {
+        fg101_fixes
+            || rule
+                .traffic_policy
+                .as_ref()
+                .and_then(|p| p.field("outlierDetection"))
+                .is_some_and(|od| !od.is_null())
+    });
     let mut missing = Vec::new();
     if !protected {
         missing.push("DestinationRule with outlierDetection");

@@ -123,7 +123,9 @@ pub(crate) fn at_remote_gateway(se: &Value, cx: &Context<'_>) -> bool {
 /// entry for a Service of its own namespace (pilot/pkg/serviceregistry/aggregate merges
 /// services of one hostname and namespace; endpoints join by port name).
 fn merges_with_service(se: &Value, cx: &Context<'_>) -> bool {
-    local_services(se, cx).any(|s| s.namespace == cx.subject.namespace) && is_failover_entry(se, cx)
+    local_services(se, cx).any(|s| {
+        crate::istio::entry_merges_into_service(se, &cx.subject.namespace, s.host, s.namespace)
+    }) && is_failover_entry(se, cx)
 }
 
 /// Whether every endpoint address is one Istio's validation accepts with resolution STATIC

@@ -10,7 +10,6 @@ use std::{
     time::Instant,
 };
 
-use arc_swap::ArcSwap;
 use axum::{
     Router,
     body::Bytes,
@@ -24,7 +23,6 @@ use tower::ServiceBuilder;
 
 use crate::{
     admission::{self, Decision, Reviewed, Webhook},
-    config::Config,
     metrics::{Metrics, RequestLabels, RuleLabels, WebhookLabels},
     world::World,
 };
@@ -34,12 +32,8 @@ pub const BODY_LIMIT: usize = 6 * 1024 * 1024;
 
 /// What the handlers share.
 pub struct AppState {
-    /// The configuration the rules use: the file's, with discovered remotes merged in.
-    pub config: ArcSwap<Config>,
-    /// The configuration file as loaded (what discovery and reloads start from).
-    pub base: Arc<ArcSwap<Config>>,
-    /// Remote discovery, when configured.
-    pub remotes: Option<Arc<crate::remotes::Remotes>>,
+    /// The configuration in force (file, mesh config, discovered remotes).
+    pub in_force: Arc<crate::inforce::InForce>,
     pub world: Option<Arc<dyn World>>,
     pub metrics: Arc<Metrics>,
     /// Set when SIGTERM arrived: /readyz answers 503 from then on.
@@ -50,33 +44,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Takes a new configuration file: stored as the base, and merged with what discovery
-    /// knows for the rules.
-    pub fn set_base(&self, config: Config) {
-        self.base.store(Arc::new(config));
-        self.refresh();
-    }
-
-    /// Re-merges the base configuration with the latest discovered remotes.
-    pub fn refresh(&self) {
-        let base = self.base.load();
-        let effective = match &self.remotes {
-            Some(remotes) => base.with_discovered(&remotes.snapshot()),
-            None => (**base).clone(),
-        };
-        self.config.store(Arc::new(effective));
-    }
-
     pub fn new(
-        config: Config,
+        in_force: Arc<crate::inforce::InForce>,
         world: Option<Arc<dyn World>>,
         metrics: Arc<Metrics>,
         record_dir: Option<PathBuf>,
     ) -> Self {
         Self {
-            base: Arc::new(ArcSwap::from_pointee(config.clone())),
-            config: ArcSwap::from_pointee(config),
-            remotes: None,
+            in_force,
             world,
             metrics,
             draining: AtomicBool::new(false),
@@ -174,11 +149,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             .as_ref()
             .map_or_else(|| "none".to_owned(), |w| w.describe());
         let remotes = state
-            .remotes
-            .as_ref()
+            .in_force
+            .remotes()
             .map(|r| format!("remotes: {}\n", r.describe()))
             .unwrap_or_default();
-        (StatusCode::OK, format!("ok\nworld: {world}\n{remotes}")).into_response()
+        let mesh = state.in_force.current().mesh_source();
+        (StatusCode::OK, format!("ok\nworld: {world}\n{remotes}{mesh}\n")).into_response()
     }
 }
 
@@ -230,7 +206,7 @@ fn answer(state: &AppState, webhook: Webhook, body: Result<Bytes, BytesRejection
         record(state, dir, webhook, &body);
     }
     metrics.in_flight.inc();
-    let config = state.config.load();
+    let config = state.in_force.load();
     // Until the world is synced, cross-object rules stay silent rather than guess.
     let world = state.world.as_deref().filter(|w| w.is_ready());
     let result = admission::review(&body, webhook, &config, world);

@@ -69,7 +69,7 @@ pub struct RemoteSetup {
 /// Serves until `shutdown` completes, then drains and returns.
 pub async fn run(
     options: Options,
-    config: Config,
+    in_force: Arc<crate::inforce::InForce>,
     world: Option<Arc<dyn World>>,
     remote_setup: Option<RemoteSetup>,
     metrics: Arc<Metrics>,
@@ -77,16 +77,12 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let serving = Arc::new(ServingCert::load(options.cert.clone())?);
     let acceptor = TlsAcceptor::from(serving.server_config()?);
-    let mut state = AppState::new(
-        with_exclusions(config, &options.extra_excluded),
+    let state = Arc::new(AppState::new(
+        in_force.clone(),
         world.clone(),
         metrics.clone(),
         options.record_dir.clone(),
-    );
-    if remote_setup.is_some() {
-        state.remotes = Some(Arc::new(crate::remotes::Remotes::default()));
-    }
-    let state = Arc::new(state);
+    ));
 
     let bind = |addr| async move {
         TcpListener::bind(addr)
@@ -116,15 +112,15 @@ pub async fn run(
         ));
     }
 
-    if let (Some(setup), Some(remotes)) = (remote_setup, state.remotes.clone()) {
+    if let (Some(setup), Some(remotes)) = (remote_setup, in_force.remotes().cloned()) {
         background.spawn(crate::remotes::supervise(
             setup.local.clone(),
-            state.base.clone(),
+            in_force.file(),
             metrics.clone(),
             remotes.clone(),
         ));
         // Every change a remote reports reaches the rules' configuration.
-        let follower = state.clone();
+        let follower = in_force.clone();
         let mut changes = remotes.subscribe();
         background.spawn(async move {
             while changes.changed().await.is_ok() {
@@ -134,7 +130,7 @@ pub async fn run(
         if let (true, Some(client)) = (setup.reconcile, setup.local) {
             background.spawn(crate::reconcile::run(
                 client,
-                state.clone(),
+                in_force.clone(),
                 remotes,
                 world,
                 metrics.clone(),
@@ -291,7 +287,7 @@ async fn watch_config(
         last = Some(current);
         match parsed {
             Ok(config) => {
-                state.set_base(with_exclusions(config, &extra_excluded));
+                state.in_force.set_file(with_exclusions(config, &extra_excluded));
                 state.metrics.reload("config", true);
                 tracing::info!(path = %path.display(), "configuration reloaded");
             }

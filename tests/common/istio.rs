@@ -72,6 +72,15 @@ pub fn mesh(config: &Config) -> Value {
     })
 }
 
+/// The mesh config of a configuration as the harness takes it (YAML; JSON is YAML), or empty
+/// for Istio's defaults.
+pub fn mesh_config(config: &Config) -> String {
+    match config.mesh.origin() {
+        Some(_) => serde_json::to_string(config.mesh.raw()).expect("mesh config"),
+        None => String::new(),
+    }
+}
+
 /// Runs a batch of cases through the harness; one result per case, in order.
 pub fn run(harness: &PathBuf, cases: &[Value]) -> Vec<Value> {
     let mut child = Command::new(harness)

@@ -400,16 +400,29 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
         select(vec!["reviews", "reviews.bookinfo.svc.cluster.local"]),
         sim_policy(),
         sim_subsets(),
-        option::of(select(vec![vec!["."], vec!["*"]])),
+        option::of(select(vec![
+            vec!["."],
+            vec!["*"],
+            vec!["default"],
+            vec!["bookinfo", "default"],
+        ])),
+        // Two rules of one namespace merge (or not, by exportTo); a written creation time
+        // orders them instead of the input order.
+        select(vec!["", "", "-b"]),
+        option::of(select(vec!["2025-06-01T00:00:00Z", "2027-01-01T00:00:00Z"])),
     )
-        .prop_map(|(ns, host, policy, subsets, export)| {
+        .prop_map(|(ns, host, policy, subsets, export, suffix, created)| {
             let host = if ns == "bookinfo" {
                 host
             } else {
                 "reviews.bookinfo.svc.cluster.local"
             };
             json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-            "metadata": {"name": format!("reviews-{ns}"), "namespace": ns},
+            "metadata": object(vec![
+                ("name", Some(json!(format!("reviews-{ns}{suffix}")))),
+                ("namespace", Some(json!(ns))),
+                ("creationTimestamp", created.map(|c| json!(c))),
+            ]),
             "spec": object(vec![
                 ("host", Some(json!(host))),
                 ("trafficPolicy", policy),
@@ -425,17 +438,28 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
         option::of(select(vec!["network-b", "network-a"])),
         option::of(1u32..4),
         option::of(Just("reviews")),
+        // The locality as the topology.istio.io/locality label (dots for slashes) instead.
+        any::<bool>(),
     )
         .prop_map(
-            |(address, locality, version, tls, network, weight, account)| {
-                let labels = endpoint_labels(version, tls);
+            |(address, locality, version, tls, network, weight, account, as_label)| {
+                let mut labels = endpoint_labels(version, tls);
+                if as_label && !locality.is_empty() {
+                    labels.insert(
+                        "topology.istio.io/locality".into(),
+                        json!(locality.replace('/', ".")),
+                    );
+                }
                 object(vec![
                     ("address", Some(json!(address))),
                     (
                         "ports",
                         Some(json!({"http": 15443, "web": 15443, "grpc": 15443})),
                     ),
-                    ("locality", (!locality.is_empty()).then(|| json!(locality))),
+                    (
+                        "locality",
+                        (!locality.is_empty() && !as_label).then(|| json!(locality)),
+                    ),
                     (
                         "labels",
                         (!labels.is_empty()).then(|| Value::Object(labels)),
@@ -491,6 +515,22 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
         }
         objects
     })
+}
+
+/// Mesh configs pilot may run with (the `istio` ConfigMap's `mesh`), for the differential
+/// test: `None` is Istio's defaults.
+pub fn mesh_variant() -> impl Strategy<Value = Option<&'static str>> {
+    select(vec![
+        None,
+        None,
+        Some("localityLbSetting: {enabled: false}"),
+        Some("localityLbSetting: {failover: [{from: europe-west1, to: us-east1}]}"),
+        Some("localityLbSetting: {failoverPriority: [topology.istio.io/network, topology.kubernetes.io/region]}"),
+        Some("localityLbSetting: {distribute: [{from: \"europe-west1/*\", to: {\"europe-west1/*\": 80, \"europe-west4/*\": 20}}]}"),
+        Some("defaultDestinationRuleExportTo: [\".\"]"),
+        Some("enableAutoMtls: false"),
+        Some("rootNamespace: default"),
+    ])
 }
 
 /// Sets of objects around one host, in a random admission order, for the property that no set

@@ -36,6 +36,7 @@ import (
 	"istio.io/istio/pilot/test/xds"
 	istiocluster "istio.io/istio/pkg/cluster"
 	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/config/mesh"
 	"istio.io/istio/pkg/config/mesh/meshwatcher"
 	"istio.io/istio/pkg/config/schema/collections"
 	"istio.io/istio/pkg/config/schema/resource"
@@ -69,6 +70,9 @@ type Case struct {
 	// Leave out of pilot the Istio objects Istio's validation rejects, as istiod's
 	// validating webhook would have: the traffic question is then about what a cluster admits.
 	DropInvalid bool `json:"dropInvalid"`
+	// MeshConfig is the mesh config as YAML (the istio ConfigMap's data.mesh), applied over
+	// Istio's defaults as istiod applies it (mesh.ApplyMeshConfigDefaults); empty: the defaults.
+	MeshConfig string `json:"meshConfig"`
 }
 
 // Mesh is this cluster and the remote clusters, as failover-guard's config names them.
@@ -360,7 +364,16 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 		}
 	}
 	kube, synthesized, expected := synthesizeWorkloads(c.Mesh, configs, kube)
+	meshConfig := mesh.DefaultMeshConfig()
+	if c.MeshConfig != "" {
+		m, err := mesh.ApplyMeshConfigDefaults(c.MeshConfig)
+		if err != nil {
+			t.Fatalf("mesh config: %v", err)
+		}
+		meshConfig = m
+	}
 	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
+		MeshConfig:         meshConfig,
 		DefaultClusterName: clusterIDOf(c.Mesh),
 		Configs:            configs,
 		KubernetesObjects:  kube,

@@ -100,7 +100,11 @@ pub struct ServeArgs {
     pub mesh_config: Option<PathBuf>,
     /// The mesh ConfigMap to watch, NAMESPACE/NAME (a revisioned control plane reads
     /// istio-<revision>); `none` keeps Istio's defaults. Needs cluster credentials.
-    #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIGMAP", default_value = "istio-system/istio")]
+    #[arg(
+        long,
+        env = "FAILOVER_GUARD_MESH_CONFIGMAP",
+        default_value = "istio-system/istio"
+    )]
     pub mesh_configmap: String,
     /// Serving certificate (PEM, leaf first; a chain is accepted). Reloaded when it changes.
     #[arg(long, env = "FAILOVER_GUARD_TLS_CERT", requires = "tls_key")]

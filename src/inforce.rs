@@ -128,7 +128,12 @@ mod tests {
         let current = in_force.current();
         assert_eq!(current.scope.root_namespace, "istio-config");
         assert_eq!(current.mesh.origin(), Some("cm"));
-        assert!(current.warnings().iter().any(|w| w.contains("istio-config")));
+        assert!(
+            current
+                .warnings()
+                .iter()
+                .any(|w| w.contains("istio-config"))
+        );
         // A new file keeps the mesh config.
         in_force.set_file(Config::example());
         assert_eq!(in_force.current().scope.root_namespace, "istio-config");

@@ -121,14 +121,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mesh_file_given = args.mesh_config.is_some();
     let in_force = InForce::new(
-        server::with_exclusions(config.clone(), &args.namespace.iter().cloned().collect::<Vec<_>>()),
+        server::with_exclusions(
+            config.clone(),
+            &args.namespace.iter().cloned().collect::<Vec<_>>(),
+        ),
         mesh,
     );
-    let in_force = Arc::new(if config.discovery.source == config::DiscoverySource::None {
-        in_force
-    } else {
-        in_force.with_remotes(Arc::new(failover_guard::remotes::Remotes::default()))
-    });
+    let in_force = Arc::new(
+        if config.discovery.source == config::DiscoverySource::None {
+            in_force
+        } else {
+            in_force.with_remotes(Arc::new(failover_guard::remotes::Remotes::default()))
+        },
+    );
     let current = in_force.current();
     tracing::info!("{}", current.mesh_source());
     for warning in current.warnings() {

@@ -57,7 +57,6 @@ pub struct Input {
 
 pub use crate::report::{InputError, Located, Report};
 
-
 /// Splits text into YAML documents at `---` lines (and `...` end markers), keeping each
 /// document's exact text and first line.
 pub fn split_documents(text: &str) -> (Vec<(usize, String, String)>, String) {

@@ -433,3 +433,114 @@ spec: {host: skipped}
     let (_, exposition) = server.probe("/metrics");
     common::check_monitoring_against(&exposition);
 }
+
+/// The mesh config is an input pilot reads, so the webhook follows it: `serve` watches the
+/// `istio` ConfigMap on the real API server, and a change there changes what an admission
+/// writes (FG116: with locality load balancing off mesh-wide, a failover DestinationRule gets
+/// its own `localityLbSetting`), and a deletion brings Istio's defaults back.
+#[test]
+fn the_mesh_configmap_changes_the_verdict() {
+    let Some(plane) = ControlPlane::start() else {
+        return;
+    };
+    plane.install_istio_crds();
+    for ns in ["bookinfo", "istio-system"] {
+        assert!(plane.kubectl(&["create", "namespace", ns]).status.success());
+    }
+    let kubeconfig = plane.kubeconfig.display().to_string();
+    let server = Server::start(None, &["--world", "cluster", "--kubeconfig", &kubeconfig]);
+    plane.register_webhooks(server.port, &server.ca_pem);
+    let rule = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}
+";
+    let dry_run = || -> Value {
+        let out = plane.apply(rule, &["--dry-run=server", "-o", "json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let locality = |object: &Value| {
+        object["spec"]["trafficPolicy"]["loadBalancer"]["localityLbSetting"].clone()
+    };
+    let until = |what: &str, accept: &dyn Fn(&Value) -> bool| -> Value {
+        let started = Instant::now();
+        loop {
+            let object = dry_run();
+            if accept(&object) {
+                return object;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{what}: {object:#}\nreadyz: {}",
+                server.probe("/readyz").1
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    // No ConfigMap: Istio's defaults, locality load balancing on; nothing to add.
+    let before = dry_run();
+    assert!(locality(&before).is_null(), "{before:#}");
+    assert!(
+        server.probe("/readyz").1.contains("Istio's defaults"),
+        "{}",
+        server.probe("/readyz").1
+    );
+
+    // The mesh turns it off: the same rule now gets localityLbSetting {enabled: true}.
+    let configmap = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    localityLbSetting:
+      enabled: false
+";
+    let out = plane.apply(configmap, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let after = until("FG116 after the ConfigMap turned locality off", &|o| {
+        locality(o) == serde_json::json!({"enabled": true})
+    });
+    assert!(
+        after["metadata"]["annotations"]["failover-guard.io/mutated"]
+            .as_str()
+            .is_some_and(|m| m.contains("FG116")),
+        "{after:#}"
+    );
+    assert!(
+        server
+            .probe("/readyz")
+            .1
+            .contains("mesh config: ConfigMap istio-system/istio"),
+        "{}",
+        server.probe("/readyz").1
+    );
+
+    // A broken mesh config is refused and the previous one stays in force.
+    let broken = configmap.replace("enabled: false", "enabled: [no]");
+    assert!(plane.apply(&broken, &[]).status.success());
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(locality(&dry_run()), serde_json::json!({"enabled": true}));
+    let (_, metrics) = server.probe("/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("mesh-config") && l.contains("error") && !l.ends_with(" 0")),
+        "a rejected mesh config is counted: {metrics}"
+    );
+
+    // Deleted: Istio's defaults again.
+    assert!(
+        plane
+            .kubectl(&["delete", "configmap", "istio", "-n", "istio-system"])
+            .status
+            .success()
+    );
+    until("defaults after the ConfigMap was deleted", &|o| {
+        locality(o).is_null()
+    });
+}

@@ -773,15 +773,24 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
     let mut inputs = Vec::new();
     let mut meshes: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..sets {
-        let objects = strategies::traffic_case()
+        let mut objects = strategies::traffic_case()
             .new_tree(&mut runner)
             .unwrap()
             .current();
+        // A second host whose clusters the mesh config decides.
+        objects.extend(
+            strategies::mesh_spine()
+                .new_tree(&mut runner)
+                .unwrap()
+                .current(),
+        );
         let mesh = strategies::mesh_variant()
             .new_tree(&mut runner)
             .unwrap()
             .current();
-        *meshes.entry(mesh.unwrap_or("defaults").to_owned()).or_default() += 1;
+        *meshes
+            .entry(mesh.unwrap_or("defaults").to_owned())
+            .or_default() += 1;
         let config = match mesh {
             Some(text) => example.with_mesh(
                 failover_guard::istio::mesh::MeshConfig::parse(text, "generated").unwrap(),

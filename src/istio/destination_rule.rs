@@ -113,7 +113,6 @@ impl Level {
     }
 }
 
-
 /// Every policy level present in a DestinationRule, the top level listed even when absent:
 /// the places pilot resolves a policy from (see [`effective_policy`]).
 pub fn policy_levels(dr: &Value) -> Vec<Level> {
@@ -153,7 +152,6 @@ pub fn policy_levels(dr: &Value) -> Vec<Level> {
     }
     out
 }
-
 
 /// The `exportTo` of an object as written, as a set (empty: not written, the mesh default).
 pub fn export_set(object: &Value) -> BTreeSet<String> {
@@ -259,7 +257,8 @@ impl Table {
         for existing in list.iter_mut() {
             if rule.export_to == existing.export_to {
                 separately = false;
-            } else if !existing.export_to.is_empty() && rule.export_to.is_superset(&existing.export_to)
+            } else if !existing.export_to.is_empty()
+                && rule.export_to.is_superset(&existing.export_to)
             {
                 separately = true;
             } else {
@@ -321,7 +320,12 @@ fn creation_key(object: &Value, position: usize) -> i64 {
 
 impl Index {
     /// setDestinationRules over `objects` (DestinationRules among them, in creation order).
-    pub fn new(objects: &[&Value], mesh: &MeshConfig, root_namespace: &str, cluster_domain: &str) -> Self {
+    pub fn new(
+        objects: &[&Value],
+        mesh: &MeshConfig,
+        root_namespace: &str,
+        cluster_domain: &str,
+    ) -> Self {
         let mut rules: Vec<(usize, Rule<'_>)> = objects
             .iter()
             .enumerate()
@@ -331,7 +335,11 @@ impl Index {
                     .filter(|n| !n.is_empty())
                     .unwrap_or("default")
                     .to_owned();
-                let host = fqdn(o.path(&["spec", "host"])?.as_str()?, &namespace, cluster_domain);
+                let host = fqdn(
+                    o.path(&["spec", "host"])?.as_str()?,
+                    &namespace,
+                    cluster_domain,
+                );
                 let selector = o.path(&["spec", "workloadSelector"]).map(|s| {
                     s.field("matchLabels")
                         .and_then(Value::as_object)
@@ -371,7 +379,8 @@ impl Index {
                 .cmp(&a.selector.is_some())
                 .then(creation_key(a.object, *i).cmp(&creation_key(b.object, *j)))
                 .then_with(|| {
-                    str_at(a.object, &["metadata", "name"]).cmp(&str_at(b.object, &["metadata", "name"]))
+                    str_at(a.object, &["metadata", "name"])
+                        .cmp(&str_at(b.object, &["metadata", "name"]))
                 })
                 .then_with(|| a.namespace.cmp(&b.namespace))
         });
@@ -409,7 +418,9 @@ impl Index {
             .into_iter()
             .flatten()
             .filter(|r| {
-                r.export_to.is_empty() || r.export_to.contains("*") || r.export_to.contains(client_ns)
+                r.export_to.is_empty()
+                    || r.export_to.contains("*")
+                    || r.export_to.contains(client_ns)
             })
             .collect()
     }
@@ -492,16 +503,10 @@ pub fn policy_shadowed_by(
     root_namespace: &str,
     cluster_domain: &str,
 ) -> Vec<String> {
-    let Some(subject_rule) = rules
-        .iter()
-        .find(|r| qualified_name(r) == subject)
-    else {
+    let Some(subject_rule) = rules.iter().find(|r| qualified_name(r) == subject) else {
         return Vec::new();
     };
-    let Some(host) = subject_rule
-        .path(&["spec", "host"])
-        .and_then(Value::as_str)
-    else {
+    let Some(host) = subject_rule.path(&["spec", "host"]).and_then(Value::as_str) else {
         return Vec::new();
     };
     let namespace = subject.split_once('/').map_or("default", |(ns, _)| ns);
@@ -512,7 +517,11 @@ pub fn policy_shadowed_by(
         .iter()
         .filter(|c| c.names.iter().any(|n| n == subject))
         .collect();
-    if joined.is_empty() || joined.iter().any(|c| c.policy_from.as_deref() == Some(subject)) {
+    if joined.is_empty()
+        || joined
+            .iter()
+            .any(|c| c.policy_from.as_deref() == Some(subject))
+    {
         return Vec::new();
     }
     let mut out: Vec<String> = joined
@@ -614,35 +623,65 @@ mod tests {
 
     #[test]
     fn rules_of_one_namespace_merge_and_the_oldest_policy_wins() {
-        let a = dr("bookinfo", "a", json!({"trafficPolicy": {"tls": {"mode": "DISABLE"}}, "subsets": [{"name": "v1"}]}));
-        let b = dr("bookinfo", "b", json!({"trafficPolicy": {"outlierDetection": {}}, "subsets": [{"name": "v2"}]}));
+        let a = dr(
+            "bookinfo",
+            "a",
+            json!({"trafficPolicy": {"tls": {"mode": "DISABLE"}}, "subsets": [{"name": "v1"}]}),
+        );
+        let b = dr(
+            "bookinfo",
+            "b",
+            json!({"trafficPolicy": {"outlierDetection": {}}, "subsets": [{"name": "v2"}]}),
+        );
         let idx = index(&[&a, &b], &MeshConfig::default());
-        let got = idx.for_sidecar("other", &BTreeMap::new(), HOST, "bookinfo").unwrap();
+        let got = idx
+            .for_sidecar("other", &BTreeMap::new(), HOST, "bookinfo")
+            .unwrap();
         assert_eq!(got.names, ["bookinfo/a", "bookinfo/b"]);
         assert_eq!(got.policy_from.as_deref(), Some("bookinfo/a"));
         assert_eq!(got.subsets.len(), 2);
         assert_eq!(
-            policy_shadowed_by(&[&a, &b], "bookinfo/b", &MeshConfig::default(), "istio-system", "svc.cluster.local"),
+            policy_shadowed_by(
+                &[&a, &b],
+                "bookinfo/b",
+                &MeshConfig::default(),
+                "istio-system",
+                "svc.cluster.local"
+            ),
             ["bookinfo/a"]
         );
         // A written creationTimestamp decides, not the input order.
         let mut b_old = b.clone();
         b_old["metadata"]["creationTimestamp"] = json!("2020-01-01T00:00:00Z");
         let idx = index(&[&a, &b_old], &MeshConfig::default());
-        let got = idx.for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo").unwrap();
+        let got = idx
+            .for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo")
+            .unwrap();
         assert_eq!(got.policy_from.as_deref(), Some("bookinfo/b"));
     }
 
     #[test]
     fn different_export_sets_stay_apart_and_the_last_catch_all_wins() {
-        let a = dr("bookinfo", "a", json!({"trafficPolicy": {"tls": {"mode": "DISABLE"}}}));
-        let b = dr("bookinfo", "b", json!({"exportTo": ["."], "trafficPolicy": {"outlierDetection": {}}}));
+        let a = dr(
+            "bookinfo",
+            "a",
+            json!({"trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+        );
+        let b = dr(
+            "bookinfo",
+            "b",
+            json!({"exportTo": ["."], "trafficPolicy": {"outlierDetection": {}}}),
+        );
         let idx = index(&[&a, &b], &MeshConfig::default());
         // In bookinfo both are separate entries; the sidecar takes the last without selector.
-        let own = idx.for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo").unwrap();
+        let own = idx
+            .for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo")
+            .unwrap();
         assert_eq!(own.names, ["bookinfo/b"]);
         // Elsewhere only a is exported.
-        let other = idx.for_sidecar("default", &BTreeMap::new(), HOST, "bookinfo").unwrap();
+        let other = idx
+            .for_sidecar("default", &BTreeMap::new(), HOST, "bookinfo")
+            .unwrap();
         assert_eq!(other.names, ["bookinfo/a"]);
     }
 
@@ -652,16 +691,21 @@ mod tests {
         let root = dr("istio-system", "r", json!({"host": HOST}));
         let service = dr("bookinfo", "s", json!({}));
         let idx = index(&[&client, &root, &service], &MeshConfig::default());
-        let names = |ns: &str| idx.for_sidecar(ns, &BTreeMap::new(), HOST, "bookinfo").map(|c| c.names.clone());
+        let names = |ns: &str| {
+            idx.for_sidecar(ns, &BTreeMap::new(), HOST, "bookinfo")
+                .map(|c| c.names.clone())
+        };
         assert_eq!(names("default"), Some(vec!["default/c".to_owned()]));
         assert_eq!(names("prod"), Some(vec!["bookinfo/s".to_owned()]));
         assert_eq!(
-            idx.for_other_namespaces(HOST, "bookinfo").map(|c| c.names.clone()),
+            idx.for_other_namespaces(HOST, "bookinfo")
+                .map(|c| c.names.clone()),
             Some(vec!["bookinfo/s".to_owned()])
         );
         let idx = index(&[&client, &root], &MeshConfig::default());
         assert_eq!(
-            idx.for_sidecar("prod", &BTreeMap::new(), HOST, "bookinfo").map(|c| c.names.clone()),
+            idx.for_sidecar("prod", &BTreeMap::new(), HOST, "bookinfo")
+                .map(|c| c.names.clone()),
             Some(vec!["istio-system/r".to_owned()])
         );
     }
@@ -671,38 +715,73 @@ mod tests {
         let service = dr("bookinfo", "s", json!({}));
         let mesh = MeshConfig::parse("defaultDestinationRuleExportTo: [\".\"]", "m").unwrap();
         let idx = index(&[&service], &mesh);
-        assert!(idx.for_sidecar("prod", &BTreeMap::new(), HOST, "bookinfo").is_none());
-        assert!(idx.for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo").is_some());
+        assert!(
+            idx.for_sidecar("prod", &BTreeMap::new(), HOST, "bookinfo")
+                .is_none()
+        );
+        assert!(
+            idx.for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo")
+                .is_some()
+        );
     }
 
     #[test]
     fn wildcards_match_the_most_specific() {
         let broad = dr("bookinfo", "broad", json!({"host": "*.cluster.local"}));
-        let narrow = dr("bookinfo", "narrow", json!({"host": "*.bookinfo.svc.cluster.local"}));
+        let narrow = dr(
+            "bookinfo",
+            "narrow",
+            json!({"host": "*.bookinfo.svc.cluster.local"}),
+        );
         let idx = index(&[&broad, &narrow], &MeshConfig::default());
-        let got = idx.for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo").unwrap();
+        let got = idx
+            .for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo")
+            .unwrap();
         assert_eq!(got.names, ["bookinfo/narrow"]);
     }
 
     #[test]
     fn selector_rules_apply_to_matching_sidecars_of_their_namespace() {
-        let sel = dr("bookinfo", "sel", json!({"workloadSelector": {"matchLabels": {"app": "a"}}}));
+        let sel = dr(
+            "bookinfo",
+            "sel",
+            json!({"workloadSelector": {"matchLabels": {"app": "a"}}}),
+        );
         let all = dr("bookinfo", "all", json!({}));
         let idx = index(&[&all, &sel], &MeshConfig::default());
         let labels = BTreeMap::from([("app".to_owned(), "a".to_owned())]);
-        assert_eq!(idx.for_sidecar("bookinfo", &labels, HOST, "bookinfo").unwrap().names, ["bookinfo/sel"]);
-        assert_eq!(idx.for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo").unwrap().names, ["bookinfo/all"]);
+        assert_eq!(
+            idx.for_sidecar("bookinfo", &labels, HOST, "bookinfo")
+                .unwrap()
+                .names,
+            ["bookinfo/sel"]
+        );
+        assert_eq!(
+            idx.for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo")
+                .unwrap()
+                .names,
+            ["bookinfo/all"]
+        );
     }
 
     #[test]
     fn a_port_level_entry_replaces_the_policy_and_a_subset_overrides_fields() {
-        let a = dr("bookinfo", "a", json!({
+        let a = dr(
+            "bookinfo",
+            "a",
+            json!({
             "trafficPolicy": {"outlierDetection": {}, "tls": {"mode": "ISTIO_MUTUAL"},
                 "portLevelSettings": [{"port": {"number": 9080}, "tls": {"mode": "DISABLE"}}]},
-            "subsets": [{"name": "v1", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}}]}));
+            "subsets": [{"name": "v1", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}}]}),
+        );
         let idx = index(&[&a], &MeshConfig::default());
-        let rule = idx.for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo").unwrap();
-        assert_eq!(effective_policy(rule, "", 9080), Some(json!({"tls": {"mode": "DISABLE"}})));
+        let rule = idx
+            .for_sidecar("bookinfo", &BTreeMap::new(), HOST, "bookinfo")
+            .unwrap();
+        assert_eq!(
+            effective_policy(rule, "", 9080),
+            Some(json!({"tls": {"mode": "DISABLE"}}))
+        );
         assert_eq!(
             effective_policy(rule, "v1", 9090),
             Some(json!({"outlierDetection": {}, "tls": {"mode": "SIMPLE"},

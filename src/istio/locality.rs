@@ -37,7 +37,6 @@ pub fn lb_priority(client: &str, endpoint: &str) -> u32 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,8 +66,7 @@ impl MeshConfig {
             if mesh.trim().is_empty() {
                 Value::Object(Default::default())
             } else {
-                serde_yaml_ng::from_str(mesh)
-                    .map_err(|e| parse_err(format!("data.mesh: {e}")))?
+                serde_yaml_ng::from_str(mesh).map_err(|e| parse_err(format!("data.mesh: {e}")))?
             }
         } else {
             doc
@@ -104,10 +103,16 @@ impl MeshConfig {
             }
         }
         if let Some(lb) = self.raw.field("localityLbSetting") {
-            for key in lb.as_object().into_iter().flatten().map(|(k, _)| k) {
-                if !["enabled", "distribute", "failover", "failoverPriority"].contains(&key.as_str())
-                {
-                    return Err(format!("localityLbSetting has no field {key}"));
+            for (key, value) in lb.as_object().into_iter().flatten() {
+                let ok = match key.as_str() {
+                    "enabled" => value.is_boolean() || value.is_null(),
+                    "distribute" | "failover" | "failoverPriority" => {
+                        value.is_array() || value.is_null()
+                    }
+                    _ => return Err(format!("localityLbSetting has no field {key}")),
+                };
+                if !ok {
+                    return Err(format!("localityLbSetting.{key} has the wrong type"));
                 }
             }
         }
@@ -239,12 +244,19 @@ mod tests {
             ("kind: ConfigMap\ndata: {}", "no data.mesh"),
             ("kind: ConfigMap\ndata: {mesh: \"a: [\"}", "data.mesh"),
             ("[1, 2]", "is a map"),
-            ("localityLbSetting: true", "localityLbSetting has the wrong type"),
+            (
+                "localityLbSetting: true",
+                "localityLbSetting has the wrong type",
+            ),
             (
                 "localityLbSetting: {failovr: []}",
                 "localityLbSetting has no field failovr",
             ),
             ("enableAutoMtls: \"no\"", "enableAutoMtls"),
+            (
+                "localityLbSetting: {enabled: [no]}",
+                "localityLbSetting.enabled has the wrong type",
+            ),
             ("{", "mesh config m"),
         ] {
             let err = MeshConfig::parse(text, "m").unwrap_err().to_string();
@@ -255,9 +267,18 @@ mod tests {
     #[test]
     fn private_by_default_is_a_dot_in_the_default_list() {
         let m = |t: &str| MeshConfig::parse(t, "m").unwrap();
-        assert!(m("defaultDestinationRuleExportTo: [\".\"]").destination_rules_private_by_default());
-        assert!(m("defaultDestinationRuleExportTo: [\".\", \"*\"]").destination_rules_private_by_default());
-        assert!(!m("defaultDestinationRuleExportTo: [\"*\"]").destination_rules_private_by_default());
-        assert!(!m("defaultDestinationRuleExportTo: [other]").destination_rules_private_by_default());
+        assert!(
+            m("defaultDestinationRuleExportTo: [\".\"]").destination_rules_private_by_default()
+        );
+        assert!(
+            m("defaultDestinationRuleExportTo: [\".\", \"*\"]")
+                .destination_rules_private_by_default()
+        );
+        assert!(
+            !m("defaultDestinationRuleExportTo: [\"*\"]").destination_rules_private_by_default()
+        );
+        assert!(
+            !m("defaultDestinationRuleExportTo: [other]").destination_rules_private_by_default()
+        );
     }
 }

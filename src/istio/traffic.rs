@@ -21,9 +21,9 @@ use crate::object::Field as _;
 use super::{
     augment_labels,
     destination_rule::{Consolidated, Index, effective_policy},
+    entry_endpoint_labels, failover_priority, fqdn,
     locality::{lb_priority, locality_match, split},
     mesh::MeshConfig,
-    entry_endpoint_labels, failover_priority, fqdn,
 };
 use crate::{
     config::Config,
@@ -839,7 +839,12 @@ pub fn simulate<V: Borrow<Value>>(
             .filter(|s| hosts.is_empty() || hosts.contains(&s.host))
         {
             let rule = rules
-                .for_sidecar(&client.namespace, &proxy_labels, &service.host, &service.namespace)
+                .for_sidecar(
+                    &client.namespace,
+                    &proxy_labels,
+                    &service.host,
+                    &service.namespace,
+                )
                 .unwrap_or(&no_rule);
             let mut subsets: Vec<String> = vec![String::new()];
             subsets.extend(

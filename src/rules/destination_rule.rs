@@ -10,7 +10,6 @@ use serde_json::{Map, Value, json};
 
 use crate::object::Field as _;
 
-
 use super::{Context, Issue, Issues, Rule, Text};
 use crate::{
     config::Mode,
@@ -158,7 +157,10 @@ fn policy_partners(dr: &Value, cx: &Context<'_>) -> Vec<String> {
         .field_mut("metadata")
         .and_then(Value::as_object_mut)
     {
-        meta.insert("namespace".into(), Value::from(cx.subject.namespace.as_str()));
+        meta.insert(
+            "namespace".into(),
+            Value::from(cx.subject.namespace.as_str()),
+        );
     }
     let mut rules: Vec<&Value> = Vec::with_capacity(stored.len() + 1);
     let mut placed = false;
@@ -181,7 +183,10 @@ fn policy_partners(dr: &Value, cx: &Context<'_>) -> Vec<String> {
         &cx.config.cluster.cluster_domain,
     )
     .into_iter()
-    .map(|name| name.split_once('/').map_or(name.clone(), |(_, n)| n.to_owned()))
+    .map(|name| {
+        name.split_once('/')
+            .map_or(name.clone(), |(_, n)| n.to_owned())
+    })
     .collect()
 }
 
@@ -1542,7 +1547,9 @@ fn check_fg116(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
         if level.kind == LevelKind::Subset && !policy.is_some_and(|p| has(p, "loadBalancer")) {
             continue;
         }
-        if policy.is_some_and(|p| !p.is_object() || p.path(&["loadBalancer", "localityLbSetting"]).is_some()) {
+        if policy.is_some_and(|p| {
+            !p.is_object() || p.path(&["loadBalancer", "localityLbSetting"]).is_some()
+        }) {
             continue;
         }
         if policy

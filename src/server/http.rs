@@ -154,7 +154,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             .map(|r| format!("remotes: {}\n", r.describe()))
             .unwrap_or_default();
         let mesh = state.in_force.current().mesh_source();
-        (StatusCode::OK, format!("ok\nworld: {world}\n{remotes}{mesh}\n")).into_response()
+        (
+            StatusCode::OK,
+            format!("ok\nworld: {world}\n{remotes}{mesh}\n"),
+        )
+            .into_response()
     }
 }
 

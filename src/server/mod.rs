@@ -287,7 +287,9 @@ async fn watch_config(
         last = Some(current);
         match parsed {
             Ok(config) => {
-                state.in_force.set_file(with_exclusions(config, &extra_excluded));
+                state
+                    .in_force
+                    .set_file(with_exclusions(config, &extra_excluded));
                 state.metrics.reload("config", true);
                 tracing::info!(path = %path.display(), "configuration reloaded");
             }

@@ -525,12 +525,56 @@ pub fn mesh_variant() -> impl Strategy<Value = Option<&'static str>> {
         None,
         Some("localityLbSetting: {enabled: false}"),
         Some("localityLbSetting: {failover: [{from: europe-west1, to: us-east1}]}"),
-        Some("localityLbSetting: {failoverPriority: [topology.istio.io/network, topology.kubernetes.io/region]}"),
-        Some("localityLbSetting: {distribute: [{from: \"europe-west1/*\", to: {\"europe-west1/*\": 80, \"europe-west4/*\": 20}}]}"),
+        Some(
+            "localityLbSetting: {failoverPriority: [topology.istio.io/network, topology.kubernetes.io/region]}",
+        ),
+        Some(
+            "localityLbSetting: {distribute: [{from: \"europe-west1/*\", to: {\"europe-west1/*\": 80, \"europe-west4/*\": 20}}]}",
+        ),
         Some("defaultDestinationRuleExportTo: [\".\"]"),
         Some("enableAutoMtls: false"),
         Some("rootNamespace: default"),
     ])
+}
+
+/// A second host, `ratings`, whose Envoy clusters depend on the mesh config wherever it
+/// applies: a Service, failover endpoints in two remote localities, and a DestinationRule with
+/// outlier detection and no localityLbSetting, kept in the service's, the client's or the root
+/// namespace, with or without exportTo and a subset.
+pub fn mesh_spine() -> impl Strategy<Value = Vec<Value>> {
+    (
+        select(vec!["bookinfo", "bookinfo", "default", "istio-system"]),
+        option::of(select(vec![vec!["."], vec!["*"]])),
+        any::<bool>(),
+        option::of(Just("ISTIO_MUTUAL")),
+    )
+        .prop_map(|(ns, export, subset, tls)| {
+            let policy = object(vec![
+                ("outlierDetection", Some(json!({"consecutive5xxErrors": 5, "maxEjectionPercent": 100}))),
+                ("tls", tls.map(|t| json!({"mode": t}))),
+            ]);
+            vec![
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ratings", "namespace": "bookinfo"},
+                    "spec": {"selector": {"app": "ratings"}, "ports": [{"name": "http", "port": 9080}]}}),
+                json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                    "metadata": {"name": "ratings", "namespace": ns},
+                    "spec": object(vec![
+                        ("host", Some(json!("ratings.bookinfo.svc.cluster.local"))),
+                        ("trafficPolicy", Some(policy)),
+                        ("subsets", subset.then(|| json!([{"name": "v1", "labels": {"version": "v1"}}]))),
+                        ("exportTo", export.map(|e| json!(e))),
+                    ])}),
+                json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                    "metadata": {"name": "ratings-failover", "namespace": "bookinfo"},
+                    "spec": {"hosts": ["ratings.bookinfo.svc.cluster.local"], "location": "MESH_INTERNAL",
+                        "resolution": "STATIC", "ports": [{"number": 9080, "name": "http", "protocol": "HTTP"}],
+                        "endpoints": [
+                            {"address": "203.0.113.10", "ports": {"http": 15443}, "locality": "europe-west4/europe-west4-a",
+                             "labels": {"security.istio.io/tlsMode": "istio", "version": "v1"}},
+                            {"address": "198.51.100.7", "ports": {"http": 15443}, "locality": "us-east1/us-east1-b",
+                             "labels": {"security.istio.io/tlsMode": "istio", "version": "v1"}}]}}),
+            ]
+        })
 }
 
 /// Sets of objects around one host, in a random admission order, for the property that no set

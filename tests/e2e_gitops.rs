@@ -91,11 +91,27 @@ spec:
         Some(&config),
         &["--world", "cluster", "--kubeconfig", &kubeconfig],
     );
+    // The mesh turns locality load balancing off, so FG116's fix is in play too (and every
+    // DestinationRule example gets it beside its own).
+    let mesh = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    localityLbSetting: {enabled: false}
+";
+    assert!(plane.apply(mesh, &[]).status.success());
     let started = Instant::now();
-    while !server.probe("/readyz").1.contains("world: synced") {
+    while !server.probe("/readyz").1.contains("world: synced")
+        || !server
+            .probe("/readyz")
+            .1
+            .contains("ConfigMap istio-system/istio")
+    {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "world never synced"
+            "world never synced, or the mesh ConfigMap never read: {}",
+            server.probe("/readyz").1
         );
         std::thread::sleep(Duration::from_millis(100));
     }

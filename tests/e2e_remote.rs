@@ -193,6 +193,20 @@ spec:
         &[],
     ));
 
+    // PolicyReports, with the real wgpolicyk8s.io CRD.
+    let crd = common::shared_dir()
+        .join("policyreport")
+        .join("wgpolicyk8s.io_policyreports.yaml");
+    let out = local.kubectl(&["apply", "--server-side", "-f", &crd.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = local.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/policyreports.wgpolicyk8s.io",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
     let kubeconfig = local.kubeconfig.display().to_string();
     let server = Server::start(
         Some(CONFIG),
@@ -202,6 +216,8 @@ spec:
             "--kubeconfig",
             &kubeconfig,
             "--reconcile",
+            "--report-interval",
+            "1s",
         ],
     );
     eventually(60, "cluster-b discovered (readyz)", || {
@@ -264,6 +280,17 @@ spec:
         "{}",
         text(&out)
     );
+    // The PolicyReport loop judges by the same configuration in force as the webhook, the
+    // discovered remotes included: the stored entry's FG213 is in the namespace's report.
+    eventually(30, "FG213 in the bookinfo PolicyReport", || {
+        let report = local.get("policyreport", "bookinfo", "failover-guard")?;
+        report["results"]
+            .as_array()?
+            .iter()
+            .any(|r| r["rule"] == "FG213" && r["resources"][0]["name"] == "ratings-manual")
+            .then_some(())
+    })
+    .expect("FG213 reported");
 
     // The namespace opted in to a default AuthorizationPolicy has one (it had none).
     let policy = eventually(30, "the default AuthorizationPolicy", || {

@@ -585,6 +585,13 @@ fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     {
         return;
     }
+    // A bare `enabled: true` under a mesh config that turns locality off is FG116's to write
+    // at every level, so creating and re-applying a manifest are fixed by the same rules.
+    if cx.config.mesh.locality_lb_setting().is_none()
+        && dr.path(TOP) == Some(&json!({"enabled": true}))
+    {
+        return;
+    }
     for &level in levels(dr, cx) {
         let Some(policy) = level.get(dr).filter(|p| p.is_object()) else {
             continue;
@@ -1408,15 +1415,8 @@ fn check_fg113(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     }
     // Clients elsewhere get the service namespace's rule when one exists (and is exported to
     // them), else the root namespace's (the model's lookup): say which, when the world shows it.
-    let elsewhere = match cx.world.map(|w| w.destination_rules(host)) {
-        Some(rules) => {
-            let rules: Vec<&Value> = rules.iter().map(|r| r.as_ref()).collect();
-            let index = crate::istio::destination_rule::Index::new(
-                &rules,
-                &cx.config.mesh,
-                &cx.config.scope.root_namespace,
-                &cx.config.cluster.cluster_domain,
-            );
+    let elsewhere = match super::world_destination_rules(cx, host) {
+        Some(index) => {
             match index.for_other_namespaces(host, namespace) {
                 Some(rule) if rule.namespace == namespace => {
                     format!("clients elsewhere use the rule in {namespace}, not this one")

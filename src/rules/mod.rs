@@ -200,6 +200,22 @@ impl Issue {
     }
 }
 
+/// Pilot's DestinationRule index over the world's rules for one host, under the mesh config
+/// in force (the model's `Index`: what FG113 and FG3xx ask of it). `None` without a world.
+pub(crate) fn world_destination_rules(
+    cx: &Context<'_>,
+    host: &str,
+) -> Option<crate::istio::destination_rule::Index> {
+    let rules = cx.world?.destination_rules(host);
+    let rules: Vec<&Value> = rules.iter().map(|r| r.as_ref()).collect();
+    Some(crate::istio::destination_rule::Index::new(
+        &rules,
+        &cx.config.mesh,
+        &cx.config.scope.root_namespace,
+        &cx.config.cluster.cluster_domain,
+    ))
+}
+
 /// The east-west gateway namespaces an `exportTo` list of an object in `own` does not reach
 /// (FG112's and FG406's question).
 pub(crate) fn gateway_namespaces_outside<'c, S: AsRef<str>>(

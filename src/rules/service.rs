@@ -115,22 +115,18 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
         .is_none_or(|m| *m == Mode::Mutate);
     // The rule every other client gets (PushContext.destinationRule: the service namespace's
     // exported rules, else the root namespace's; see FG113).
-    let rules = world.destination_rules(&host);
-    let rules: Vec<&Value> = rules.iter().map(|r| r.as_ref()).collect();
-    let index = crate::istio::destination_rule::Index::new(
-        &rules,
-        &cx.config.mesh,
-        &cx.config.scope.root_namespace,
-        &cx.config.cluster.cluster_domain,
-    );
-    let protected = index.for_other_namespaces(&host, ns).is_some_and(|rule| {
-        fg101_fixes
-            || rule
-                .traffic_policy
-                .as_ref()
-                .and_then(|p| p.field("outlierDetection"))
-                .is_some_and(|od| !od.is_null())
-    });
+    let index = super::world_destination_rules(cx, &host);
+    let protected = index
+        .as_ref()
+        .and_then(|index| index.for_other_namespaces(&host, ns))
+        .is_some_and(|rule| {
+            fg101_fixes
+                || rule
+                    .traffic_policy
+                    .as_ref()
+                    .and_then(|p| p.field("outlierDetection"))
+                    .is_some_and(|od| !od.is_null())
+        });
     let mut missing = Vec::new();
     if !protected {
         missing.push("DestinationRule with outlierDetection");

@@ -326,7 +326,7 @@ impl Index {
         root_namespace: &str,
         cluster_domain: &str,
     ) -> Self {
-        let mut rules: Vec<(usize, Rule<'_>)> = objects
+        let mut rules: Vec<(i64, Rule<'_>)> = objects
             .iter()
             .enumerate()
             .filter(|(_, o)| is_destination_rule(o))
@@ -359,7 +359,7 @@ impl Index {
                     str_at(o, &["metadata", "name"]).unwrap_or("")
                 );
                 Some((
-                    i,
+                    creation_key(o, i),
                     Rule {
                         object: o,
                         host,
@@ -373,11 +373,11 @@ impl Index {
             .collect();
         // sortConfigBySelectorAndCreationTime: rules with a selector first, then by creation
         // time, name, namespace.
-        rules.sort_by(|(i, a), (j, b)| {
+        rules.sort_by(|(created_a, a), (created_b, b)| {
             b.selector
                 .is_some()
                 .cmp(&a.selector.is_some())
-                .then(creation_key(a.object, *i).cmp(&creation_key(b.object, *j)))
+                .then(created_a.cmp(created_b))
                 .then_with(|| {
                     str_at(a.object, &["metadata", "name"])
                         .cmp(&str_at(b.object, &["metadata", "name"]))

@@ -151,14 +151,22 @@ impl MeshConfig {
     /// nor the Service's traffic distribution sets one (loadbalancer.GetEffectiveLbSetting,
     /// `meshLocality`). `None`: locality load balancing is off mesh-wide
     /// (`enabled: false`). Default: `{enabled: true}` (DefaultMeshConfig).
-    pub fn locality_lb_setting(&self) -> Option<Value> {
+    pub fn locality_lb_setting(&self) -> Option<&Value> {
+        static DEFAULT: std::sync::LazyLock<Value> =
+            std::sync::LazyLock::new(|| serde_json::json!({"enabled": true}));
         match self.raw.field("localityLbSetting").filter(|v| !v.is_null()) {
             Some(setting) if setting.field("enabled").and_then(Value::as_bool) == Some(false) => {
                 None
             }
-            Some(setting) => Some(setting.clone()),
-            None => Some(serde_json::json!({"enabled": true})),
+            Some(setting) => Some(setting),
+            None => Some(&DEFAULT),
         }
+    }
+
+    /// Whether the mesh config turns locality load balancing off everywhere no
+    /// DestinationRule or traffic distribution sets it.
+    pub fn locality_lb_disabled(&self) -> bool {
+        self.locality_lb_setting().is_none()
     }
 
     /// Whether the mesh sets `zoneAwareLbSetting`, which pilot prefers to the mesh's
@@ -223,7 +231,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             bare.locality_lb_setting(),
-            Some(json!({"failover": [{"from": "us-east", "to": "us-west"}]}))
+            Some(&json!({"failover": [{"from": "us-east", "to": "us-west"}]}))
         );
     }
 
@@ -231,11 +239,12 @@ mod tests {
     fn defaults_are_istios() {
         let mesh = MeshConfig::default();
         assert_eq!(mesh.origin(), None);
-        assert_eq!(mesh.locality_lb_setting(), Some(json!({"enabled": true})));
+        assert_eq!(mesh.locality_lb_setting(), Some(&json!({"enabled": true})));
+        assert!(!mesh.locality_lb_disabled());
         assert!(mesh.auto_mtls());
         assert!(!mesh.destination_rules_private_by_default());
         let empty = MeshConfig::parse("kind: ConfigMap\ndata: {mesh: \"\"}", "cm").unwrap();
-        assert_eq!(empty.locality_lb_setting(), Some(json!({"enabled": true})));
+        assert_eq!(empty.locality_lb_setting(), Some(&json!({"enabled": true})));
     }
 
     #[test]

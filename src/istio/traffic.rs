@@ -630,7 +630,8 @@ fn effective_lb_setting(
         }
         _ => {}
     }
-    mesh.locality_lb_setting().map(|setting| (setting, false))
+    mesh.locality_lb_setting()
+        .map(|setting| (setting.clone(), false))
 }
 
 /// A group of endpoints of one locality (LocalityLbEndpoints) during the computation.

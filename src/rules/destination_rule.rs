@@ -152,6 +152,19 @@ fn policy_partners(dr: &Value, cx: &Context<'_>) -> Vec<String> {
     };
     let stored = world.destination_rules(host);
     let subject = format!("{}/{}", cx.subject.namespace, cx.subject.name);
+    // Only an older rule of this namespace with a policy of its own can shadow this one: the
+    // common case (one rule per host) builds nothing.
+    let rival = stored.iter().any(|other| {
+        crate::object::str_at(other, &["metadata", "namespace"]).unwrap_or("default")
+            == cx.subject.namespace
+            && qualified_name(other) != subject
+            && other
+                .path(&["spec", "trafficPolicy"])
+                .is_some_and(|p| !p.is_null())
+    });
+    if !rival {
+        return Vec::new();
+    }
     let mut with_subject = dr.clone();
     if let Some(meta) = with_subject
         .field_mut("metadata")
@@ -587,9 +600,7 @@ fn check_fg104(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     }
     // A bare `enabled: true` under a mesh config that turns locality off is FG116's to write
     // at every level, so creating and re-applying a manifest are fixed by the same rules.
-    if cx.config.mesh.locality_lb_setting().is_none()
-        && dr.path(TOP) == Some(&json!({"enabled": true}))
-    {
+    if cx.config.mesh.locality_lb_disabled() && dr.path(TOP) == Some(&json!({"enabled": true})) {
         return;
     }
     for &level in levels(dr, cx) {
@@ -1530,7 +1541,7 @@ pub static FG116: Rule = Rule {
 };
 
 fn check_fg116(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
-    if cx.config.mesh.locality_lb_setting().is_some()
+    if !cx.config.mesh.locality_lb_disabled()
         || dr.field("spec").is_some_and(|s| !s.is_object())
         || dr
             .path(&["spec", "host"])
@@ -1623,7 +1634,7 @@ pub static FG115: Rule = Rule {
 fn check_fg115(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     // A mesh config that turns locality load balancing off mesh-wide leaves nothing for
     // outlier detection to switch on (GetEffectiveLbSetting returns nil).
-    if cx.config.mesh.locality_lb_setting().is_none() {
+    if cx.config.mesh.locality_lb_disabled() {
         return;
     }
     // With remote clusters, a host in failover scope wants locality load balancing.

@@ -501,3 +501,49 @@ fn check_warns_about_an_untrusted_remote_trust_domain() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--mesh-config`: the mesh config pilot runs with changes what `mutate` writes (FG116 under
+/// a mesh that turns locality load balancing off); without one the defaults are said to be
+/// in force; a file that is not a mesh config is an error with exit code 2, never a panic.
+#[test]
+fn mutate_follows_the_mesh_config_and_refuses_a_bad_one() {
+    let dir = "tests/scenarios/fg116-locality-disabled-mesh-wide";
+    let objects = format!("{dir}/objects.yaml");
+    let defaults = run(&["mutate", &objects]);
+    assert_eq!(defaults.status.code(), Some(0), "{}", stdout(&defaults));
+    assert!(!stdout(&defaults).contains("localityLbSetting"));
+    assert!(String::from_utf8_lossy(&defaults.stderr).contains("Istio's defaults"));
+
+    let off = run(&[
+        "mutate",
+        "--mesh-config",
+        &format!("{dir}/mesh.yaml"),
+        &objects,
+    ]);
+    assert_eq!(off.status.code(), Some(0), "{}", stdout(&off));
+    assert!(
+        stdout(&off).contains("localityLbSetting: {enabled: true}")
+            || stdout(&off).contains("enabled: true"),
+        "{}",
+        stdout(&off)
+    );
+    assert!(String::from_utf8_lossy(&off.stderr).contains("mesh config: tests/scenarios"));
+
+    let not_a_map = run(&["check", "--mesh-config", "Cargo.toml", &objects]);
+    assert_eq!(not_a_map.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_a_map.stderr).contains("mesh config Cargo.toml"));
+    let missing = run(&["check", "--mesh-config", "no/such/mesh.yaml", &objects]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/mesh.yaml"));
+    let configmap = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(configmap.path(), "kind: ConfigMap\ndata: {}\n").unwrap();
+    let path = configmap.path().display().to_string();
+    let no_mesh_key = run(&["simulate", "--mesh-config", &path, &objects]);
+    assert_eq!(
+        no_mesh_key.status.code(),
+        Some(2),
+        "{}",
+        stdout(&no_mesh_key)
+    );
+    assert!(String::from_utf8_lossy(&no_mesh_key.stderr).contains("no data.mesh"));
+}

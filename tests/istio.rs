@@ -920,6 +920,17 @@ fn no_admitted_set_makes_pilot_panic() {
             .new_tree(&mut runner)
             .unwrap()
             .current();
+        // Under the mesh configs pilot may run with, mesh-wide failoverPriority included.
+        let config = match strategies::mesh_variant()
+            .new_tree(&mut runner)
+            .unwrap()
+            .current()
+        {
+            Some(text) => config.with_mesh(
+                failover_guard::istio::mesh::MeshConfig::parse(text, "generated").unwrap(),
+            ),
+            None => config.clone(),
+        };
         let stored = admitted(&written, &config);
         admitted_objects += stored.len();
         for (when, objects) in [("as written", written), ("admitted", stored)] {
@@ -929,9 +940,10 @@ fn no_admitted_set_makes_pilot_panic() {
                 "dropInvalid": true,
                 "objects": objects,
                 "mesh": mesh,
+                "meshConfig": istio::mesh_config(&config),
                 "clients": clients,
             }));
-            inputs.push(objects);
+            inputs.push((objects, config.clone()));
         }
     }
     // Two harness processes at a time, one per core, each for at most 500 cases: a harness
@@ -956,7 +968,7 @@ fn no_admitted_set_makes_pilot_panic() {
     let mut admitted_panics = Vec::new();
     let mut foreseen = 0;
     let mut panics = 0;
-    for (i, (result, objects)) in results.iter().zip(&inputs).enumerate() {
+    for (i, (result, (objects, config))) in results.iter().zip(&inputs).enumerate() {
         assert!(
             result["error"].is_null(),
             "{}: {}",
@@ -1005,7 +1017,7 @@ fn no_admitted_set_makes_pilot_panic() {
             .collect();
         if hosts
             .iter()
-            .any(|h| !traffic::pilot_panics(&kept, &config, &namespaces, h).is_empty())
+            .any(|h| !traffic::pilot_panics(&kept, config, &namespaces, h).is_empty())
         {
             foreseen += 1;
         }

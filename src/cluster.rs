@@ -294,6 +294,9 @@ impl World for ClusterWorld {
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
         self.read().service(namespace, name)
     }
+    fn namespace(&self, name: &str) -> Option<Arc<Value>> {
+        self.read().namespace(name)
+    }
     fn destination_rules(&self, host: &str) -> Vec<Arc<Value>> {
         self.read().destination_rules(host)
     }

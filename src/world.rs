@@ -21,6 +21,10 @@ use crate::{
 pub trait World: Send + Sync {
     /// The Service `name` in `namespace`.
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Value>>;
+    /// The Namespace object `name` (its labels and annotations), when the world holds it.
+    fn namespace(&self, _name: &str) -> Option<Arc<Value>> {
+        None
+    }
     /// DestinationRules whose `spec.host` expands to this fully qualified host.
     fn destination_rules(&self, host: &str) -> Vec<Arc<Value>>;
     /// ServiceEntries that list this fully qualified host.
@@ -256,6 +260,13 @@ impl World for Index {
             .get(&KeyRef(namespace, name))
             .cloned()
     }
+    fn namespace(&self, name: &str) -> Option<Arc<Value>> {
+        self.tables
+            .get(&WorldKind::Namespace)?
+            .objects
+            .get(&KeyRef("", name))
+            .cloned()
+    }
 
     fn destination_rules(&self, host: &str) -> Vec<Arc<Value>> {
         self.tables
@@ -316,6 +327,9 @@ impl ManifestWorld {
 impl World for ManifestWorld {
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
         self.index.service(namespace, name)
+    }
+    fn namespace(&self, name: &str) -> Option<Arc<Value>> {
+        self.index.namespace(name)
     }
     fn destination_rules(&self, host: &str) -> Vec<Arc<Value>> {
         self.index.destination_rules(host)

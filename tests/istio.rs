@@ -784,6 +784,12 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
                 .unwrap()
                 .current(),
         );
+        objects.extend(
+            strategies::namespace_variant()
+                .new_tree(&mut runner)
+                .unwrap()
+                .current(),
+        );
         let mesh = strategies::mesh_variant()
             .new_tree(&mut runner)
             .unwrap()

@@ -32,6 +32,63 @@ pub mod labels {
     pub const TOPOLOGY: [&str; 6] = [REGION, ZONE, SUBZONE, CLUSTER, NETWORK, HOSTNAME];
 }
 
+/// The annotation pilot reads for a service's traffic distribution, on a Service, a
+/// ServiceEntry or a Namespace (`annotation.NetworkingTrafficDistribution`).
+pub const TRAFFIC_DISTRIBUTION_ANNOTATION: &str = "networking.istio.io/traffic-distribution";
+
+/// A service's traffic distribution as pilot keeps it (`model.TrafficDistribution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrafficDistribution {
+    /// No preference: locality load balancing as the DestinationRule and mesh config say.
+    #[default]
+    Any,
+    /// `PreferClose` / `PreferSameZone`: failoverPriority [network, region, zone], forced.
+    PreferSameZone,
+    /// `PreferSameNode`: [network, region, zone, subzone, hostname], forced.
+    PreferSameNode,
+}
+
+/// An annotation value, case-insensitively (`strings.ToLower` in GetTrafficDistribution);
+/// `None` for a value pilot does not know, which it takes as [`TrafficDistribution::Any`].
+fn distribution_of_annotation(value: &str) -> Option<TrafficDistribution> {
+    match value.to_ascii_lowercase().as_str() {
+        "preferclose" | "prefersamezone" => Some(TrafficDistribution::PreferSameZone),
+        "prefersamenode" => Some(TrafficDistribution::PreferSameNode),
+        _ => None,
+    }
+}
+
+/// Whether pilot knows a traffic-distribution annotation value; an unknown one (a typo)
+/// silently means no preference (GetTrafficDistribution logs a warning in istiod only).
+pub fn traffic_distribution_known(value: &str) -> bool {
+    distribution_of_annotation(value).is_some()
+}
+
+/// pilot/pkg/model/service.go GetTrafficDistribution: the Service's `spec.trafficDistribution`
+/// (exact values) first; else the object's annotation, whose unknown value means `Any`; else
+/// the namespace's annotation, the same way. `spec` is `None` for a ServiceEntry.
+pub fn traffic_distribution(
+    spec: Option<&str>,
+    annotations: Option<&Value>,
+    namespace_annotations: Option<&Value>,
+) -> TrafficDistribution {
+    match spec {
+        Some("PreferClose" | "PreferSameZone") => return TrafficDistribution::PreferSameZone,
+        Some("PreferSameNode") => return TrafficDistribution::PreferSameNode,
+        _ => {}
+    }
+    for annotations in [annotations, namespace_annotations] {
+        if let Some(value) = annotations
+            .and_then(|a| a.field(TRAFFIC_DISTRIBUTION_ANNOTATION))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            return distribution_of_annotation(value).unwrap_or_default();
+        }
+    }
+    TrafficDistribution::Any
+}
+
 /// The fully qualified name of a host written in a namespace, as
 /// `pilot/pkg/model.ResolveShortnameToFQDN` computes it: only a name without dots (`reviews`)
 /// is expanded with the namespace and cluster domain; anything with a dot is taken as already
@@ -212,6 +269,33 @@ pub fn failover_priority(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn traffic_distribution_follows_pilots_precedence() {
+        use TrafficDistribution::*;
+        let a = |v: &str| json!({TRAFFIC_DISTRIBUTION_ANNOTATION: v});
+        assert_eq!(
+            traffic_distribution(Some("PreferClose"), None, None),
+            PreferSameZone
+        );
+        // The spec's values are exact; an unknown one falls through to the annotations.
+        assert_eq!(traffic_distribution(Some("preferclose"), None, None), Any);
+        assert_eq!(
+            traffic_distribution(None, Some(&a("preferSAMEnode")), None),
+            PreferSameNode
+        );
+        // An unknown annotation is Any, and hides the namespace's.
+        assert_eq!(
+            traffic_distribution(None, Some(&a("PreferClosest")), Some(&a("PreferClose"))),
+            Any
+        );
+        assert_eq!(
+            traffic_distribution(None, Some(&json!({})), Some(&a("PreferClose"))),
+            PreferSameZone
+        );
+        assert!(!traffic_distribution_known("PreferClosest"));
+        assert!(traffic_distribution_known("PREFERCLOSE"));
+    }
 
     #[test]
     fn hosts_expand_like_istio() {

@@ -111,7 +111,7 @@ struct Service {
     mesh_external: bool,
     node_local: bool,
     /// Service.spec.trafficDistribution (PreferClose and friends force failover).
-    traffic_distribution: String,
+    traffic_distribution: super::TrafficDistribution,
     endpoints: Vec<IstioEndpoint>,
     /// Defined by ServiceEntries alone (no Kubernetes Service of this host).
     from_entries: bool,
@@ -302,6 +302,11 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             }
             endpoints.extend(entry_endpoints(se, &host, config));
         }
+        let traffic_distribution = super::traffic_distribution(
+            str_at(svc, &["spec", "trafficDistribution"]),
+            svc.path(&["metadata", "annotations"]),
+            namespace_annotations(objects, &namespace),
+        );
         out.push(Service {
             host,
             namespace,
@@ -312,11 +317,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                 .path(&["spec", "internalTrafficPolicy"])
                 .and_then(Value::as_str)
                 == Some("Local"),
-            traffic_distribution: svc
-                .path(&["spec", "trafficDistribution"])
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            traffic_distribution,
             endpoints,
             from_entries: false,
         });
@@ -388,13 +389,28 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                 mesh_external: se.path(&["spec", "location"]).and_then(Value::as_str)
                     != Some("MESH_INTERNAL"),
                 node_local: false,
-                traffic_distribution: String::new(),
+                traffic_distribution: super::traffic_distribution(
+                    None,
+                    se.path(&["metadata", "annotations"]),
+                    namespace_annotations(objects, &namespace),
+                ),
                 endpoints,
                 from_entries: true,
             });
         }
     }
     out
+}
+
+/// The annotations of a namespace's Namespace object among the objects, if it is there (pilot
+/// reads them for traffic distribution: kube/controller.go addOrUpdateService).
+fn namespace_annotations<'a>(objects: &[&'a Value], namespace: &str) -> Option<&'a Value> {
+    objects
+        .iter()
+        .find(|o| {
+            kind_of(o) == ("", "Namespace") && str_at(o, &["metadata", "name"]) == Some(namespace)
+        })
+        .and_then(|o| o.path(&["metadata", "annotations"]))
 }
 
 /// The local endpoints of a Service from its EndpointSlices: ready endpoints whose pod is
@@ -615,20 +631,20 @@ fn effective_lb_setting(
         }
         return Some((setting.clone(), false));
     }
-    match service.traffic_distribution.as_str() {
-        "PreferClose" | "PreferSameZone" => {
+    match service.traffic_distribution {
+        super::TrafficDistribution::PreferSameZone => {
             return Some((
                 serde_json::json!({"failoverPriority": [super::labels::NETWORK, super::labels::REGION, super::labels::ZONE]}),
                 true,
             ));
         }
-        "PreferSameNode" => {
+        super::TrafficDistribution::PreferSameNode => {
             return Some((
                 serde_json::json!({"failoverPriority": [super::labels::NETWORK, super::labels::REGION, super::labels::ZONE, super::labels::SUBZONE, super::labels::HOSTNAME]}),
                 true,
             ));
         }
-        _ => {}
+        super::TrafficDistribution::Any => {}
     }
     mesh.locality_lb_setting()
         .map(|setting| (setting.clone(), false))

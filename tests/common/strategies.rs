@@ -492,10 +492,16 @@ pub fn traffic_case() -> impl Strategy<Value = Vec<Value>> {
         select(vec![vec![("http", 9080u32)], vec![("http", 9080), ("grpc", 9081)], vec![("web", 9080)]]),
         option::of(Just("Local")),
         option::of(Just("PreferClose")),
+        // The annotation pilot reads after the spec: known values in any case, and a typo.
+        option::of(select(vec!["preferclose", "PreferSameNode", "PreferClosest"])),
     )
-        .prop_map(|(ports, itp, td)| {
+        .prop_map(|(ports, itp, td, annotation)| {
             let ports: Vec<Value> = ports.iter().map(|(n, p)| json!({"name": n, "port": p})).collect();
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "bookinfo"},
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": object(vec![
+                ("name", Some(json!("reviews"))),
+                ("namespace", Some(json!("bookinfo"))),
+                ("annotations", annotation.map(|a| json!({"networking.istio.io/traffic-distribution": a}))),
+            ]),
                 "spec": object(vec![
                     ("selector", Some(json!({"app": "reviews"}))),
                     ("ports", Some(Value::Array(ports))),
@@ -535,6 +541,19 @@ pub fn mesh_variant() -> impl Strategy<Value = Option<&'static str>> {
         Some("enableAutoMtls: false"),
         Some("rootNamespace: default"),
     ])
+}
+
+/// The `bookinfo` Namespace object, with or without a traffic-distribution annotation (pilot
+/// reads it for every Service and ServiceEntry of the namespace that sets none itself).
+pub fn namespace_variant() -> impl Strategy<Value = Option<Value>> {
+    option::of(option::of(select(vec!["PreferClose", "PREFERSAMEZONE"]))).prop_map(|ns| {
+        ns.map(|annotation| {
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": object(vec![
+                ("name", Some(json!("bookinfo"))),
+                ("annotations", annotation.map(|a| json!({"networking.istio.io/traffic-distribution": a}))),
+            ])})
+        })
+    })
 }
 
 /// A second host, `ratings`, whose Envoy clusters depend on the mesh config wherever it

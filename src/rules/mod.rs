@@ -278,6 +278,7 @@ pub static RULES: &[&Rule] = &[
     &service::FG404,
     &destination_rule::FG405,
     &service::FG406,
+    &service::FG407,
     &service::FG501,
     &service::FG502,
     &failover::FG601,

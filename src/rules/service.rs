@@ -297,6 +297,64 @@ fn check_fg406(svc: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     );
 }
 
+// === FG407 traffic-distribution-unknown ===
+
+/// FG407: a traffic-distribution annotation pilot does not know means no preference.
+pub static FG407: Rule = Rule {
+    id: "FG407",
+    name: "traffic-distribution-unknown",
+    kinds: &[Kind::Service, Kind::ServiceEntry],
+    default: Mode::Deny,
+    can_mutate: false,
+    needs_world: false,
+    guards_istiod: false,
+    summary: "A networking.istio.io/traffic-distribution annotation whose value pilot does not \
+              know (a typo of PreferClose, PreferSameZone or PreferSameNode) is denied.",
+    istio: "pilot/pkg/model/service.go GetTrafficDistribution reads the annotation \
+            case-insensitively after a Service's spec.trafficDistribution; any other value \
+            becomes TrafficDistributionAny with a warning in istiod's log only, and it also \
+            hides the Namespace's annotation. loadbalancer.GetEffectiveLbSetting then forces no \
+            failoverPriority: without a DestinationRule with outlier detection the service \
+            gets no locality priorities at all, and traffic crosses clusters all the time.",
+    example_bad: "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: bookinfo\n  annotations: {networking.istio.io/traffic-distribution: PreferClosest}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    example_fixed: "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: bookinfo\n  annotations: {networking.istio.io/traffic-distribution: PreferClose}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    check: check_fg407,
+};
+
+fn check_fg407(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    use crate::istio::{
+        TRAFFIC_DISTRIBUTION_ANNOTATION, TrafficDistribution, traffic_distribution,
+    };
+    let Some(value) = crate::object::annotation(object, TRAFFIC_DISTRIBUTION_ANNOTATION)
+        .filter(|v| !v.is_empty())
+    else {
+        return;
+    };
+    if crate::istio::traffic_distribution_known(value) {
+        return;
+    }
+    // A Service's own spec.trafficDistribution decides first; pilot never reads the annotation.
+    let spec = crate::object::str_at(object, &["spec", "trafficDistribution"]);
+    if cx.subject.kind == Kind::Service
+        && traffic_distribution(spec, None, None) != TrafficDistribution::Any
+    {
+        return;
+    }
+    let known = ["PreferClose", "PreferSameZone", "PreferSameNode"];
+    let fix = match crate::locality::closest(value, known) {
+        Some(close) => format!("write {close} (did you mean it?)"),
+        None => format!("write one of {}", known.join(", ")),
+    };
+    out.push(
+        Issue::deny(
+            format!("metadata.annotations[{TRAFFIC_DISTRIBUTION_ANNOTATION}]"),
+            format!("{TRAFFIC_DISTRIBUTION_ANNOTATION}: {value} is not a value Istio knows"),
+        )
+        .because("pilot takes it as no preference (and ignores the namespace's annotation), so this service gets no traffic-distribution failover and nothing says so")
+        .fix(fix),
+    );
+}
+
 // === FG501 gateway-exposes-all ===
 
 /// FG501: a wildcard AUTO_PASSTHROUGH gateway exposes every service to every cluster.

@@ -1602,6 +1602,86 @@ fn check_fg116(dr: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
     }
 }
 
+// === FG117 traffic-distribution-discarded ===
+
+/// FG117: a DestinationRule's localityLbSetting replaces the Service's traffic distribution.
+pub static FG117: Rule = Rule {
+    id: "FG117",
+    name: "traffic-distribution-discarded",
+    kinds: &[Kind::DestinationRule],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: true,
+    guards_istiod: false,
+    summary: "A localityLbSetting without outlier detection beside it (or with enabled: false) in \
+              a DestinationRule for a Service with a traffic distribution (spec.trafficDistribution, \
+              or the traffic-distribution annotation on the Service or its Namespace) is a warning: \
+              pilot uses the rule's setting and drops the Service's.",
+    istio: "pilot/pkg/networking/core/loadbalancer/loadbalancer.go GetEffectiveLbSetting takes \
+            the DestinationRule's localityLbSetting before the Service's traffic distribution \
+            (model.GetTrafficDistribution). The distribution's forced failoverPriority \
+            [network, region, zone], which fails over on endpoint health alone, is then gone: \
+            the rule's setting applies instead, and orders failover only with outlier detection \
+            (enabled: false turns locality off altogether).",
+    example_bad: "# Service bookinfo/reviews has spec.trafficDistribution: PreferClose\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    loadBalancer:\n      localityLbSetting: {enabled: true}\n",
+    example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 100}}\n",
+    check: check_fg117,
+};
+
+fn check_fg117(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    use crate::istio::{TrafficDistribution, traffic_distribution};
+    let (Some(world), Some(host)) = (cx.world, rule_host(dr, cx)) else {
+        return;
+    };
+    let Some((name, namespace)) = cluster_local_service(host, &cx.config.cluster.cluster_domain)
+    else {
+        return;
+    };
+    let Some(service) = world.service(namespace, name) else {
+        return;
+    };
+    let ns = world.namespace(namespace);
+    let distribution = traffic_distribution(
+        crate::object::str_at(&service, &["spec", "trafficDistribution"]),
+        service.path(&["metadata", "annotations"]),
+        ns.as_deref()
+            .and_then(|n| n.path(&["metadata", "annotations"])),
+    );
+    if distribution == TrafficDistribution::Any {
+        return;
+    }
+    let top_detects = Level::TOP
+        .get(dr)
+        .is_some_and(|p| has(p, "outlierDetection"));
+    for &level in levels(dr, cx) {
+        let Some(policy) = level.get(dr) else {
+            continue;
+        };
+        if policy
+            .path(&["loadBalancer", "localityLbSetting"])
+            .is_none_or(Value::is_null)
+        {
+            continue;
+        }
+        // With outlier detection (a subset inherits the top level's) the rule's own setting
+        // orders failover: a choice, not a loss.
+        let detects =
+            has(policy, "outlierDetection") || (level.kind == LevelKind::Subset && top_detects);
+        if detects && !locality_disabled(policy) {
+            continue;
+        }
+        let path = format!("{}.loadBalancer.localityLbSetting", level.path());
+        out.push(
+            Issue::warn(
+                path.clone(),
+                format!("{path} replaces the traffic distribution of Service {namespace}/{name}"),
+            )
+            .because("pilot uses the DestinationRule's locality setting first, so the Service's traffic distribution (failover on endpoint health) no longer applies; failover then needs outlier detection")
+            .fix(format!("remove {path} to keep the Service's traffic distribution, or keep it with outlierDetection beside it")),
+        );
+    }
+}
+
 // === FG115 outlier-detection-enables-locality ===
 
 /// FG115: outlier detection added for circuit breaking switches locality load balancing on.

@@ -255,6 +255,7 @@ pub static RULES: &[&Rule] = &[
     &destination_rule::FG114,
     &destination_rule::FG115,
     &destination_rule::FG116,
+    &destination_rule::FG117,
     &service_entry::FG201,
     &service_entry::FG202,
     &service_entry::FG203,

@@ -1261,7 +1261,12 @@ fn check_fg110(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         out.push(
             issue
                 .because("traffic to the remote east-west gateways is sent without Istio mTLS and dropped")
-                .fix("use tls.mode: ISTIO_MUTUAL, or remove tls to use auto mTLS"),
+                .fix(if cx.config.mesh.auto_mtls() {
+                    "use tls.mode: ISTIO_MUTUAL, or remove tls to use auto mTLS"
+                } else {
+                    // buildUpstreamTLSSettings: without enableAutoMtls an unset mode is plaintext.
+                    "use tls.mode: ISTIO_MUTUAL (the mesh config turns auto mTLS off, so removing tls leaves it plaintext)"
+                }),
         );
     }
 }
@@ -1845,6 +1850,24 @@ mod tests {
 
     fn paths(issues: &[Issue]) -> Vec<&str> {
         issues.iter().map(|i| i.path.as_ref()).collect()
+    }
+
+    /// FG110's remedy follows the mesh config: "remove tls" means auto mTLS only where the
+    /// mesh has it on (buildUpstreamTLSSettings leaves an unset mode plaintext otherwise).
+    #[test]
+    fn fg110_remedy_follows_auto_mtls() {
+        let rule = dr("host: reviews\ntrafficPolicy: {tls: {mode: DISABLE}}");
+        let (_, on) = run_rule(&FG110, &Config::example(), None, &rule, false);
+        assert!(
+            on[0].remedy.contains("remove tls to use auto mTLS"),
+            "{on:?}"
+        );
+        let off = Config::example().with_mesh(
+            crate::istio::mesh::MeshConfig::parse("enableAutoMtls: false", "m").unwrap(),
+        );
+        let (_, off) = run_rule(&FG110, &off, None, &rule, false);
+        assert!(off[0].remedy.contains("turns auto mTLS off"), "{off:?}");
+        assert!(!off[0].remedy.contains("remove tls to use"), "{off:?}");
     }
 
     /// FG113 says what clients elsewhere really get: the service namespace's rule where one

@@ -785,6 +785,12 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
                 .current(),
         );
         objects.extend(
+            strategies::peer_authentication_variant()
+                .new_tree(&mut runner)
+                .unwrap()
+                .current(),
+        );
+        objects.extend(
             strategies::namespace_variant()
                 .new_tree(&mut runner)
                 .unwrap()

@@ -308,9 +308,9 @@ pub struct Index {
     root: String,
 }
 
-/// A DestinationRule's creation order: its `creationTimestamp` when written, else its place
+/// An object's creation order (sortConfigByCreationTime): its `creationTimestamp` when written, else its place
 /// in the input (the Istio harness stamps objects 2026-01-01 plus one second per position).
-fn creation_key(object: &Value, position: usize) -> i64 {
+pub(crate) fn creation_key(object: &Value, position: usize) -> i64 {
     const HARNESS_BASE: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
     str_at(object, &["metadata", "creationTimestamp"])
         .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())

@@ -6,6 +6,7 @@
 pub mod destination_rule;
 pub mod locality;
 pub mod mesh;
+pub mod peer_authentication;
 pub mod traffic;
 
 use std::collections::BTreeMap;

@@ -24,6 +24,7 @@ use super::{
     entry_endpoint_labels, failover_priority, fqdn,
     locality::{lb_priority, locality_match, split},
     mesh::MeshConfig,
+    peer_authentication::{MtlsMode, PeerAuthentications},
 };
 use crate::{
     config::Config,
@@ -839,6 +840,7 @@ pub fn simulate<V: Borrow<Value>>(
         &config.cluster.cluster_domain,
     );
     let no_rule = Consolidated::default();
+    let peers = PeerAuthentications::new(objects, &config.scope.root_namespace);
     for client in clients {
         let node = client_node(config, client);
         let proxy_labels = augment_labels(
@@ -881,6 +883,7 @@ pub fn simulate<V: Borrow<Value>>(
                         &node,
                         &proxy_labels,
                         &config.mesh,
+                        &peers,
                     ));
                 }
             }
@@ -907,6 +910,7 @@ fn cluster(
     node: &str,
     proxy_labels: &BTreeMap<String, String>,
     mesh: &MeshConfig,
+    peers: &PeerAuthentications,
 ) -> EnvoyCluster {
     let policy = effective_policy(rule, subset, port);
     let od = policy
@@ -1021,9 +1025,12 @@ fn cluster(
         Some("ISTIO_MUTUAL") => true,
         Some(_) => false,
         // buildEnvoyLbEndpoint keeps the endpoint's own tlsMode only where the checker agrees;
-        // with enableAutoMtls off, an unset mode is plaintext (buildUpstreamTLSSettings).
+        // with enableAutoMtls off, or a service whose PeerAuthentication mode is DISABLE, an
+        // unset mode is plaintext (buildUpstreamTLSSettings, checkMtlsEnabled).
         None => {
             mesh.auto_mtls()
+                && peers.service_mode(&service.namespace, service.mesh_external)
+                    != MtlsMode::Disable
                 && !service.mesh_external
                 && e.tls_istio
                 && rule_tls

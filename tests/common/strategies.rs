@@ -543,6 +543,39 @@ pub fn mesh_variant() -> impl Strategy<Value = Option<&'static str>> {
     ])
 }
 
+/// PeerAuthentications at namespace and mesh level (the root namespace's is mesh-wide), as
+/// the model reads them: none, DISABLE in bookinfo, a mesh-wide mode a namespace UNSET
+/// inherits or overrides, and two namespace policies of which the oldest counts.
+pub fn peer_authentication_variant() -> impl Strategy<Value = Vec<Value>> {
+    let pa = |ns: &str, name: &str, mode: Option<&str>, created: Option<&str>| {
+        json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+            "metadata": object(vec![
+                ("name", Some(json!(name))),
+                ("namespace", Some(json!(ns))),
+                ("creationTimestamp", created.map(|c| json!(c))),
+            ]),
+            "spec": object(vec![("mtls", mode.map(|m| json!({"mode": m})))])})
+    };
+    select(vec![
+        vec![],
+        vec![],
+        vec![pa("bookinfo", "default", Some("DISABLE"), None)],
+        vec![pa("istio-system", "default", Some("DISABLE"), None)],
+        vec![
+            pa("istio-system", "default", Some("DISABLE"), None),
+            pa("bookinfo", "default", None, None),
+        ],
+        vec![
+            pa("istio-system", "default", Some("DISABLE"), None),
+            pa("bookinfo", "default", Some("PERMISSIVE"), None),
+        ],
+        vec![
+            pa("bookinfo", "newer", Some("DISABLE"), Some("2030-01-01T00:00:00Z")),
+            pa("bookinfo", "older", Some("STRICT"), Some("2020-01-01T00:00:00Z")),
+        ],
+    ])
+}
+
 /// The `bookinfo` Namespace object, with or without a traffic-distribution annotation (pilot
 /// reads it for every Service and ServiceEntry of the namespace that sets none itself).
 pub fn namespace_variant() -> impl Strategy<Value = Option<Value>> {

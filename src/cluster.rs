@@ -50,7 +50,7 @@ pub enum ClusterError {
 }
 
 /// The kinds watched, with their API group and kind name.
-const WATCHED: [(WorldKind, &str, &str); 6] = [
+const WATCHED: [(WorldKind, &str, &str); 7] = [
     (WorldKind::Namespace, "", "Namespace"),
     (WorldKind::Object(Kind::Service), "", "Service"),
     (
@@ -72,6 +72,11 @@ const WATCHED: [(WorldKind, &str, &str); 6] = [
         WorldKind::Object(Kind::AuthorizationPolicy),
         "security.istio.io",
         "AuthorizationPolicy",
+    ),
+    (
+        WorldKind::Object(Kind::PeerAuthentication),
+        "security.istio.io",
+        "PeerAuthentication",
     ),
 ];
 
@@ -305,6 +310,9 @@ impl World for ClusterWorld {
     }
     fn authorization_policies(&self, namespace: &str) -> Vec<Arc<Value>> {
         self.read().authorization_policies(namespace)
+    }
+    fn peer_authentications(&self, namespace: &str) -> Vec<Arc<Value>> {
+        self.read().peer_authentications(namespace)
     }
     fn namespaces(&self) -> Vec<String> {
         self.read().namespaces()

@@ -25,6 +25,7 @@ pub enum Kind {
     ServiceEntry,
     AuthorizationPolicy,
     Gateway,
+    PeerAuthentication,
 }
 
 impl Kind {
@@ -43,6 +44,7 @@ impl Kind {
             ("networking.istio.io", "ServiceEntry") => Some(Kind::ServiceEntry),
             ("networking.istio.io", "Gateway") => Some(Kind::Gateway),
             ("security.istio.io", "AuthorizationPolicy") => Some(Kind::AuthorizationPolicy),
+            ("security.istio.io", "PeerAuthentication") => Some(Kind::PeerAuthentication),
             _ => None,
         }
     }
@@ -54,6 +56,7 @@ impl Kind {
             Kind::ServiceEntry => "ServiceEntry",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::Gateway => "Gateway",
+            Kind::PeerAuthentication => "PeerAuthentication",
         }
     }
 }

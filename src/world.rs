@@ -31,6 +31,10 @@ pub trait World: Send + Sync {
     fn service_entries(&self, host: &str) -> Vec<Arc<Value>>;
     /// AuthorizationPolicies in a namespace.
     fn authorization_policies(&self, namespace: &str) -> Vec<Arc<Value>>;
+    /// PeerAuthentications in a namespace.
+    fn peer_authentications(&self, _namespace: &str) -> Vec<Arc<Value>> {
+        Vec::new()
+    }
     /// Every namespace known to the world.
     fn namespaces(&self) -> Vec<String>;
     /// Whether lookups answer for the whole world yet (a watch cache that has not listed
@@ -172,7 +176,9 @@ impl Index {
                 .filter_map(Value::as_str)
                 .map(str::to_owned)
                 .collect(),
-            WorldKind::Object(Kind::AuthorizationPolicy) => vec![namespace.to_owned()],
+            WorldKind::Object(Kind::AuthorizationPolicy | Kind::PeerAuthentication) => {
+                vec![namespace.to_owned()]
+            }
             _ => Vec::new(),
         }
     }
@@ -289,6 +295,13 @@ impl World for Index {
             .unwrap_or_default()
     }
 
+    fn peer_authentications(&self, namespace: &str) -> Vec<Arc<Value>> {
+        self.tables
+            .get(&WorldKind::Object(Kind::PeerAuthentication))
+            .map(|t| t.lookup(namespace))
+            .unwrap_or_default()
+    }
+
     fn namespaces(&self) -> Vec<String> {
         self.namespaces.iter().cloned().collect()
     }
@@ -339,6 +352,9 @@ impl World for ManifestWorld {
     }
     fn authorization_policies(&self, namespace: &str) -> Vec<Arc<Value>> {
         self.index.authorization_policies(namespace)
+    }
+    fn peer_authentications(&self, namespace: &str) -> Vec<Arc<Value>> {
+        self.index.peer_authentications(namespace)
     }
     fn namespaces(&self) -> Vec<String> {
         self.index.namespaces()

@@ -123,7 +123,8 @@ fn base_is_hardened_and_complete() {
                         "destinationrules",
                         "serviceentries",
                         "gateways",
-                        "authorizationpolicies"
+                        "authorizationpolicies",
+                        "peerauthentications"
                     ]
                     .contains(&resource.as_str().unwrap()),
                     "{resource}"

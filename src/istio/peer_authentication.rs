@@ -98,7 +98,10 @@ impl PeerAuthentications {
 
     /// GetNamespaceMutualTLSMode.
     pub fn namespace_mode(&self, namespace: &str) -> MtlsMode {
-        self.namespaces.get(namespace).copied().unwrap_or(self.global)
+        self.namespaces
+            .get(namespace)
+            .copied()
+            .unwrap_or(self.global)
     }
 
     /// BestEffortInferServiceMTLSMode for a service that is not passthrough: unknown for a
@@ -135,7 +138,11 @@ mod tests {
         let unset = pa("shop", "default", None);
         let all = PeerAuthentications::new(&[&mesh, &ns, &unset], "istio-system");
         assert_eq!(all.service_mode("bookinfo", false), MtlsMode::Disable);
-        assert_eq!(all.service_mode("shop", false), MtlsMode::Strict, "UNSET inherits");
+        assert_eq!(
+            all.service_mode("shop", false),
+            MtlsMode::Strict,
+            "UNSET inherits"
+        );
         assert_eq!(all.service_mode("other", false), MtlsMode::Strict);
         assert_eq!(all.service_mode("bookinfo", true), MtlsMode::Unknown);
         let none = PeerAuthentications::new(&[], "istio-system");

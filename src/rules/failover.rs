@@ -160,7 +160,16 @@ fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issue
         }
         let stored_service = world.service(namespace, service);
         let rules = world.destination_rules(&host);
-        let mut inputs: Vec<Input<'_>> = Vec::with_capacity(entries.len() + rules.len() + 2);
+        // What else pilot reads for the host: the namespace's and the mesh's
+        // PeerAuthentications (auto mTLS), and the Namespace (traffic distribution).
+        let peers: Vec<Arc<Value>> = world
+            .peer_authentications(namespace)
+            .into_iter()
+            .chain(world.peer_authentications(&cx.config.scope.root_namespace))
+            .chain(world.namespace(namespace))
+            .collect();
+        let mut inputs: Vec<Input<'_>> =
+            Vec::with_capacity(entries.len() + rules.len() + peers.len() + 2);
         if cx.subject.kind == Kind::Service {
             inputs.push(Input::Admitted(object));
         } else if let Some(svc) = &stored_service {
@@ -175,6 +184,7 @@ fn check_fg601(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issue
                 .filter(|o| !same(o))
                 .map(Input::Stored),
         );
+        inputs.extend(peers.iter().map(Input::Stored));
         if cx.subject.kind != Kind::Service {
             inputs.push(Input::Admitted(object));
         }

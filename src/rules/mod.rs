@@ -16,6 +16,7 @@ use crate::{
 pub mod authorization_policy;
 pub mod destination_rule;
 pub mod failover;
+pub mod peer_authentication;
 pub mod service;
 pub mod service_entry;
 
@@ -273,6 +274,7 @@ pub static RULES: &[&Rule] = &[
     &authorization_policy::FG302,
     &authorization_policy::FG303,
     &authorization_policy::FG304,
+    &peer_authentication::FG305,
     &service::FG401,
     &service::FG402,
     &service::FG403,

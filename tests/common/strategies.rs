@@ -570,8 +570,18 @@ pub fn peer_authentication_variant() -> impl Strategy<Value = Vec<Value>> {
             pa("bookinfo", "default", Some("PERMISSIVE"), None),
         ],
         vec![
-            pa("bookinfo", "newer", Some("DISABLE"), Some("2030-01-01T00:00:00Z")),
-            pa("bookinfo", "older", Some("STRICT"), Some("2020-01-01T00:00:00Z")),
+            pa(
+                "bookinfo",
+                "newer",
+                Some("DISABLE"),
+                Some("2030-01-01T00:00:00Z"),
+            ),
+            pa(
+                "bookinfo",
+                "older",
+                Some("STRICT"),
+                Some("2020-01-01T00:00:00Z"),
+            ),
         ],
     ])
 }

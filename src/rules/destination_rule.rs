@@ -165,29 +165,8 @@ fn policy_partners(dr: &Value, cx: &Context<'_>) -> Vec<String> {
     if !rival {
         return Vec::new();
     }
-    let mut with_subject = dr.clone();
-    if let Some(meta) = with_subject
-        .field_mut("metadata")
-        .and_then(Value::as_object_mut)
-    {
-        meta.insert(
-            "namespace".into(),
-            Value::from(cx.subject.namespace.as_str()),
-        );
-    }
-    let mut rules: Vec<&Value> = Vec::with_capacity(stored.len() + 1);
-    let mut placed = false;
-    for other in &stored {
-        if qualified_name(other) == subject {
-            rules.push(&with_subject);
-            placed = true;
-        } else {
-            rules.push(other);
-        }
-    }
-    if !placed {
-        rules.push(&with_subject);
-    }
+    let admitted = super::as_stored(dr, cx);
+    let rules = super::with_admitted(&stored, &admitted, cx);
     policy_shadowed_by(
         &rules,
         &subject,

@@ -201,6 +201,42 @@ impl Issue {
     }
 }
 
+/// The admitted object as the world holds objects: with its namespace written (an admitted
+/// object may leave it to the request).
+pub(crate) fn as_stored(object: &Value, cx: &Context<'_>) -> Value {
+    let mut stored = object.clone();
+    if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "namespace".into(),
+            Value::from(cx.subject.namespace.as_str()),
+        );
+    }
+    stored
+}
+
+/// The stored objects with the admitted one in place of its stored version (which keeps its
+/// creation time), or last (the newest) when it is new: the set pilot will read.
+pub(crate) fn with_admitted<'a>(
+    stored: &'a [std::sync::Arc<Value>],
+    admitted: &'a Value,
+    cx: &Context<'_>,
+) -> Vec<&'a Value> {
+    let mut out: Vec<&Value> = Vec::with_capacity(stored.len() + 1);
+    let mut placed = false;
+    for other in stored {
+        if cx.subject.is(other) {
+            out.push(admitted);
+            placed = true;
+        } else {
+            out.push(other);
+        }
+    }
+    if !placed {
+        out.push(admitted);
+    }
+    out
+}
+
 /// Pilot's DestinationRule index over the world's rules for one host, under the mesh config
 /// in force (the model's `Index`: what FG113 and FG3xx ask of it). `None` without a world.
 pub(crate) fn world_destination_rules(

@@ -56,24 +56,12 @@ fn check_fg305(pa: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         return;
     }
     // The policies pilot weighs, this one in place of its stored version.
-    let mut with_subject = pa.clone();
-    if let Some(meta) = with_subject
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-    {
-        meta.insert("namespace".into(), Value::from(own));
-    }
     let stored = cx
         .world
         .map(|w| w.peer_authentications(own))
         .unwrap_or_default();
-    let mut policies: Vec<&Value> = stored
-        .iter()
-        .map(|p| p.as_ref())
-        .filter(|p| !cx.subject.is(p))
-        .collect();
-    policies.push(&with_subject);
-    let modes = PeerAuthentications::new(&policies, root);
+    let admitted = super::as_stored(pa, cx);
+    let modes = PeerAuthentications::new(&super::with_admitted(&stored, &admitted, cx), root);
     if modes.namespace_mode(own) != MtlsMode::Disable {
         return;
     }

@@ -290,7 +290,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Every rule ID, from `failover-guard explain`.
+/// The IDs of the rules that can be turned off, from `failover-guard explain`.
 fn rule_ids() -> anyhow::Result<Vec<String>> {
     let out = Command::new(BIN).arg("explain").output()?;
     let ids: Vec<String> = String::from_utf8(out.stdout)?
@@ -301,7 +301,21 @@ fn rule_ids() -> anyhow::Result<Vec<String>> {
     if ids.len() < 10 {
         bail!("`failover-guard explain` listed {} rules", ids.len());
     }
-    Ok(ids)
+    // The rules-off baseline turns off what can be: a rule that guards istiod (FG602) only
+    // denies, and its cost stays in both configurations.
+    let mut can_be_off = Vec::with_capacity(ids.len());
+    for id in ids {
+        let out = Command::new(BIN).args(["explain", &id]).output()?;
+        let text = String::from_utf8(out.stdout)?;
+        let supports = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("default:"))
+            .unwrap_or("");
+        if supports.contains("off") {
+            can_be_off.push(id);
+        }
+    }
+    Ok(can_be_off)
 }
 
 /// The ticks per second of /proc's CPU times.

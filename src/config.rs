@@ -76,6 +76,9 @@ pub struct Config {
     pub authorization: Authorization,
     #[serde(default)]
     pub rules: BTreeMap<String, Mode>,
+    /// The Istio the mesh runs: which of pilot's version-dependent behaviours apply.
+    #[serde(default)]
+    pub istio: Istio,
     /// Reading the remote clusters instead of typing them (`serve` only; opt-in).
     #[serde(default, skip_serializing_if = "Discovery::is_off")]
     pub discovery: Discovery,
@@ -86,6 +89,16 @@ pub struct Config {
     /// Derived once at load time so rules do not recompute it per request.
     #[serde(skip)]
     pub topology: Topology,
+}
+
+/// The Istio installation the rules judge for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Istio {
+    /// The minor release pilot runs (default: the version the Istio harness pins). Quote it:
+    /// YAML reads 1.30 as the number 1.3.
+    #[serde(default)]
+    pub version: crate::istio::version::IstioVersion,
 }
 
 /// This cluster.
@@ -526,7 +539,14 @@ impl Config {
         let zone_aware = self.mesh.zone_aware().then(|| {
             "the mesh config sets zoneAwareLbSetting, which pilot prefers to localityLbSetting mesh-wide; failover-guard does not model zone-aware routing, so its simulations of hosts without a DestinationRule locality setting do not reflect it".to_owned()
         });
-        mesh.chain(zone_aware).chain(self.remotes
+        let version = self.istio.version.newer_than_pinned().then(|| {
+            format!(
+                "istio.version {} is newer than the model knows; judged as Istio {}",
+                self.istio.version,
+                crate::istio::version::PINNED
+            )
+        });
+        mesh.chain(zone_aware).chain(version).chain(self.remotes
             .iter()
             .enumerate()
             .filter(|(_, r)| !self.trusts(&r.trust_domain))

@@ -8,12 +8,15 @@ pub mod locality;
 pub mod mesh;
 pub mod peer_authentication;
 pub mod traffic;
+pub mod version;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::object::Field as _;
+
+use version::{Behaviour, IstioVersion};
 
 /// Endpoint and proxy label keys that pilot derives from topology.
 pub mod labels {
@@ -49,45 +52,72 @@ pub enum TrafficDistribution {
     PreferSameNode,
 }
 
-/// An annotation value, case-insensitively (`strings.ToLower` in GetTrafficDistribution);
-/// `None` for a value pilot does not know, which it takes as [`TrafficDistribution::Any`].
-fn distribution_of_annotation(value: &str) -> Option<TrafficDistribution> {
-    match value.to_ascii_lowercase().as_str() {
-        "preferclose" | "prefersamezone" => Some(TrafficDistribution::PreferSameZone),
-        "prefersamenode" => Some(TrafficDistribution::PreferSameNode),
+/// An annotation or spec value: the annotation case-insensitively (`strings.ToLower` in
+/// GetTrafficDistribution), the spec field exactly; `None` for a value pilot at `version`
+/// does not know, which it takes as [`TrafficDistribution::Any`].
+fn distribution_of(value: &str, exact: bool, version: IstioVersion) -> Option<TrafficDistribution> {
+    let lowered;
+    let value = if exact {
+        value
+    } else {
+        lowered = value.to_ascii_lowercase();
+        match lowered.as_str() {
+            "preferclose" => "PreferClose",
+            "prefersamezone" => "PreferSameZone",
+            "prefersamenode" => "PreferSameNode",
+            _ => return None,
+        }
+    };
+    let newer = version.has(Behaviour::PreferSameZoneAndNode);
+    match value {
+        "PreferClose" => Some(TrafficDistribution::PreferSameZone),
+        "PreferSameZone" if newer => Some(TrafficDistribution::PreferSameZone),
+        "PreferSameNode" if newer => Some(TrafficDistribution::PreferSameNode),
         _ => None,
     }
 }
 
-/// Whether pilot knows a traffic-distribution annotation value; an unknown one (a typo)
-/// silently means no preference (GetTrafficDistribution logs a warning in istiod only).
-pub fn traffic_distribution_known(value: &str) -> bool {
-    distribution_of_annotation(value).is_some()
+/// Whether pilot at `version` knows a traffic-distribution annotation value; an unknown one
+/// (a typo, or a value of a later release) silently means no preference
+/// (GetTrafficDistribution logs a warning in istiod only).
+pub fn traffic_distribution_known(value: &str, version: IstioVersion) -> bool {
+    distribution_of(value, false, version).is_some()
 }
 
 /// pilot/pkg/model/service.go GetTrafficDistribution: the Service's `spec.trafficDistribution`
 /// (exact values) first; else the object's annotation, whose unknown value means `Any`; else
-/// the namespace's annotation, the same way. `spec` is `None` for a ServiceEntry.
+/// the namespace's annotation, the same way (from 1.30). `spec` is `None` for a ServiceEntry.
 pub fn traffic_distribution(
     spec: Option<&str>,
     annotations: Option<&Value>,
     namespace_annotations: Option<&Value>,
+    version: IstioVersion,
 ) -> TrafficDistribution {
-    match spec {
-        Some("PreferClose" | "PreferSameZone") => return TrafficDistribution::PreferSameZone,
-        Some("PreferSameNode") => return TrafficDistribution::PreferSameNode,
-        _ => {}
+    if let Some(distribution) = spec.and_then(|s| distribution_of(s, true, version)) {
+        return distribution;
     }
+    let namespace_annotations = namespace_annotations
+        .filter(|_| version.has(Behaviour::NamespaceTrafficDistribution));
     for annotations in [annotations, namespace_annotations] {
         if let Some(value) = annotations
             .and_then(|a| a.field(TRAFFIC_DISTRIBUTION_ANNOTATION))
             .and_then(Value::as_str)
             .filter(|v| !v.is_empty())
         {
-            return distribution_of_annotation(value).unwrap_or_default();
+            return distribution_of(value, false, version).unwrap_or_default();
         }
     }
     TrafficDistribution::Any
+}
+
+/// Whether a ServiceEntry is resolved by DNS, so pilot builds a STRICT_DNS (`DNS`) or
+/// LOGICAL_DNS (`DNS_ROUND_ROBIN`) cluster that carries its endpoints in CDS
+/// (serviceentry/conversion.go convertResolution, cluster_builder.go buildCluster).
+pub fn dns_resolved(entry: &Value) -> bool {
+    matches!(
+        crate::object::str_at(entry, &["spec", "resolution"]),
+        Some("DNS" | "DNS_ROUND_ROBIN")
+    )
 }
 
 /// The fully qualified name of a host written in a namespace, as
@@ -274,28 +304,58 @@ mod tests {
     #[test]
     fn traffic_distribution_follows_pilots_precedence() {
         use TrafficDistribution::*;
+        let v = version::PINNED;
         let a = |v: &str| json!({TRAFFIC_DISTRIBUTION_ANNOTATION: v});
         assert_eq!(
-            traffic_distribution(Some("PreferClose"), None, None),
+            traffic_distribution(Some("PreferClose"), None, None, v),
             PreferSameZone
         );
         // The spec's values are exact; an unknown one falls through to the annotations.
-        assert_eq!(traffic_distribution(Some("preferclose"), None, None), Any);
+        assert_eq!(traffic_distribution(Some("preferclose"), None, None, v), Any);
         assert_eq!(
-            traffic_distribution(None, Some(&a("preferSAMEnode")), None),
+            traffic_distribution(None, Some(&a("preferSAMEnode")), None, v),
             PreferSameNode
         );
         // An unknown annotation is Any, and hides the namespace's.
         assert_eq!(
-            traffic_distribution(None, Some(&a("PreferClosest")), Some(&a("PreferClose"))),
+            traffic_distribution(None, Some(&a("PreferClosest")), Some(&a("PreferClose")), v),
             Any
         );
         assert_eq!(
-            traffic_distribution(None, Some(&json!({})), Some(&a("PreferClose"))),
+            traffic_distribution(None, Some(&json!({})), Some(&a("PreferClose")), v),
             PreferSameZone
         );
-        assert!(!traffic_distribution_known("PreferClosest"));
-        assert!(traffic_distribution_known("PREFERCLOSE"));
+        assert!(!traffic_distribution_known("PreferClosest", v));
+        assert!(traffic_distribution_known("PREFERCLOSE", v));
+    }
+
+    #[test]
+    fn traffic_distribution_follows_the_istio_version() {
+        use TrafficDistribution::*;
+        let at = |minor| version::IstioVersion { major: 1, minor };
+        let a = |v: &str| json!({TRAFFIC_DISTRIBUTION_ANNOTATION: v});
+        // PreferSameZone and PreferSameNode arrived in 1.27; before, they meant no preference.
+        assert_eq!(
+            traffic_distribution(Some("PreferSameZone"), None, None, at(26)),
+            Any
+        );
+        assert_eq!(
+            traffic_distribution(None, Some(&a("PreferSameNode")), None, at(26)),
+            Any
+        );
+        assert!(!traffic_distribution_known("PreferSameZone", at(26)));
+        assert!(traffic_distribution_known("PreferClose", at(26)));
+        assert_eq!(
+            traffic_distribution(Some("PreferSameZone"), None, None, at(27)),
+            PreferSameZone
+        );
+        // The namespace's annotation is inherited from 1.30.
+        let ns = a("PreferClose");
+        assert_eq!(traffic_distribution(None, None, Some(&ns), at(29)), Any);
+        assert_eq!(
+            traffic_distribution(None, None, Some(&ns), at(30)),
+            PreferSameZone
+        );
     }
 
     #[test]

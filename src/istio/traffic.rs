@@ -25,6 +25,7 @@ use super::{
     locality::{lb_priority, locality_match, split},
     mesh::MeshConfig,
     peer_authentication::{MtlsMode, PeerAuthentications},
+    version::{Behaviour, IstioVersion},
 };
 use crate::{
     config::Config,
@@ -307,6 +308,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             str_at(svc, &["spec", "trafficDistribution"]),
             svc.path(&["metadata", "annotations"]),
             namespace_annotations(objects, &namespace),
+            config.istio.version,
         );
         out.push(Service {
             host,
@@ -394,6 +396,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                     None,
                     se.path(&["metadata", "annotations"]),
                     namespace_annotations(objects, &namespace),
+                    config.istio.version,
                 ),
                 endpoints,
                 from_entries: true,
@@ -622,6 +625,7 @@ fn effective_lb_setting(
     policy: Option<&Value>,
     service: &Service,
     mesh: &MeshConfig,
+    version: IstioVersion,
 ) -> Option<(Value, bool)> {
     if let Some(setting) = policy
         .and_then(|p| p.path(&["loadBalancer", "localityLbSetting"]))
@@ -632,7 +636,12 @@ fn effective_lb_setting(
         }
         return Some((setting.clone(), false));
     }
-    match service.traffic_distribution {
+    let distribution = if version.has(Behaviour::SidecarTrafficDistribution) {
+        service.traffic_distribution
+    } else {
+        super::TrafficDistribution::Any
+    };
+    match distribution {
         super::TrafficDistribution::PreferSameZone => {
             return Some((
                 serde_json::json!({"failoverPriority": [super::labels::NETWORK, super::labels::REGION, super::labels::ZONE]}),
@@ -883,6 +892,7 @@ pub fn simulate<V: Borrow<Value>>(
                         &node,
                         &proxy_labels,
                         &config.mesh,
+                        config.istio.version,
                         &peers,
                     ));
                 }
@@ -910,6 +920,7 @@ fn cluster(
     node: &str,
     proxy_labels: &BTreeMap<String, String>,
     mesh: &MeshConfig,
+    version: IstioVersion,
     peers: &PeerAuthentications,
 ) -> EnvoyCluster {
     let policy = effective_policy(rule, subset, port);
@@ -971,7 +982,7 @@ fn cluster(
                 endpoints,
             })
             .collect();
-        if let Some((setting, forced)) = effective_lb_setting(policy.as_ref(), service, mesh) {
+        if let Some((setting, forced)) = effective_lb_setting(policy.as_ref(), service, mesh, version) {
             // loadbalancer.ApplyLocalityLoadBalancer
             let distribute = array_at(&setting, &["distribute"]);
             let failover = array_at(&setting, &["failover"]);
@@ -983,7 +994,10 @@ fn cluster(
                 apply_locality_weights(&client.locality, &mut groups, distribute);
             } else if od.is_some() || forced {
                 if !priority.is_empty() {
-                    if dns {
+                    if dns && !version.has(Behaviour::DnsFailoverPriority) {
+                        // Before failover priority reached DNS clusters (release note
+                        // dns-failover-priority.yaml), their groups kept priority 0.
+                    } else if dns {
                         // On a panic, the groups stay as the CDS endpoint builder made them
                         // (what `simulate` shows beside the verdict).
                         match dns_failover_priorities(

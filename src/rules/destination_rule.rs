@@ -1028,6 +1028,28 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         .world
         .map(|w| w.service_entries(host))
         .unwrap_or_default();
+    // Before 1.30 pilot gave DNS clusters no failover priorities at all.
+    let version = cx.config.istio.version;
+    let dns_priorities = crate::istio::version::Behaviour::DnsFailoverPriority;
+    if !version.has(dns_priorities) && entries.iter().any(|e| crate::istio::dns_resolved(e)) {
+        for (level, path) in locality_settings(dr, cx) {
+            if !asks_priority(&level) {
+                continue;
+            }
+            out.push(
+                Issue::warn(
+                    format!("{path}.failoverPriority"),
+                    format!("{path}.failoverPriority does nothing for the DNS-resolved host {host} on Istio {version}"),
+                )
+                .because(format!(
+                    "pilot orders the endpoints of DNS clusters by failoverPriority only from Istio {} (release note dns-failover-priority.yaml); before, every endpoint keeps priority 0",
+                    dns_priorities.since()
+                ))
+                .fix("order failover by region with localityLbSetting.failover, or resolve the entry STATIC with IP endpoints"),
+            );
+        }
+        return;
+    }
     // Fed by failover entries: the world shows one, or (no world) the host is a cluster-local
     // service in failover scope, the hosts failover entries are written for.
     let fed = if cx.world.is_some() {
@@ -1630,8 +1652,15 @@ fn check_fg117(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         service.path(&["metadata", "annotations"]),
         ns.as_deref()
             .and_then(|n| n.path(&["metadata", "annotations"])),
+        cx.config.istio.version,
     );
-    if distribution == TrafficDistribution::Any {
+    // Before sidecars honoured traffic distribution, there was nothing to discard.
+    let sidecars_honour = cx
+        .config
+        .istio
+        .version
+        .has(crate::istio::version::Behaviour::SidecarTrafficDistribution);
+    if distribution == TrafficDistribution::Any || !sidecars_honour {
         return;
     }
     let top_detects = Level::TOP

@@ -266,13 +266,7 @@ pub static FG602: Rule = Rule {
     check: check_fg602,
 };
 
-/// Whether an entry is resolved by DNS (a STRICT_DNS or LOGICAL_DNS cluster).
-fn dns_resolved(entry: &Value) -> bool {
-    matches!(
-        str_at(entry, &["spec", "resolution"]),
-        Some("DNS" | "DNS_ROUND_ROBIN")
-    )
-}
+use crate::istio::dns_resolved;
 
 /// The hosts an object takes part in that name a cluster of their own (no wildcards).
 fn named_hosts(object: &Value, cx: &Context<'_>) -> Vec<String> {

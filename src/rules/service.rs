@@ -330,25 +330,46 @@ fn check_fg407(object: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issue
     else {
         return;
     };
-    if crate::istio::traffic_distribution_known(value) {
+    let version = cx.config.istio.version;
+    if crate::istio::traffic_distribution_known(value, version) {
         return;
     }
     // A Service's own spec.trafficDistribution decides first; pilot never reads the annotation.
     let spec = crate::object::str_at(object, &["spec", "trafficDistribution"]);
     if cx.subject.kind == Kind::Service
-        && traffic_distribution(spec, None, None) != TrafficDistribution::Any
+        && traffic_distribution(spec, None, None, version) != TrafficDistribution::Any
     {
         return;
     }
-    let known = ["PreferClose", "PreferSameZone", "PreferSameNode"];
-    let fix = match crate::locality::closest(value, known) {
-        Some(close) => format!("write {close} (did you mean it?)"),
-        None => format!("write one of {}", known.join(", ")),
+    // A value a later release knows (PreferSameZone before 1.27) is unknown to this mesh.
+    let later = crate::istio::traffic_distribution_known(value, crate::istio::version::PINNED);
+    let known: &[&str] = if version.has(crate::istio::version::Behaviour::PreferSameZoneAndNode) {
+        &["PreferClose", "PreferSameZone", "PreferSameNode"]
+    } else {
+        &["PreferClose"]
+    };
+    let (problem, fix) = if later {
+        (
+            format!(
+                "{TRAFFIC_DISTRIBUTION_ANNOTATION}: {value} is not a value Istio {version} knows (it arrived in {})",
+                crate::istio::version::Behaviour::PreferSameZoneAndNode.since()
+            ),
+            "write PreferClose, or set istio.version in the failover-guard config if the mesh runs a newer Istio".to_owned(),
+        )
+    } else {
+        let fix = match crate::locality::closest(value, known.iter().copied()) {
+            Some(close) => format!("write {close} (did you mean it?)"),
+            None => format!("write one of {}", known.join(", ")),
+        };
+        (
+            format!("{TRAFFIC_DISTRIBUTION_ANNOTATION}: {value} is not a value Istio knows"),
+            fix,
+        )
     };
     out.push(
         Issue::deny(
             format!("metadata.annotations[{TRAFFIC_DISTRIBUTION_ANNOTATION}]"),
-            format!("{TRAFFIC_DISTRIBUTION_ANNOTATION}: {value} is not a value Istio knows"),
+            problem,
         )
         .because("pilot takes it as no preference (and ignores the namespace's annotation), so this service gets no traffic-distribution failover and nothing says so")
         .fix(fix),

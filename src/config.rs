@@ -79,6 +79,9 @@ pub struct Config {
     /// The Istio the mesh runs: which of pilot's version-dependent behaviours apply.
     #[serde(default)]
     pub istio: Istio,
+    /// How the mesh spans clusters: where remote endpoints come from.
+    #[serde(default)]
+    pub multicluster: Multicluster,
     /// Reading the remote clusters instead of typing them (`serve` only; opt-in).
     #[serde(default, skip_serializing_if = "Discovery::is_off")]
     pub discovery: Discovery,
@@ -99,6 +102,45 @@ pub struct Istio {
     /// YAML reads 1.30 as the number 1.3.
     #[serde(default)]
     pub version: crate::istio::version::IstioVersion,
+}
+
+/// How the mesh spans clusters (README, "Multicluster models").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Multicluster {
+    /// `serviceEntries` (default), `multiPrimary` or `primaryRemote`.
+    #[serde(default)]
+    pub model: crate::istio::multicluster::Model,
+    /// This cluster's role in `primaryRemote`: `primary` or `remote` (required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::istio::multicluster::Role>,
+}
+
+impl Multicluster {
+    /// Whether istiod merges the remote clusters' endpoints itself (no failover entries).
+    pub fn native(&self) -> bool {
+        self.model.istiod_merges_remote_endpoints()
+    }
+
+    /// Whether the istiod serving this cluster reads objects of `kind` from it.
+    pub fn istiod_reads_here(&self, kind: crate::object::Kind) -> bool {
+        self.model.istiod_reads_here(self.role, kind)
+    }
+
+    /// The model in a few words, for `check`, `simulate` and `/readyz`.
+    pub fn describe(&self) -> String {
+        match self.role {
+            Some(role) => format!(
+                "{} ({})",
+                self.model,
+                match role {
+                    crate::istio::multicluster::Role::Primary => "primary",
+                    crate::istio::multicluster::Role::Remote => "remote",
+                }
+            ),
+            None => self.model.to_string(),
+        }
+    }
 }
 
 /// This cluster.
@@ -126,6 +168,9 @@ pub struct Remote {
     #[serde(default = "default_trust_domain")]
     pub trust_domain: String,
     pub locality: String,
+    /// Required in the serviceEntries model; in the native models, the east-west gateway of a
+    /// remote on another network (optional: istiod finds it itself).
+    #[serde(default, skip_serializing_if = "Gateway::is_unset")]
     pub gateway: Gateway,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
@@ -143,7 +188,7 @@ pub struct Remote {
 impl Remote {
     /// Whether the gateway is a hostname (discovered from a LoadBalancer that has no IP).
     pub fn gateway_is_hostname(&self) -> bool {
-        self.gateway.address.parse::<IpAddr>().is_err()
+        !self.gateway.is_unset() && self.gateway.address.parse::<IpAddr>().is_err()
     }
 
     /// The addresses failover endpoints go to: the resolved ones of a hostname gateway, else
@@ -250,9 +295,26 @@ pub struct DiscoveredRemote {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Gateway {
+    #[serde(default)]
     pub address: String,
     #[serde(default = "default_gateway_port")]
     pub port: u16,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Gateway {
+            address: String::new(),
+            port: default_gateway_port(),
+        }
+    }
+}
+
+impl Gateway {
+    /// No address given (a native-model remote on this network).
+    pub fn is_unset(&self) -> bool {
+        self.address.is_empty()
+    }
 }
 
 /// Which namespaces and gateways the rules look at.
@@ -581,6 +643,19 @@ impl Config {
                 problems.push(format!("cluster.localities[{i}] {locality:?} {e}"));
             }
         }
+        {
+            use crate::istio::multicluster::Model;
+            match (self.multicluster.model, self.multicluster.role) {
+                (Model::PrimaryRemote, None) => problems.push(
+                    "multicluster.model is primaryRemote but multicluster.role is not set (primary or remote)".into(),
+                ),
+                (Model::ServiceEntries | Model::MultiPrimary, Some(_)) => problems.push(format!(
+                    "multicluster.role is set but multicluster.model is {}; a role belongs to primaryRemote only",
+                    self.multicluster.model
+                )),
+                _ => {}
+            }
+        }
         match self.discovery.source {
             DiscoverySource::Kubeconfigs if self.discovery.kubeconfigs.is_empty() => problems
                 .push("discovery.source is kubeconfigs but discovery.kubeconfigs is empty".into()),
@@ -611,7 +686,13 @@ impl Config {
             if let Err(e) = Locality::parse(&remote.locality) {
                 problems.push(format!("{at}.locality {:?} {e}", remote.locality));
             }
-            if remote.gateway.address.parse::<IpAddr>().is_err() {
+            if remote.gateway.is_unset() && self.multicluster.native() {
+                // istiod reaches a remote of a native model on its own.
+            } else if remote.gateway.is_unset() {
+                problems.push(format!(
+                    "{at}.gateway.address is required with multicluster.model serviceEntries (failover entries list it as their endpoint)"
+                ));
+            } else if remote.gateway.address.parse::<IpAddr>().is_err() {
                 problems.push(format!(
                     "{at}.gateway.address {:?} is not an IP address (Istio drops non-IP endpoints of a STATIC ServiceEntry)",
                     remote.gateway.address
@@ -692,9 +773,11 @@ impl Config {
         topology.gateway_ports.insert(15443);
         topology.outlier_detection = self.outlier_detection.to_json();
         for (i, remote) in self.remotes.iter().enumerate() {
-            topology
-                .remote_by_address
-                .insert(remote.gateway.address.clone(), i);
+            if !remote.gateway.is_unset() {
+                topology
+                    .remote_by_address
+                    .insert(remote.gateway.address.clone(), i);
+            }
             for address in &remote.resolved {
                 topology.remote_by_address.insert(address.clone(), i);
             }

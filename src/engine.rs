@@ -175,7 +175,14 @@ pub fn evaluate(
     let cx = Context::new(config, world, &subject);
     let mut issues = Issues::new();
     let mut shown: Option<Arc<str>> = None;
-    for rule in RULES.iter().filter(|r| r.kinds.contains(&kind)) {
+    // Where istiod does not read this kind (a primary-remote remote), only FG603 judges it:
+    // every other verdict would be about an object no proxy ever gets.
+    let rules: &[&crate::rules::Rule] = if config.multicluster.istiod_reads_here(kind) {
+        RULES
+    } else {
+        &[&crate::rules::multicluster::FG603]
+    };
+    for rule in rules.iter().filter(|r| r.kinds.contains(&kind)) {
         let mode = config.mode(rule.id);
         // A rule that is off unless configured (FG115) runs only when asked for.
         if mode == Some(Mode::Off) || (mode.is_none() && rule.default == Mode::Off) {

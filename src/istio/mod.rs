@@ -6,6 +6,7 @@
 pub mod destination_rule;
 pub mod locality;
 pub mod mesh;
+pub mod multicluster;
 pub mod peer_authentication;
 pub mod traffic;
 pub mod version;

@@ -981,6 +981,23 @@ fn failover_endpoint_labels(
     cx: &Context<'_>,
 ) -> Vec<(String, String, std::collections::BTreeMap<String, String>)> {
     let local = &cx.config.cluster.name;
+    // In a native model istiod merges each remote's workloads with their own labels.
+    if cx.config.multicluster.native() {
+        return cx
+            .config
+            .remotes
+            .iter()
+            .map(|r| {
+                let endpoint = crate::istio::multicluster::native_remote_endpoint(
+                    &r.name,
+                    &r.locality,
+                    &r.network,
+                    &cx.config.cluster.network,
+                );
+                (r.name.clone(), endpoint.locality, endpoint.labels)
+            })
+            .collect();
+    }
     let from_entries: Vec<_> = entries
         .iter()
         .flat_map(|se| crate::object::array_at(se, &["spec", "endpoints"]).iter())
@@ -1052,7 +1069,10 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     }
     // Fed by failover entries: the world shows one, or (no world) the host is a cluster-local
     // service in failover scope, the hosts failover entries are written for.
-    let fed = if cx.world.is_some() {
+    let fed = if cx.config.multicluster.native() {
+        // istiod merges remote endpoints into every cluster-local Service of the mesh.
+        failover_host(dr, cx).is_some()
+    } else if cx.world.is_some() {
         fed_by_remote_gateway(host, cx)
     } else {
         failover_host(dr, cx).is_some()
@@ -1077,6 +1097,33 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         labels: &client_labels,
     };
     let remotes = failover_endpoint_labels(&entries, cx);
+    // In a native model, entries that list endpoints for the host are duplicates (FG208):
+    // their endpoints carry this cluster's label.
+    let duplicates: Vec<(String, std::collections::BTreeMap<String, String>, String)> =
+        if cx.config.multicluster.native() {
+            entries
+                .iter()
+                .flat_map(|se| {
+                    let name = format!(
+                        "{}/{}",
+                        crate::object::str_at(se, &["metadata", "namespace"]).unwrap_or_default(),
+                        crate::object::str_at(se, &["metadata", "name"]).unwrap_or_default()
+                    );
+                    crate::object::array_at(se, &["spec", "endpoints"])
+                        .iter()
+                        .map(move |e| {
+                            (
+                                crate::istio::entry_endpoint_locality(e),
+                                crate::istio::entry_endpoint_labels(e, &cx.config.cluster.name),
+                                name.clone(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
     for (level, path) in locality_settings(dr, cx) {
         let Some(setting) = setting(dr, &level) else {
             continue;
@@ -1107,6 +1154,31 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
+        let tied_duplicates: std::collections::BTreeSet<&str> = duplicates
+            .iter()
+            .filter(|(locality, labels, _)| {
+                let endpoint = Ranked { locality, labels };
+                endpoint_rank(&client, &endpoint, &priority, failover) == 0
+            })
+            .map(|(_, _, name)| name.as_str())
+            .collect();
+        if !tied_duplicates.is_empty() {
+            let names: Vec<&str> = tied_duplicates.into_iter().collect();
+            out.push(
+                Issue::warn(
+                    format!("{path}.failoverPriority"),
+                    format!(
+                        "ServiceEntry {} gives its endpoints the local endpoints' priority under {path}.failoverPriority",
+                        names.join(", ")
+                    ),
+                )
+                .because(format!(
+                    "in the {} model istiod already merges the remote endpoints (ranked apart by their own cluster label); the entry's copies carry this cluster's label and tie with the local pods",
+                    cx.config.multicluster.model
+                ))
+                .fix(format!("delete ServiceEntry {} (FG208); this DestinationRule is right as it is", names.join(", "))),
+            );
+        }
         if tied.is_empty() {
             continue;
         }

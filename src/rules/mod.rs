@@ -16,6 +16,7 @@ use crate::{
 pub mod authorization_policy;
 pub mod destination_rule;
 pub mod failover;
+pub mod multicluster;
 pub mod peer_authentication;
 pub mod service;
 pub mod service_entry;
@@ -322,6 +323,7 @@ pub static RULES: &[&Rule] = &[
     &service::FG502,
     &failover::FG601,
     &failover::FG602,
+    &multicluster::FG603,
 ];
 
 /// What is wrong with the `rules` section of a configuration: unknown IDs, unsupported modes.

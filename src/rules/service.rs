@@ -83,7 +83,8 @@ pub static FG402: Rule = Rule {
     needs_world: true,
     guards_istiod: false,
     summary: "A Service in failover scope with no DestinationRule that gives it outlier detection, \
-              or with no failover ServiceEntry, is a warning.",
+              or (in the serviceEntries model) with no failover ServiceEntry, is a warning; in the \
+              native models istiod merges the remote endpoints, so only the rule is asked for.",
     istio: "Without a DestinationRule with outlier detection visible to every client \
             (pilot/pkg/model/push_context.go destinationRule: client namespace, service namespace, \
             root namespace), LocalityLBSettings.ApplyToCluster orders no failover; without a \
@@ -97,7 +98,13 @@ pub static FG402: Rule = Rule {
 fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
     let Some(world) = cx.world else { return };
     let ns = &cx.subject.namespace;
-    if !cx.config.in_failover_scope(ns)
+    // In a primary-remote remote, the rules for this Service live in the primary, unseen here.
+    let rules_elsewhere = !cx
+        .config
+        .multicluster
+        .istiod_reads_here(Kind::DestinationRule);
+    if rules_elsewhere
+        || !cx.config.in_failover_scope(ns)
         || cx.config.scope.gateway_namespaces.contains(ns)
         || svc
             .path(&["spec", "selector"])
@@ -131,16 +138,23 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
     if !protected {
         missing.push("DestinationRule with outlierDetection");
     }
-    if world.service_entries(&host).is_empty() {
+    // In the native models istiod merges the remote clusters' endpoints itself.
+    let native = cx.config.multicluster.native();
+    if !native && world.service_entries(&host).is_empty() {
         missing.push("failover ServiceEntry");
     }
     if !missing.is_empty() {
+        let because = if native {
+            "istiod merges the remote clusters' endpoints of this Service, but without outlier detection it turns locality load balancing off: traffic is spread over every cluster and never fails over"
+        } else {
+            "Istio will not fail this Service over to the remote clusters"
+        };
         out.push(
             Issue::warn(
                 "metadata.name",
                 format!("{host} has no {}", missing.join(" and no ")),
             )
-            .because("Istio will not fail this Service over to the remote clusters")
+            .because(because)
             .fix(format!("create a {} for {host}", missing.join(" and a "))),
         );
     }

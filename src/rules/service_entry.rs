@@ -81,7 +81,16 @@ fn annotated_failover(se: &Value) -> bool {
 ///   MESH_EXTERNAL.
 ///
 /// Fixes never take that away, so it is worked out once per pass.
+///
+/// In the native multicluster models no entry is a failover entry: istiod merges the remote
+/// endpoints itself, and an entry shaped like one is redundant ([`failover_shaped`], FG208).
 pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
+    !cx.config.multicluster.native() && failover_shaped(se, cx)
+}
+
+/// Whether an entry looks like a failover entry by the signs [`is_failover_entry`] lists,
+/// whatever the multicluster model.
+fn failover_shaped(se: &Value, cx: &Context<'_>) -> bool {
     *cx.facts.failover_entry.get_or_init(|| {
         if annotated_failover(se) || at_remote_gateway(se, cx) {
             return true;
@@ -846,6 +855,35 @@ pub static FG208: Rule = Rule {
     check: check_fg208,
 };
 
+/// In a native model, a failover-shaped entry for a cluster-local Service adds endpoints istiod
+/// already has: each remote's workloads come through its remote secret (with the remote's
+/// cluster label), and the entry adds them again labelled with *this* cluster's ID
+/// (convertWorkloadEntryToWorkloadInstance), so they tie with the local pods under
+/// failoverPriority [topology.istio.io/cluster], the usual multi-primary setting.
+fn redundant_failover_entry(se: &Value, cx: &Context<'_>, out: &mut Issues) {
+    let Some(service) = entry_service(se, cx) else {
+        return;
+    };
+    if !failover_shaped(se, cx) || endpoints(se).is_empty() {
+        return;
+    }
+    let model = cx.config.multicluster.model;
+    out.push(
+        Issue::warn(
+            "spec.endpoints",
+            format!(
+                "this entry lists remote endpoints of {}, which istiod already merges in the {model} model",
+                service.host
+            ),
+        )
+        .because(format!(
+            "istiod reads the remote clusters' endpoints of {} through its remote secrets, labelled with their own cluster; this entry adds them again labelled with this cluster ({}), so under failoverPriority [topology.istio.io/cluster] they tie with the local pods and traffic crosses clusters all the time",
+            service.host, cx.config.cluster.name
+        ))
+        .fix("delete this ServiceEntry (or set multicluster.model serviceEntries in the failover-guard config if the clusters do not share remote secrets)"),
+    );
+}
+
 /// The subset label sets failover endpoints are generated for: explicit sets from the
 /// annotation (`version=v1;version=v2`), or the subsets of the host's DestinationRule
 /// (restricted to the keys the annotation names, when it names keys).
@@ -962,6 +1000,10 @@ fn covers(existing: &Value, gateway_address: &str, labels: &BTreeMap<String, Str
 }
 
 fn check_fg208(se: &mut Value, cx: &Context<'_>, fix: bool, out: &mut Issues) {
+    if cx.config.multicluster.native() {
+        redundant_failover_entry(se, cx, out);
+        return;
+    }
     if !is_failover_entry(se, cx)
         || se.path(&["spec", "workloadSelector"]).is_some()
         || !se.field("spec").is_some_and(Value::is_object)

@@ -1,0 +1,147 @@
+//! How the mesh spans clusters, and what that changes in what pilot reads and builds.
+//!
+//! Istio does multicluster in three ways users run (istio.io, Setup > Install > Multicluster):
+//! - `serviceEntries`: each cluster's own istiod sees only its cluster; the other clusters'
+//!   east-west gateways are listed as endpoints of ServiceEntries for the cluster-local hosts
+//!   (the pattern failover-guard generates, FG208);
+//! - `multiPrimary`: an istiod in every cluster reads every cluster's Services and endpoints
+//!   through remote secrets and merges them itself (the kube registry per cluster under the
+//!   aggregate controller, pilot/pkg/serviceregistry/aggregate);
+//! - `primaryRemote`: one istiod in the primary does that for the remotes, and reads Istio
+//!   configuration only from its own (config) cluster.
+//!
+//! The rules ask this module where a service's remote endpoints come from and which labels
+//! pilot gives them, instead of assuming the ServiceEntry pattern.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::object::Kind;
+
+/// The way the mesh spans clusters (`multicluster.model` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Model {
+    /// Failover ServiceEntries list the remote gateways (the default, failover-guard's pattern).
+    #[default]
+    ServiceEntries,
+    /// Every cluster's istiod reads every cluster's endpoints through remote secrets.
+    MultiPrimary,
+    /// One primary istiod serves the remotes too; configuration lives in the primary.
+    PrimaryRemote,
+}
+
+/// This cluster's place in a primary-remote mesh (`multicluster.role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Runs the istiod; the config cluster.
+    Primary,
+    /// Has no istiod of its own; its proxies are served by the primary's.
+    Remote,
+}
+
+impl Model {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Model::ServiceEntries => "serviceEntries",
+            Model::MultiPrimary => "multiPrimary",
+            Model::PrimaryRemote => "primaryRemote",
+        }
+    }
+
+    /// Whether istiod itself merges the remote clusters' endpoints into each Service (the
+    /// native models: a kube registry per remote secret, merged by hostname in the
+    /// aggregate controller and the EndpointIndex's per-cluster shards). Failover
+    /// ServiceEntries are then redundant.
+    pub fn istiod_merges_remote_endpoints(self) -> bool {
+        self != Model::ServiceEntries
+    }
+
+    /// Whether the istiod that serves this cluster reads Istio configuration of `kind` from
+    /// this cluster. In primary-remote, istiod reads config only from its config cluster
+    /// (pilot/pkg/bootstrap configcontroller: the config store is the local cluster's CRD
+    /// client); Services and endpoints of the remote are read through the remote secret.
+    pub fn istiod_reads_here(self, role: Option<Role>, kind: Kind) -> bool {
+        match (self, role, kind) {
+            (Model::PrimaryRemote, Some(Role::Remote), Kind::Service) => true,
+            (Model::PrimaryRemote, Some(Role::Remote), _) => false,
+            _ => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A remote cluster's endpoint as pilot hands it to a sidecar in this cluster in a native
+/// model: its locality group, and the labels failoverPriority compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeEndpoint {
+    pub locality: String,
+    pub labels: BTreeMap<String, String>,
+    /// Whether the endpoint was replaced by its network's east-west gateway.
+    pub through_gateway: bool,
+}
+
+/// The endpoint a sidecar on `local_network` gets for a workload in cluster `cluster` at
+/// `locality` on `network`, in a native model.
+///
+/// On the same network the workload is sent as is, with the labels the kube registry gives it
+/// (kube/controller endpoint builder: labelutil.AugmentLabels with the remote's cluster ID,
+/// its node's locality and its network). On another network, the EDS network filter
+/// (pilot/pkg/xds/endpoints/ep_filters.go EndpointsByNetworkFilter) replaces it with that
+/// network's gateway in the same locality group, labelled with only the gateway's cluster
+/// and network (`AugmentLabels(nil, gw.Cluster, "", "", gw.Network)`): no region or zone label.
+pub fn native_remote_endpoint(
+    cluster: &str,
+    locality: &str,
+    network: &str,
+    local_network: &str,
+) -> NativeEndpoint {
+    let through_gateway = !network.is_empty() && network != local_network;
+    let label_locality = if through_gateway { "" } else { locality };
+    NativeEndpoint {
+        locality: locality.to_owned(),
+        labels: super::augment_labels(&BTreeMap::new(), cluster, label_locality, network),
+        through_gateway,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::istio::labels;
+
+    #[test]
+    fn a_remote_on_the_same_network_keeps_its_cluster_and_locality_labels() {
+        let e = native_remote_endpoint("cluster2", "region1/zone2", "network1", "network1");
+        assert!(!e.through_gateway);
+        assert_eq!(e.labels.get(labels::CLUSTER).map(String::as_str), Some("cluster2"));
+        assert_eq!(e.labels.get(labels::ZONE).map(String::as_str), Some("zone2"));
+    }
+
+    #[test]
+    fn a_remote_on_another_network_is_its_gateway_without_region_labels() {
+        let e = native_remote_endpoint("cluster2", "region2/zone3", "network2", "network1");
+        assert!(e.through_gateway);
+        assert_eq!(e.locality, "region2/zone3");
+        assert_eq!(e.labels.get(labels::CLUSTER).map(String::as_str), Some("cluster2"));
+        assert_eq!(e.labels.get(labels::NETWORK).map(String::as_str), Some("network2"));
+        assert_eq!(e.labels.get(labels::REGION), None);
+    }
+
+    #[test]
+    fn a_primary_remote_remote_cluster_holds_no_config_istiod_reads() {
+        let remote = Some(Role::Remote);
+        assert!(!Model::PrimaryRemote.istiod_reads_here(remote, Kind::DestinationRule));
+        assert!(!Model::PrimaryRemote.istiod_reads_here(remote, Kind::ServiceEntry));
+        assert!(Model::PrimaryRemote.istiod_reads_here(remote, Kind::Service));
+        assert!(Model::PrimaryRemote.istiod_reads_here(Some(Role::Primary), Kind::ServiceEntry));
+        assert!(Model::MultiPrimary.istiod_reads_here(None, Kind::DestinationRule));
+    }
+}

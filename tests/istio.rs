@@ -258,6 +258,9 @@ struct Scenario {
     /// Rules `failover-guard check` denies on this input (exactly).
     #[serde(default)]
     denied: Vec<String>,
+    /// Rules `failover-guard check` warns about on this input (all of them, when given).
+    #[serde(default)]
+    warned: Vec<String>,
     /// Why an `after` verdict other than failover is fine, when nothing denies it.
     #[serde(default)]
     reason: Option<String>,
@@ -516,6 +519,18 @@ fn scenarios_match_pilot() {
         if denied != want_denied {
             failures.push(format!(
                 "{name}: check denies {denied:?}, expected {want_denied:?}"
+            ));
+        }
+        let warned: BTreeSet<&str> = report
+            .findings
+            .iter()
+            .filter(|f| f.action == Action::Warn)
+            .map(|f| f.rule)
+            .collect();
+        let want_warned: BTreeSet<&str> = scenario.warned.iter().map(String::as_str).collect();
+        if !want_warned.is_empty() && warned != want_warned {
+            failures.push(format!(
+                "{name}: check warns {warned:?}, expected {want_warned:?}"
             ));
         }
         let mutated = &offline::mutate(std::slice::from_ref(&input), &config)[0];

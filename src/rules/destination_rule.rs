@@ -717,8 +717,9 @@ pub static FG106: Rule = Rule {
     can_mutate: false,
     needs_world: false,
     guards_istiod: false,
-    summary: "distribute that leaves out a configured cluster's locality, uses partial wildcards or \
-              overlapping keys, or is combined with failoverPriority is denied.",
+    summary: "distribute that uses partial wildcards or overlapping keys, or is combined with \
+              failoverPriority, is denied; one that leaves out a configured cluster's locality is \
+              a warning (v3: Istio's own distribute task does so on purpose).",
     istio: "distribute is weighting, not failover: pilot/pkg/networking/core/loadbalancer \
             applyLocalityWeights uses the first rule whose from matches the client and empties every \
             locality group its to keys do not list, so that cluster never receives traffic, even \
@@ -813,7 +814,9 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
                     .collect();
                 if !missing.is_empty() {
                     out.push(
-                        Issue::deny(at.clone(), format!("{at}.to leaves out configured localities {}", missing.join(", ")))
+                        // A warning (v3): Istio's own distribute task leaves a locality out
+                        // on purpose; it is weighting, chosen, and only unsafe for failover.
+                        Issue::warn(at.clone(), format!("{at}.to leaves out configured localities {}", missing.join(", ")))
                             .because("endpoints there are removed, so those clusters never receive traffic, not even on failover")
                             // Not "*": beside the existing keys it would overlap them, which
                             // this rule denies too.

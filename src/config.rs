@@ -531,6 +531,15 @@ impl Config {
         config
     }
 
+    /// What the rules judge by, in one line: the Istio version and the multicluster model.
+    pub fn judged_by(&self) -> String {
+        format!(
+            "judged as Istio {}, multicluster model {}",
+            self.istio.version.min(crate::istio::version::PINNED),
+            self.multicluster.describe()
+        )
+    }
+
     /// Which mesh config is in force, in one line.
     pub fn mesh_source(&self) -> String {
         match self.mesh.origin() {

@@ -136,6 +136,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let current = in_force.current();
     tracing::info!("{}", current.mesh_source());
+    tracing::info!("{}", current.judged_by());
     for warning in current.warnings() {
         tracing::warn!("config: {warning}");
     }

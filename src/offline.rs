@@ -446,6 +446,7 @@ pub fn load_config(path: Option<&Path>, mesh: Option<&Path>) -> Result<Config, L
     };
     let config = config.with_mesh(mesh);
     eprintln!("failover-guard: {}", config.mesh_source());
+    eprintln!("failover-guard: {}", config.judged_by());
     for warning in config.warnings() {
         eprintln!("failover-guard: config: {warning}");
     }

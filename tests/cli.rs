@@ -547,3 +547,68 @@ fn mutate_follows_the_mesh_config_and_refuses_a_bad_one() {
     );
     assert!(String::from_utf8_lossy(&no_mesh_key.stderr).contains("no data.mesh"));
 }
+
+/// The multicluster model and the Istio version come from the config file, `check` says which
+/// it judged by, and what they change is what a user sees: in multi-primary a hand-written
+/// failover entry is a redundant duplicate (FG208), not something to complete. Bad values are
+/// refused with exit code 2 and a message naming the key.
+#[test]
+fn check_judges_by_the_configured_multicluster_model_and_istio_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let multi_primary = write(
+        "multi-primary.yaml",
+        "cluster: {name: cluster1, network: network1, localities: [region1/zone1]}\nremotes: [{name: cluster2, network: network1, locality: region1/zone2}]\nmulticluster: {model: multiPrimary}\nistio: {version: \"1.29\"}\n",
+    );
+    let entry = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews-failover, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints:\n  - {address: 203.0.113.10, ports: {http: 15443}, locality: region1/zone2, network: network1, labels: {security.istio.io/tlsMode: istio}}\n";
+    let out = run_stdin(&["check", "--config", &multi_primary, "-"], entry);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("judged as Istio 1.29, multicluster model multiPrimary"),
+        "{stderr}"
+    );
+    assert!(
+        stdout(&out).contains("warn: FG208 ServiceEntry bookinfo/reviews-failover: this entry lists remote endpoints of reviews.bookinfo.svc.cluster.local, which istiod already merges in the multiPrimary model"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("FG201"), "{}", stdout(&out));
+
+    for (name, text, needle) in [
+        (
+            "no-role.yaml",
+            "cluster: {name: c, network: n, localities: [a/b]}\nmulticluster: {model: primaryRemote}\n",
+            "multicluster.role is not set",
+        ),
+        (
+            "bad-model.yaml",
+            "cluster: {name: c, network: n, localities: [a/b]}\nmulticluster: {model: multiPrimaryy}\n",
+            "unknown variant `multiPrimaryy`",
+        ),
+        (
+            "float-version.yaml",
+            "cluster: {name: c, network: n, localities: [a/b]}\nistio: {version: 1.30}\n",
+            "ambiguous",
+        ),
+        (
+            "old-version.yaml",
+            "cluster: {name: c, network: n, localities: [a/b]}\nistio: {version: \"1.20\"}\n",
+            "older than 1.24",
+        ),
+        (
+            "no-gateway.yaml",
+            "cluster: {name: c, network: n, localities: [a/b]}\nremotes: [{name: r, network: n2, locality: c/d}]\n",
+            "gateway.address is required with multicluster.model serviceEntries",
+        ),
+    ] {
+        let path = write(name, text);
+        let out = run_stdin(&["check", "--config", &path, "-"], entry);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stdout(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{name}: {stderr}");
+    }
+}

@@ -153,10 +153,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             .remotes()
             .map(|r| format!("remotes: {}\n", r.describe()))
             .unwrap_or_default();
-        let mesh = state.in_force.current().mesh_source();
+        let current = state.in_force.current();
+        let (mesh, judged) = (current.mesh_source(), current.judged_by());
         (
             StatusCode::OK,
-            format!("ok\nworld: {world}\n{remotes}{mesh}\n"),
+            format!("ok\nworld: {world}\n{remotes}{mesh}\n{judged}\n"),
         )
             .into_response()
     }

@@ -169,13 +169,30 @@ fn docs_clusters(file: &str) -> Vec<DocsCluster> {
     let on = |config, namespace| DocsCluster { config, namespace };
     let (page, section) = file.split_once("__").unwrap_or((file, ""));
     let second = section.contains("cluster2");
-    if section.ends_with("-meshconfig.yaml") || page.starts_with("ambient") || page.starts_with("blog-2025-ambient") {
+    if section.ends_with("-meshconfig.yaml")
+        || page.starts_with("ambient")
+        || page.starts_with("blog-2025-ambient")
+    {
         return Vec::new();
     }
     match page {
-        "setup-mc-multi-primary" => vec![on(if second { MULTI_PRIMARY_2 } else { MULTI_PRIMARY }, "default")],
+        "setup-mc-multi-primary" => vec![on(
+            if second {
+                MULTI_PRIMARY_2
+            } else {
+                MULTI_PRIMARY
+            },
+            "default",
+        )],
         "setup-mc-multi-primary-multi-network" => {
-            vec![on(if second { MULTI_NETWORK_2 } else { MULTI_NETWORK_1 }, "default")]
+            vec![on(
+                if second {
+                    MULTI_NETWORK_2
+                } else {
+                    MULTI_NETWORK_1
+                },
+                "default",
+            )]
         }
         "setup-mc-primary-remote" => vec![on(if second { REMOTE } else { PRIMARY }, "default")],
         "setup-mc-primary-remote-multi-network" => {
@@ -183,18 +200,36 @@ fn docs_clusters(file: &str) -> Vec<DocsCluster> {
         }
         // The verify page follows each install page: every sidecar model, both clusters.
         "setup-mc-verify" => {
-            let all = [MULTI_PRIMARY, MULTI_PRIMARY_2, MULTI_NETWORK_1, MULTI_NETWORK_2, PRIMARY, REMOTE, PRIMARY_NET, REMOTE_NET];
+            let all = [
+                MULTI_PRIMARY,
+                MULTI_PRIMARY_2,
+                MULTI_NETWORK_1,
+                MULTI_NETWORK_2,
+                PRIMARY,
+                REMOTE,
+                PRIMARY_NET,
+                REMOTE_NET,
+            ];
             all.into_iter()
-                .filter(|c| !section.contains("cluster1") || c.starts_with("cluster: {name: cluster1"))
+                .filter(|c| {
+                    !section.contains("cluster1") || c.starts_with("cluster: {name: cluster1")
+                })
                 .filter(|c| !second || c.starts_with("cluster: {name: cluster2"))
                 .map(|c| on(c, "sample"))
                 .collect()
         }
-        "tasks-locality-before-you-begin" if section.contains("region1.zone1") || section.starts_with("create") => {
-            vec![on(LOCALITY_PRIMARY, "sample"), on(LOCALITY_REMOTE, "sample")]
+        "tasks-locality-before-you-begin"
+            if section.contains("region1.zone1") || section.starts_with("create") =>
+        {
+            vec![
+                on(LOCALITY_PRIMARY, "sample"),
+                on(LOCALITY_REMOTE, "sample"),
+            ]
         }
         "tasks-locality-before-you-begin" => vec![on(LOCALITY_REMOTE, "sample")],
-        "tasks-locality-failover" | "tasks-locality-distribute" => vec![on(LOCALITY_PRIMARY, "sample")],
+        "tasks-locality-failover" | "tasks-locality-distribute" => {
+            vec![on(LOCALITY_PRIMARY, "sample")]
+        }
         // The page's hosts are myns's.
         "ops-mc-traffic-management" => vec![on(MULTI_PRIMARY, "myns")],
         // The DestinationRule examples are for hosts in prod.
@@ -211,11 +246,20 @@ const DOCS_WARNINGS: &[(&str, &str)] = &[
     // is spread over every cluster and never fails over (FG402).
     ("setup-mc-verify__deploy-curl.yaml", "FG402"),
     ("setup-mc-verify__deploy-helloworld-service.yaml", "FG402"),
-    ("tasks-locality-before-you-begin__deploy-curl-region1.zone1.yaml", "FG402"),
-    ("tasks-locality-before-you-begin__deploy-helloworld-region1.zone1.yaml", "FG402"),
+    (
+        "tasks-locality-before-you-begin__deploy-curl-region1.zone1.yaml",
+        "FG402",
+    ),
+    (
+        "tasks-locality-before-you-begin__deploy-helloworld-region1.zone1.yaml",
+        "FG402",
+    ),
     // The distribute task gives region2/zone3 no weight on purpose: that cluster then takes no
     // traffic even when every other one is down (FG106, a warning since v3).
-    ("tasks-locality-distribute__configure-weighted-distribution.yaml", "FG106"),
+    (
+        "tasks-locality-distribute__configure-weighted-distribution.yaml",
+        "FG106",
+    ),
 ];
 
 #[test]
@@ -231,14 +275,22 @@ fn istio_docs_raise_no_false_alarm() {
     let (mut checked, mut alarms) = (0, Vec::new());
     let mut warned = std::collections::BTreeSet::new();
     for path in &files {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         for cluster in docs_clusters(&name) {
             let config = failover_guard::engine::parse_config(cluster.config, &name)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let (mut inputs, errors) = read_inputs(std::slice::from_ref(path));
             assert!(errors.is_empty(), "{name}: {errors:?}");
             // `kubectl apply -n NS`: objects without a namespace land in the page's.
-            for object in inputs.iter_mut().flat_map(|i| &mut i.documents).flat_map(|d| &mut d.objects) {
+            for object in inputs
+                .iter_mut()
+                .flat_map(|i| &mut i.documents)
+                .flat_map(|d| &mut d.objects)
+            {
                 if let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut())
                     && !meta.contains_key("namespace")
                 {
@@ -253,10 +305,15 @@ fn istio_docs_raise_no_false_alarm() {
                     warned.insert((name.clone(), rule.to_owned()));
                 }
                 let allowed = f.action.as_str() == "mutate"
-                    || (f.action.as_str() == "warn" && DOCS_WARNINGS.contains(&(name.as_str(), rule)));
+                    || (f.action.as_str() == "warn"
+                        && DOCS_WARNINGS.contains(&(name.as_str(), rule)));
                 if !allowed {
                     let model = cluster.config.lines().last().unwrap_or_default();
-                    alarms.push(format!("{name} [{model}]: {} {}", f.action.as_str(), f.message));
+                    alarms.push(format!(
+                        "{name} [{model}]: {} {}",
+                        f.action.as_str(),
+                        f.message
+                    ));
                 }
             }
         }
@@ -268,5 +325,9 @@ fn istio_docs_raise_no_false_alarm() {
             "DOCS_WARNINGS lists {file} {rule}, which is no longer warned: remove it (and its README line)"
         );
     }
-    assert!(alarms.is_empty(), "false alarms on Istio's documented setups:\n{}", alarms.join("\n"));
+    assert!(
+        alarms.is_empty(),
+        "false alarms on Istio's documented setups:\n{}",
+        alarms.join("\n")
+    );
 }

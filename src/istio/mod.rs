@@ -97,8 +97,8 @@ pub fn traffic_distribution(
     if let Some(distribution) = spec.and_then(|s| distribution_of(s, true, version)) {
         return distribution;
     }
-    let namespace_annotations = namespace_annotations
-        .filter(|_| version.has(Behaviour::NamespaceTrafficDistribution));
+    let namespace_annotations =
+        namespace_annotations.filter(|_| version.has(Behaviour::NamespaceTrafficDistribution));
     for annotations in [annotations, namespace_annotations] {
         if let Some(value) = annotations
             .and_then(|a| a.field(TRAFFIC_DISTRIBUTION_ANNOTATION))
@@ -312,7 +312,10 @@ mod tests {
             PreferSameZone
         );
         // The spec's values are exact; an unknown one falls through to the annotations.
-        assert_eq!(traffic_distribution(Some("preferclose"), None, None, v), Any);
+        assert_eq!(
+            traffic_distribution(Some("preferclose"), None, None, v),
+            Any
+        );
         assert_eq!(
             traffic_distribution(None, Some(&a("preferSAMEnode")), None, v),
             PreferSameNode

@@ -121,8 +121,14 @@ mod tests {
     fn a_remote_on_the_same_network_keeps_its_cluster_and_locality_labels() {
         let e = native_remote_endpoint("cluster2", "region1/zone2", "network1", "network1");
         assert!(!e.through_gateway);
-        assert_eq!(e.labels.get(labels::CLUSTER).map(String::as_str), Some("cluster2"));
-        assert_eq!(e.labels.get(labels::ZONE).map(String::as_str), Some("zone2"));
+        assert_eq!(
+            e.labels.get(labels::CLUSTER).map(String::as_str),
+            Some("cluster2")
+        );
+        assert_eq!(
+            e.labels.get(labels::ZONE).map(String::as_str),
+            Some("zone2")
+        );
     }
 
     #[test]
@@ -130,8 +136,14 @@ mod tests {
         let e = native_remote_endpoint("cluster2", "region2/zone3", "network2", "network1");
         assert!(e.through_gateway);
         assert_eq!(e.locality, "region2/zone3");
-        assert_eq!(e.labels.get(labels::CLUSTER).map(String::as_str), Some("cluster2"));
-        assert_eq!(e.labels.get(labels::NETWORK).map(String::as_str), Some("network2"));
+        assert_eq!(
+            e.labels.get(labels::CLUSTER).map(String::as_str),
+            Some("cluster2")
+        );
+        assert_eq!(
+            e.labels.get(labels::NETWORK).map(String::as_str),
+            Some("network2")
+        );
         assert_eq!(e.labels.get(labels::REGION), None);
     }
 

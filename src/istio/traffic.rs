@@ -982,7 +982,9 @@ fn cluster(
                 endpoints,
             })
             .collect();
-        if let Some((setting, forced)) = effective_lb_setting(policy.as_ref(), service, mesh, version) {
+        if let Some((setting, forced)) =
+            effective_lb_setting(policy.as_ref(), service, mesh, version)
+        {
             // loadbalancer.ApplyLocalityLoadBalancer
             let distribute = array_at(&setting, &["distribute"]);
             let failover = array_at(&setting, &["failover"]);

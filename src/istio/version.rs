@@ -223,7 +223,10 @@ mod tests {
             IstioVersion::parse("latest"),
             Err(VersionError::Malformed("latest".into()))
         );
-        assert_eq!(IstioVersion::parse("1.20"), Err(VersionError::TooOld(v(20))));
+        assert_eq!(
+            IstioVersion::parse("1.20"),
+            Err(VersionError::TooOld(v(20)))
+        );
     }
 
     #[test]

@@ -787,6 +787,7 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
     let mut cases = Vec::new();
     let mut inputs = Vec::new();
     let mut meshes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut models: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..sets {
         let mut objects = strategies::traffic_case()
             .new_tree(&mut runner)
@@ -818,11 +819,40 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
         *meshes
             .entry(mesh.unwrap_or("defaults").to_owned())
             .or_default() += 1;
+        let multicluster = strategies::multicluster_variant()
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let base = match &multicluster {
+            Some(patch) => {
+                let mut base = serde_json::to_value(&example).unwrap();
+                json_patch::merge(&mut base, patch);
+                failover_guard::engine::parse_config(
+                    &serde_yaml_ng::to_string(&base).unwrap(),
+                    "generated",
+                )
+                .unwrap()
+            }
+            None => example.clone(),
+        };
+        *models
+            .entry(format!(
+                "{}{}",
+                base.multicluster.describe(),
+                if base.multicluster.native()
+                    && base.remotes.iter().any(|r| r.network != base.cluster.network)
+                {
+                    ", two networks"
+                } else {
+                    ""
+                }
+            ))
+            .or_default() += 1;
         let config = match mesh {
-            Some(text) => example.with_mesh(
+            Some(text) => base.with_mesh(
                 failover_guard::istio::mesh::MeshConfig::parse(text, "generated").unwrap(),
             ),
-            None => example.clone(),
+            None => base.clone(),
         };
         // And as `failover-guard mutate` would store them.
         let world = ManifestWorld::new(&objects, "default", "svc.cluster.local");
@@ -873,7 +903,7 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
         }
     }
     eprintln!(
-        "simulate: {compared} Envoy clusters of {} generated cases ({sets} sets as written and mutated; mesh configs {meshes:?}) compared with pilot, {} disagree",
+        "simulate: {compared} Envoy clusters of {} generated cases ({sets} sets as written and mutated; mesh configs {meshes:?}; multicluster models {models:?}) compared with pilot, {} disagree",
         cases.len(),
         failures.len()
     );

@@ -151,6 +151,123 @@ fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The locality a pod gets from its node's labels (controller.go getPodLocality:
+/// `region/zone/subzone`, empty when the node has none).
+fn pod_locality_label(locality: &str) -> String {
+    let mut parts = locality.splitn(3, '/');
+    let (r, z, s) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    if r.is_empty() && z.is_empty() && s.is_empty() {
+        String::new()
+    } else {
+        format!("{r}/{z}/{s}")
+    }
+}
+
+/// The distinct label sets of the subsets of every DestinationRule for `host` (`{}` when none):
+/// the harness runs one pod per set and locality.
+fn subset_label_sets(rules: &[(String, &Value)], host: &str) -> Vec<BTreeMap<String, String>> {
+    let mut sets: Vec<BTreeMap<String, String>> = Vec::new();
+    for (_, dr) in rules.iter().filter(|(h, _)| *h == host) {
+        for subset in array_at(dr, &["spec", "subsets"]) {
+            let labels = string_map(subset.field("labels"));
+            if !labels.is_empty() && !sets.contains(&labels) {
+                sets.push(labels);
+            }
+        }
+    }
+    if sets.is_empty() {
+        sets.push(BTreeMap::new());
+    }
+    sets
+}
+
+/// In a native multicluster model, every remote cluster runs the same Services (namespace
+/// sameness), and istiod merges their workloads into each Service through its remote secret:
+/// the remote's kube registry gives them the remote's cluster ID, its nodes' locality and its
+/// network (kube/controller endpoint builder, labelutil.AugmentLabels). The harness runs one
+/// pod per subset label set in each remote's locality, numbered after the local ones.
+fn native_remote_workloads(
+    objects: &[&Value],
+    config: &Config,
+    rules: &[(String, &Value)],
+    services: &mut [Service],
+    next: &mut u32,
+    synthesized: &mut Vec<String>,
+) {
+    let domain = &config.cluster.cluster_domain;
+    for remote in &config.remotes {
+        let node = format!("failover-guard-{}-node-0", remote.name);
+        let label = pod_locality_label(&remote.locality);
+        for svc in objects.iter().filter(|o| kind_of(o) == ("", "Service")) {
+            if svc.path(&["spec", "type"]).and_then(Value::as_str) == Some("ExternalName") {
+                continue;
+            }
+            let (Some(name), namespace) = (str_at(svc, &["metadata", "name"]), namespace_of(svc))
+            else {
+                continue;
+            };
+            let host = super::service_host(name, &namespace, domain);
+            let selector = string_map(svc.path(&["spec", "selector"]));
+            let targets: Vec<(String, u32)> = array_at(svc, &["spec", "ports"])
+                .iter()
+                .filter_map(|p| {
+                    let port = u32::try_from(p.field("port").and_then(as_int)?).ok()?;
+                    let target = p
+                        .field("targetPort")
+                        .and_then(Value::as_i64)
+                        .and_then(|t| u32::try_from(t).ok())
+                        .filter(|t| *t > 0)
+                        .unwrap_or(port);
+                    let name = p.field("name").and_then(Value::as_str).unwrap_or("");
+                    Some((name.to_owned(), target))
+                })
+                .collect();
+            let Some(service) = services
+                .iter_mut()
+                .find(|s| s.host == host && s.namespace == namespace && !s.from_entries)
+            else {
+                continue;
+            };
+            for (si, set) in subset_label_sets(rules, &host).iter().enumerate() {
+                *next += 1;
+                let ip = format!(
+                    "10.{}.{}.{}",
+                    100 + *next / 62500,
+                    *next / 250 % 250,
+                    *next % 250 + 1
+                );
+                let mut own: BTreeMap<String, String> =
+                    BTreeMap::from([(TLS_MODE.to_owned(), "istio".to_owned())]);
+                own.extend(selector.clone());
+                own.extend(set.clone());
+                let mut labels = augment_labels(&own, &remote.name, &label, &remote.network);
+                labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
+                synthesized.push(format!(
+                    "{}:{namespace}/{name}-0-{si}@{}",
+                    remote.name, remote.locality
+                ));
+                for (port_name, target) in &targets {
+                    service.endpoints.push(IstioEndpoint {
+                        address: ip.clone(),
+                        port: *target,
+                        service_port_name: port_name.clone(),
+                        locality: label.clone(),
+                        labels: labels.clone(),
+                        weight: 1,
+                        tls_istio: true,
+                        node: node.clone(),
+                        remote: remote.name.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// The client's node: the synthesized node of its locality, when it is a local one.
 fn client_node(config: &Config, client: &Client) -> String {
     config
@@ -219,18 +336,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
         let selector = string_map(svc.path(&["spec", "selector"]));
         // The harness's pods: one per local locality and subset label set
         // (tests/istio/main.go synthesizeWorkloads), on the locality's node.
-        let mut sets: Vec<BTreeMap<String, String>> = Vec::new();
-        for (_, dr) in rules.iter().filter(|(h, _)| *h == host) {
-            for subset in array_at(dr, &["spec", "subsets"]) {
-                let labels = string_map(subset.field("labels"));
-                if !labels.is_empty() && !sets.contains(&labels) {
-                    sets.push(labels);
-                }
-            }
-        }
-        if sets.is_empty() {
-            sets.push(BTreeMap::new());
-        }
+        let sets = subset_label_sets(&rules, &host);
         let mut endpoints = Vec::new();
         let slices: Vec<&Value> = objects
             .iter()
@@ -249,18 +355,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
         } else {
             for (li, locality) in config.cluster.localities.iter().enumerate() {
                 let node = format!("failover-guard-node-{li}");
-                let mut parts = locality.splitn(3, '/');
-                let (r, z, s) = (
-                    parts.next().unwrap_or(""),
-                    parts.next().unwrap_or(""),
-                    parts.next().unwrap_or(""),
-                );
-                // getPodLocality: region/zone/subzone from the node's labels.
-                let label = if r.is_empty() && z.is_empty() && s.is_empty() {
-                    String::new()
-                } else {
-                    format!("{r}/{z}/{s}")
-                };
+                let label = pod_locality_label(locality);
                 for (si, set) in sets.iter().enumerate() {
                     next += 1;
                     let ip = format!(
@@ -324,6 +419,9 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             endpoints,
             from_entries: false,
         });
+    }
+    if config.multicluster.native() {
+        native_remote_workloads(objects, config, &rules, &mut out, &mut next, synthesized);
     }
     for se in objects
         .iter()
@@ -660,6 +758,120 @@ fn effective_lb_setting(
         .map(|setting| (setting.clone(), false))
 }
 
+/// An east-west gateway as pilot knows it (model.NetworkGateway): in the native models, each
+/// remote on another network has one, found the way istio.io documents it, from the remote's
+/// gateway Service labelled `topology.istio.io/network` (kube/controller/network.go
+/// extractGatewaysInner: the gateway's cluster is the remote's).
+#[derive(Debug, Clone)]
+struct NetworkGateway {
+    network: String,
+    cluster: String,
+    address: String,
+    port: u32,
+}
+
+fn network_gateways(config: &Config) -> Vec<NetworkGateway> {
+    if !config.multicluster.native() {
+        return Vec::new();
+    }
+    config
+        .remotes
+        .iter()
+        .filter(|r| r.network != config.cluster.network && !r.gateway.is_unset())
+        .map(|r| NetworkGateway {
+            network: r.network.clone(),
+            cluster: r.name.clone(),
+            address: r.gateway.address.clone(),
+            port: u32::from(r.gateway.port),
+        })
+        .collect()
+}
+
+/// pilot/pkg/xds/endpoints/ep_filters.go EndpointsByNetworkFilter: an endpoint on another
+/// network that has gateways is replaced, in its locality group, by those gateways (its
+/// cluster's, else its network's), each weighted with its share; the weights of every
+/// endpoint are first scaled by the least common multiple of gateways per network and per
+/// network and cluster (NetworkGateways.GetLBWeightScaleFactor). A cross-network endpoint
+/// without Istio mTLS is dropped. A gateway endpoint carries only its cluster and network
+/// labels (`AugmentLabels(nil, gw.Cluster, "", "", gw.Network)`).
+fn by_network_filter(
+    groups: Vec<Group>,
+    gateways: &[NetworkGateway],
+    local_network: &str,
+    eds_mtls: &dyn Fn(&IstioEndpoint) -> bool,
+) -> Vec<Group> {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let mut per_network: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut per_cluster: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    for gw in gateways {
+        *per_network.entry(&gw.network).or_default() += 1;
+        *per_cluster.entry((&gw.network, &gw.cluster)).or_default() += 1;
+    }
+    let scale = per_network
+        .values()
+        .chain(per_cluster.values())
+        .fold(1u32, |acc, &n| acc / gcd(acc, n) * n);
+    groups
+        .into_iter()
+        .map(|group| {
+            let mut endpoints = Vec::new();
+            let mut weights: BTreeMap<(String, u32), (u32, &NetworkGateway)> = BTreeMap::new();
+            for e in group.endpoints {
+                let network = e.labels.get(super::labels::NETWORK).map_or("", String::as_str);
+                let cluster = e.labels.get(super::labels::CLUSTER).map_or("", String::as_str);
+                let mut chosen: Vec<&NetworkGateway> = gateways
+                    .iter()
+                    .filter(|g| g.network == network && g.cluster == cluster)
+                    .collect();
+                if chosen.is_empty() {
+                    chosen = gateways.iter().filter(|g| g.network == network).collect();
+                }
+                let weight = if e.weight == 0 {
+                    scale
+                } else {
+                    e.weight.saturating_mul(scale)
+                };
+                if network == local_network || chosen.is_empty() {
+                    if !e.address.is_empty() {
+                        endpoints.push(IstioEndpoint { weight, ..e });
+                    }
+                    continue;
+                }
+                if !eds_mtls(&e) {
+                    continue;
+                }
+                let share = weight / u32::try_from(chosen.len()).unwrap_or(1);
+                for gw in chosen {
+                    weights
+                        .entry((gw.address.clone(), gw.port))
+                        .or_insert((0, gw))
+                        .0 += share;
+                }
+            }
+            for ((address, port), (weight, gw)) in weights {
+                endpoints.push(IstioEndpoint {
+                    address,
+                    port,
+                    service_port_name: String::new(),
+                    locality: String::new(),
+                    labels: super::augment_labels(&BTreeMap::new(), &gw.cluster, "", &gw.network),
+                    weight: weight.max(1),
+                    tls_istio: true,
+                    node: String::new(),
+                    remote: gw.cluster.clone(),
+                });
+            }
+            Group {
+                weight: endpoints.iter().map(|e| e.weight).sum(),
+                endpoints,
+                ..group
+            }
+        })
+        .collect()
+}
+
 /// A group of endpoints of one locality (LocalityLbEndpoints) during the computation.
 #[derive(Debug, Clone)]
 struct Group {
@@ -850,6 +1062,7 @@ pub fn simulate<V: Borrow<Value>>(
     );
     let no_rule = Consolidated::default();
     let peers = PeerAuthentications::new(objects, &config.scope.root_namespace);
+    let gateways = network_gateways(config);
     for client in clients {
         let node = client_node(config, client);
         let proxy_labels = augment_labels(
@@ -894,6 +1107,8 @@ pub fn simulate<V: Borrow<Value>>(
                         &config.mesh,
                         config.istio.version,
                         &peers,
+                        &gateways,
+                        &config.cluster.network,
                     ));
                 }
             }
@@ -922,6 +1137,8 @@ fn cluster(
     mesh: &MeshConfig,
     version: IstioVersion,
     peers: &PeerAuthentications,
+    gateways: &[NetworkGateway],
+    network: &str,
 ) -> EnvoyCluster {
     let policy = effective_policy(rule, subset, port);
     let od = policy
@@ -982,9 +1199,17 @@ fn cluster(
                 endpoints,
             })
             .collect();
-        if let Some((setting, forced)) =
-            effective_lb_setting(policy.as_ref(), service, mesh, version)
-        {
+        if !gateways.is_empty() {
+            // EDS's tlsMode metadata, which the network filter requires of a cross-network
+            // endpoint (mtls_checker.go checkMtlsEnabled, ep_filters.go isMtlsEnabled).
+            let rule_tls = tls_mode_for_destination_rule(rule, subset, port);
+            let eds_mtls = |e: &IstioEndpoint| match rule_tls.as_deref() {
+                Some(mode) => mode == "ISTIO_MUTUAL",
+                None => e.tls_istio && peers.namespace_mode(&service.namespace) != MtlsMode::Disable,
+            };
+            groups = by_network_filter(groups, gateways, network, &eds_mtls);
+        }
+        if let Some((setting, forced)) = effective_lb_setting(policy.as_ref(), service, mesh, version) {
             // loadbalancer.ApplyLocalityLoadBalancer
             let distribute = array_at(&setting, &["distribute"]);
             let failover = array_at(&setting, &["failover"]);

@@ -69,6 +69,7 @@ pub fn mesh(config: &Config) -> Value {
             "port": r.gateway.port,
             "locality": r.locality,
         })).collect::<Vec<_>>(),
+        "native": config.multicluster.native(),
     })
 }
 

@@ -543,6 +543,34 @@ pub fn mesh_variant() -> impl Strategy<Value = Option<&'static str>> {
     ])
 }
 
+/// The multicluster model the configuration declares, as a patch of the example config's
+/// `multicluster` and its remote (cluster-b, europe-west4): the serviceEntries pattern (the
+/// example), multi-primary with cluster-b on this cluster's network or on its own behind its
+/// east-west gateway, and the primary of primary-remote.
+pub fn multicluster_variant() -> impl Strategy<Value = Option<Value>> {
+    let native = |model: &str, role: Option<&str>, same_network: bool| {
+        let mut multicluster = json!({"model": model});
+        if let Some(role) = role {
+            multicluster["role"] = json!(role);
+        }
+        let remote = if same_network {
+            json!({"name": "cluster-b", "network": "network-a", "locality": "europe-west4/europe-west4-a"})
+        } else {
+            json!({"name": "cluster-b", "network": "network-b", "locality": "europe-west4/europe-west4-a",
+                "gateway": {"address": "203.0.113.10", "port": 15443}})
+        };
+        Some(json!({"multicluster": multicluster, "remotes": [remote]}))
+    };
+    select(vec![
+        None,
+        None,
+        None,
+        native("multiPrimary", None, true),
+        native("multiPrimary", None, false),
+        native("primaryRemote", Some("primary"), false),
+    ])
+}
+
 /// PeerAuthentications at namespace and mesh level (the root namespace's is mesh-wide), as
 /// the model reads them: none, DISABLE in bookinfo, a mesh-wide mode a namespace UNSET
 /// inherits or overrides, and two namespace policies of which the oldest counts.

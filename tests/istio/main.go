@@ -85,6 +85,12 @@ type Mesh struct {
 	// istiod knows the remote gateways); by default only this cluster's network is declared,
 	// as in the replicated-control-plane pattern where the ServiceEntries name the gateways.
 	RemoteGatewaysInMeshNetworks bool `json:"remoteGatewaysInMeshNetworks"`
+	// A native multicluster model (multi-primary, or the primary of primary-remote): istiod
+	// reads every remote cluster through a remote secret. Each remote runs the same Services
+	// (namespace sameness) with one pod per subset label set in its locality, and a remote on
+	// another network has an east-west gateway Service labelled with its network at Address
+	// (the way istio.io installs it). Istio config is read from this cluster only.
+	Native bool `json:"native"`
 }
 
 // Remote is a remote cluster reached through its east-west gateway.
@@ -363,7 +369,21 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 			configs = append(configs, *o.cfg)
 		}
 	}
-	kube, synthesized, expected := synthesizeWorkloads(c.Mesh, configs, kube)
+	next := 0
+	kube, synthesized, expected := synthesizeWorkloads(c.Mesh.Localities, "failover-guard-node-", &next, configs, kube)
+	byCluster := map[istiocluster.ID][]runtime.Object{}
+	remotePods := map[string]string{}
+	if c.Mesh.Native {
+		for _, r := range c.Mesh.Remotes {
+			objs, names, ips := remoteCluster(c.Mesh, r, &next, configs, kube)
+			byCluster[istiocluster.ID(r.Name)] = objs
+			synthesized = append(synthesized, names...)
+			expected = append(expected, ips...)
+			for _, e := range ips {
+				remotePods[e.ip] = r.Name
+			}
+		}
+	}
 	meshConfig := mesh.DefaultMeshConfig()
 	if c.MeshConfig != "" {
 		m, err := mesh.ApplyMeshConfigDefaults(c.MeshConfig)
@@ -373,11 +393,12 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 		meshConfig = m
 	}
 	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
-		MeshConfig:         meshConfig,
-		DefaultClusterName: clusterIDOf(c.Mesh),
-		Configs:            configs,
-		KubernetesObjects:  kube,
-		NetworksWatcher:    meshwatcher.NewFixedNetworksWatcher(meshNetworks(c.Mesh)),
+		MeshConfig:                 meshConfig,
+		DefaultClusterName:         clusterIDOf(c.Mesh),
+		Configs:                    configs,
+		KubernetesObjects:          kube,
+		NetworksWatcher:            meshwatcher.NewFixedNetworksWatcher(meshNetworks(c.Mesh)),
+		KubernetesObjectsByCluster: byCluster,
 	})
 	hosts := c.Hosts
 	if len(hosts) == 0 {
@@ -396,22 +417,22 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 	var out []Cluster
 	for i, client := range clients {
 		proxy := s.SetupProxy(sidecar(c.Mesh, client, i))
-		out = append(out, stableClusters(s, proxy, client, c.Mesh, want, expected)...)
+		out = append(out, stableClusters(s, proxy, client, c.Mesh, want, expected, remotePods)...)
 	}
 	return out, synthesized
 }
 
 // stableClusters reads CDS and EDS once every synthesized pod has reached pilot's endpoint
 // index (pods reach it asynchronously), and again until two reads agree.
-func stableClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client, mesh Mesh, want map[string]bool, expected []expected) []Cluster {
+func stableClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client, mesh Mesh, want map[string]bool, expected []expected, remotePods map[string]string) []Cluster {
 	deadline := time.Now().Add(10 * time.Second)
 	for !indexed(s, expected) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	last := readClusters(s, proxy, client, mesh, want)
+	last := readClusters(s, proxy, client, mesh, want, remotePods)
 	for time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-		got := readClusters(s, proxy, client, mesh, want)
+		got := readClusters(s, proxy, client, mesh, want, remotePods)
 		if sameClusters(got, last) {
 			return got
 		}
@@ -444,7 +465,7 @@ func indexed(s *xds.FakeDiscoveryServer, expected []expected) bool {
 	return true
 }
 
-func readClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client, mesh Mesh, want map[string]bool) []Cluster {
+func readClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client, mesh Mesh, want map[string]bool, remotePods map[string]string) []Cluster {
 	cds := s.Clusters(proxy)
 	eds := map[string]*endpoint.ClusterLoadAssignment{}
 	for _, cla := range s.Endpoints(proxy) {
@@ -453,6 +474,9 @@ func readClusters(s *xds.FakeDiscoveryServer, proxy *model.Proxy, client Client,
 	remotes := map[string]string{}
 	for _, r := range mesh.Remotes {
 		remotes[r.Address] = r.Name
+	}
+	for ip, name := range remotePods {
+		remotes[ip] = name
 	}
 	var out []Cluster
 	for _, c := range cds {
@@ -665,6 +689,19 @@ func meshNetworks(m Mesh) *meshconfig.MeshNetworks {
 			Ne: &meshconfig.Network_NetworkEndpoints_FromRegistry{FromRegistry: clusterID(m)},
 		}}},
 	}}
+	if m.Native {
+		// Each remote's registry is on its network; its gateway comes from its labelled Service.
+		for _, r := range m.Remotes {
+			n, ok := nets.Networks[r.Network]
+			if !ok {
+				n = &meshconfig.Network{}
+				nets.Networks[r.Network] = n
+			}
+			n.Endpoints = append(n.Endpoints, &meshconfig.Network_NetworkEndpoints{
+				Ne: &meshconfig.Network_NetworkEndpoints_FromRegistry{FromRegistry: r.Name},
+			})
+		}
+	}
 	if m.RemoteGatewaysInMeshNetworks {
 		for _, r := range m.Remotes {
 			n, ok := nets.Networks[r.Network]
@@ -750,7 +787,7 @@ type expected struct {
 // local locality and per subset label set of the DestinationRules for its host (so that
 // subset clusters have local endpoints too), on nodes labelled with that locality, with the
 // EndpointSlice the endpoint controller would write. It returns the pod IPs to wait for.
-func synthesizeWorkloads(m Mesh, configs []config.Config, kube []runtime.Object) ([]runtime.Object, []string, []expected) {
+func synthesizeWorkloads(localities []string, nodePrefix string, nextIP *int, configs []config.Config, kube []runtime.Object) ([]runtime.Object, []string, []expected) {
 	covered := map[string]bool{}
 	for _, o := range kube {
 		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
@@ -760,7 +797,8 @@ func synthesizeWorkloads(m Mesh, configs []config.Config, kube []runtime.Object)
 	var names []string
 	var ips []expected
 	nodes := map[string]bool{}
-	next := 0
+	next := *nextIP
+	defer func() { *nextIP = next }()
 	var extra []runtime.Object
 	for _, o := range kube {
 		svc, ok := o.(*corev1.Service)
@@ -782,8 +820,8 @@ func synthesizeWorkloads(m Mesh, configs []config.Config, kube []runtime.Object)
 			}
 			slice.Ports = append(slice.Ports, discoveryv1.EndpointPort{Name: ptr(p.Name), Port: ptr(port), Protocol: ptr(corev1.ProtocolTCP)})
 		}
-		for li, l := range m.Localities {
-			node := fmt.Sprintf("failover-guard-node-%d", li)
+		for li, l := range localities {
+			node := fmt.Sprintf("%s%d", nodePrefix, li)
 			if !nodes[node] {
 				nodes[node] = true
 				region, zone, subzone := labelutil.SplitLocalityLabel(l)
@@ -825,6 +863,42 @@ func synthesizeWorkloads(m Mesh, configs []config.Config, kube []runtime.Object)
 		}
 	}
 	return append(kube, extra...), names, ips
+}
+
+// remoteCluster is what a native model's istiod reads from remote r through its remote secret:
+// the local Services again (namespace sameness) with their workloads synthesized in r's
+// locality, numbered after the ones before, and on another network r's east-west gateway
+// Service, labelled topology.istio.io/network and exposed at r.Address on r.Port (mTLS).
+func remoteCluster(m Mesh, r Remote, next *int, configs []config.Config, local []runtime.Object) ([]runtime.Object, []string, []expected) {
+	var services []runtime.Object
+	for _, o := range local {
+		if svc, ok := o.(*corev1.Service); ok && svc.Spec.Type != corev1.ServiceTypeExternalName {
+			services = append(services, svc.DeepCopy())
+		}
+	}
+	objs, names, ips := synthesizeWorkloads([]string{r.Locality}, "failover-guard-"+r.Name+"-node-", next, configs, services)
+	for i := range names {
+		names[i] = r.Name + ":" + names[i]
+	}
+	if r.Network != m.Network && r.Address != "" {
+		port := int32(r.Port)
+		if port == 0 {
+			port = 15443
+		}
+		objs = append(objs, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: "istio-eastwestgateway", Namespace: "istio-system",
+				Labels: map[string]string{"istio": "eastwestgateway", "topology.istio.io/network": r.Network},
+			},
+			Spec: corev1.ServiceSpec{
+				Type:     corev1.ServiceTypeLoadBalancer,
+				Selector: map[string]string{"istio": "eastwestgateway"},
+				Ports:    []corev1.ServicePort{{Name: "tls", Port: port, Protocol: corev1.ProtocolTCP}},
+			},
+			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: r.Address}}}},
+		})
+	}
+	return objs, names, ips
 }
 
 // subsetLabelSets are the distinct label sets of the subsets of every DestinationRule whose

@@ -202,6 +202,12 @@ pub struct CheckArgs {
     /// Configuration file; the built-in example when absent.
     #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A remote cluster's Services, EndpointSlices, Pods and Nodes, as istiod reads them
+    /// through its remote secret in the native multicluster models: `NAME=PATH` (a remote of
+    /// the config; a file or folder), repeatable. Without it such a remote's workloads are
+    /// assumed (one ready pod per subset in its locality).
+    #[arg(long = "remote", value_name = "NAME=PATH")]
+    pub remotes: Vec<String>,
     /// Mesh config pilot runs with: the istio ConfigMap as `kubectl get cm istio -n
     /// istio-system -o yaml` prints it, or a bare MeshConfig; Istio's defaults when absent.
     #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIG")]
@@ -246,6 +252,12 @@ pub struct SimulateArgs {
     /// Configuration file; the built-in example when absent.
     #[arg(long, env = "FAILOVER_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A remote cluster's Services, EndpointSlices, Pods and Nodes, as istiod reads them
+    /// through its remote secret in the native multicluster models: `NAME=PATH` (a remote of
+    /// the config; a file or folder), repeatable. Without it such a remote's workloads are
+    /// assumed (one ready pod per subset in its locality).
+    #[arg(long = "remote", value_name = "NAME=PATH")]
+    pub remotes: Vec<String>,
     /// Mesh config pilot runs with: the istio ConfigMap as `kubectl get cm istio -n
     /// istio-system -o yaml` prints it, or a bare MeshConfig; Istio's defaults when absent.
     #[arg(long, env = "FAILOVER_GUARD_MESH_CONFIG")]

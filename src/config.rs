@@ -183,6 +183,11 @@ pub struct Remote {
     /// IP endpoints into a Service. Never read from the file.
     #[serde(skip)]
     pub resolved: Vec<String>,
+    /// In the native models, the remote's Services, EndpointSlices, Pods and Nodes as istiod
+    /// reads them through its remote secret (from discovery, or `--remote NAME=PATH`);
+    /// `None`: assumed as the harness runs them. Never read from the file.
+    #[serde(skip)]
+    pub workloads: Option<std::sync::Arc<Vec<Value>>>,
 }
 
 impl Remote {
@@ -286,6 +291,9 @@ pub struct DiscoveredRemote {
     /// The IP addresses the gateway hostname resolved to (empty for an IP gateway).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resolved: Vec<String>,
+    /// In the native models: the remote's Services, EndpointSlices, Pods and Nodes.
+    #[serde(skip)]
+    pub workloads: Option<std::sync::Arc<Vec<Value>>>,
     /// Why the gateway hostname did not resolve.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unresolved: Option<String>,
@@ -508,6 +516,7 @@ impl Config {
             let services = Some(std::sync::Arc::new(found.services.clone()));
             if let Some(typed) = config.remotes.iter_mut().find(|r| r.name == found.name) {
                 typed.services = services;
+                typed.workloads.clone_from(&found.workloads);
                 if found.gateway.as_ref() == Some(&typed.gateway) {
                     typed.resolved = found.resolved.clone();
                 }
@@ -525,6 +534,7 @@ impl Config {
                 weight: None,
                 services,
                 resolved: found.resolved.clone(),
+                workloads: found.workloads.clone(),
             });
         }
         config.topology = config.derive_topology();

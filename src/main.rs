@@ -539,6 +539,7 @@ async fn with_discovery(client: &kube::Client, config: config::Config) -> config
 
 fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let config = offline::load_config(args.config.as_deref(), args.mesh_config.as_deref())?;
+    let config = offline::with_remote_files(config, &args.remotes)?;
     let (objects, config) = if args.cluster {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -453,6 +453,56 @@ pub fn load_config(path: Option<&Path>, mesh: Option<&Path>) -> Result<Config, L
     Ok(config)
 }
 
+/// The configuration with remote clusters' workloads read from files (`--remote NAME=PATH`):
+/// the Services, EndpointSlices, Pods and Nodes there are what istiod reads from that remote
+/// in a native multicluster model.
+pub fn with_remote_files(mut config: Config, remotes: &[String]) -> Result<Config, LoadError> {
+    for spec in remotes {
+        let bad = |why: String| LoadError::Remote(format!("--remote {spec}: {why}"));
+        let Some((name, path)) = spec
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+        else {
+            return Err(bad("expected NAME=PATH".into()));
+        };
+        if !config.multicluster.native() {
+            return Err(bad(format!(
+                "remote workloads are read by istiod only in multicluster.model multiPrimary or primaryRemote; this config's is {}",
+                config.multicluster.model
+            )));
+        }
+        let Some(remote) = config.remotes.iter_mut().find(|r| r.name == name) else {
+            return Err(bad(format!("{name} is not one of the config's remotes")));
+        };
+        let (inputs, errors) = read_inputs(&[std::path::PathBuf::from(path)]);
+        if let Some(e) = errors.first() {
+            return Err(bad(format!(
+                "{}:{}: {}",
+                e.file,
+                e.line.unwrap_or(0),
+                e.message
+            )));
+        }
+        let workloads: Vec<Value> = inputs
+            .into_iter()
+            .flat_map(|i| i.documents)
+            .flat_map(|d| d.objects)
+            .filter(|o| {
+                matches!(
+                    (
+                        o.get("apiVersion").and_then(Value::as_str),
+                        o.get("kind").and_then(Value::as_str)
+                    ),
+                    (Some("v1"), Some("Service" | "Pod" | "Node"))
+                        | (Some("discovery.k8s.io/v1"), Some("EndpointSlice"))
+                )
+            })
+            .collect();
+        remote.workloads = Some(std::sync::Arc::new(workloads));
+    }
+    Ok(config)
+}
+
 /// Why the configuration in force could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -460,11 +510,15 @@ pub enum LoadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Mesh(#[from] crate::istio::mesh::MeshConfigError),
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// `failover-guard check`.
 pub fn check_command(args: &CheckArgs) -> ExitCode {
-    let config = match load_config(args.config.as_deref(), args.mesh_config.as_deref()) {
+    let config = match load_config(args.config.as_deref(), args.mesh_config.as_deref())
+        .and_then(|c| with_remote_files(c, &args.remotes))
+    {
         Ok(config) => config,
         Err(e) => {
             eprintln!("failover-guard: {e}");

@@ -296,7 +296,13 @@ pub async fn read_remote(
     config: &Config,
 ) -> Result<DiscoveredRemote, RemoteError> {
     let mut objects = Vec::new();
-    for resource in [core("Service"), endpoint_slices(), core("Node")] {
+    // In the native models istiod reads the remote's pods too (their labels: tlsMode, subset
+    // labels, locality), so the model does.
+    let mut resources = vec![core("Service"), endpoint_slices(), core("Node")];
+    if config.multicluster.native() {
+        resources.push(core("Pod"));
+    }
+    for resource in resources {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let list = api
             .list(&ListParams::default())
@@ -311,12 +317,33 @@ pub async fn read_remote(
                 kind: resource.kind.clone(),
             });
             o.metadata.managed_fields = None;
-            serde_json::to_value(o).ok()
+            o.metadata.annotations = None;
+            let mut value = serde_json::to_value(o).ok()?;
+            if resource.kind == "Pod" {
+                value = pod_as_istiod_reads_it(&value);
+            }
+            Some(value)
         }));
     }
     let mut found = discovered_from(name, &objects, config);
     resolve_gateway(&mut found).await;
     Ok(found)
+}
+
+/// What the model reads of a remote pod (its labels, node and address), so a large remote
+/// costs the webhook its workloads' identities only, not their specs.
+fn pod_as_istiod_reads_it(pod: &Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod.pointer("/metadata/name"),
+            "namespace": pod.pointer("/metadata/namespace"),
+            "labels": pod.pointer("/metadata/labels"),
+        },
+        "spec": {"nodeName": pod.pointer("/spec/nodeName")},
+        "status": {"podIP": pod.pointer("/status/podIP")},
+    })
 }
 
 /// Resolves a gateway hostname (a LoadBalancer that reports one, like AWS NLBs) to its IP
@@ -407,6 +434,21 @@ pub fn discovered_from(name: &str, objects: &[Value], config: &Config) -> Discov
         name: name.to_owned(),
         ..DiscoveredRemote::default()
     };
+    if config.multicluster.native() {
+        out.workloads = Some(std::sync::Arc::new(
+            objects
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        kind(o),
+                        ("v1", "Service" | "Pod" | "Node")
+                            | ("discovery.k8s.io/v1", "EndpointSlice")
+                    )
+                })
+                .cloned()
+                .collect(),
+        ));
+    }
     if let Some(gw) = gateway_service {
         let ingress = array_at(gw, &["status", "loadBalancer", "ingress"]).first();
         let address = ingress.and_then(|i| {

@@ -612,3 +612,57 @@ fn check_judges_by_the_configured_multicluster_model_and_istio_version() {
         assert!(stderr.contains(needle), "{name}: {stderr}");
     }
 }
+
+/// `--remote NAME=PATH`: in a native multicluster model, a remote cluster's real workloads
+/// (Services, EndpointSlices, Pods, Nodes) are what istiod merges, and `simulate` shows them
+/// (address, locality, cluster, mTLS from the pod's tlsMode label) in place of assumed ones.
+/// Misuse is refused with exit code 2 and the reason.
+#[test]
+fn simulate_reads_a_remote_clusters_workloads_from_files() {
+    let dir = "tests/scenarios/mc-multi-primary-cluster-priority";
+    let config = format!("{dir}/config.yaml");
+    let objects = format!("{dir}/objects.yaml");
+    let out = run(&[
+        "simulate",
+        "--config",
+        &config,
+        "--remote",
+        "cluster2=tests/fixtures/remotes/cluster2-helloworld.yaml",
+        &objects,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("p1 region1/zone2  weight 1  10.20.0.7:5000 (cluster2, mTLS)"),
+        "{text}"
+    );
+    assert!(!text.contains("cluster2:sample/helloworld"), "{text}");
+
+    for (args, needle) in [
+        (
+            vec!["--remote", "cluster9=tests/fixtures/remotes"],
+            "cluster9 is not one of the config's remotes",
+        ),
+        (vec!["--remote", "cluster2"], "expected NAME=PATH"),
+        (vec!["--remote", "cluster2=no/such/dir"], "no/such/dir"),
+    ] {
+        let mut all = vec!["simulate", "--config", &config];
+        all.extend(args);
+        all.push(&objects);
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(2), "{needle}: {}", stdout(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    let example = run(&[
+        "check",
+        "--remote",
+        "cluster-b=tests/fixtures/remotes",
+        &objects,
+    ]);
+    assert_eq!(example.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&example.stderr)
+            .contains("only in multicluster.model multiPrimary or primaryRemote")
+    );
+}

@@ -840,7 +840,10 @@ fn simulate_agrees_with_pilot_on_generated_configurations() {
                 "{}{}",
                 base.multicluster.describe(),
                 if base.multicluster.native()
-                    && base.remotes.iter().any(|r| r.network != base.cluster.network)
+                    && base
+                        .remotes
+                        .iter()
+                        .any(|r| r.network != base.cluster.network)
                 {
                     ", two networks"
                 } else {

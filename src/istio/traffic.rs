@@ -151,6 +151,33 @@ fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A Service's ports as (name, port, numeric target port or the port).
+fn service_ports(svc: &Value) -> Vec<(String, u32, u32)> {
+    array_at(svc, &["spec", "ports"])
+        .iter()
+        .filter_map(|p| {
+            let port = u32::try_from(p.field("port").and_then(as_int)?).ok()?;
+            let target = p
+                .field("targetPort")
+                .and_then(Value::as_i64)
+                .and_then(|t| u32::try_from(t).ok())
+                .filter(|t| *t > 0)
+                .unwrap_or(port);
+            let name = p.field("name").and_then(Value::as_str).unwrap_or("");
+            Some((name.to_owned(), port, target))
+        })
+        .collect()
+}
+
+/// A kube registry pilot reads: this cluster's, or a remote's through its remote secret
+/// (each registry labels its endpoints with its cluster ID and network).
+struct Registry<'a> {
+    cluster: &'a str,
+    network: &'a str,
+    /// The remote cluster's name ("" for this cluster), what `simulate` shows per endpoint.
+    remote: &'a str,
+}
+
 /// The locality a pod gets from its node's labels (controller.go getPodLocality:
 /// `region/zone/subzone`, empty when the node has none).
 fn pod_locality_label(locality: &str) -> String {
@@ -212,26 +239,36 @@ fn native_remote_workloads(
             };
             let host = super::service_host(name, &namespace, domain);
             let selector = string_map(svc.path(&["spec", "selector"]));
-            let targets: Vec<(String, u32)> = array_at(svc, &["spec", "ports"])
-                .iter()
-                .filter_map(|p| {
-                    let port = u32::try_from(p.field("port").and_then(as_int)?).ok()?;
-                    let target = p
-                        .field("targetPort")
-                        .and_then(Value::as_i64)
-                        .and_then(|t| u32::try_from(t).ok())
-                        .filter(|t| *t > 0)
-                        .unwrap_or(port);
-                    let name = p.field("name").and_then(Value::as_str).unwrap_or("");
-                    Some((name.to_owned(), target))
-                })
-                .collect();
+            let ports = service_ports(svc);
             let Some(service) = services
                 .iter_mut()
                 .find(|s| s.host == host && s.namespace == namespace && !s.from_entries)
             else {
                 continue;
             };
+            // The remote's real workloads, where they were read (discovery, `--remote`).
+            if let Some(workloads) = &remote.workloads {
+                let objects: Vec<&Value> = workloads.iter().collect();
+                let slices: Vec<&Value> = objects
+                    .iter()
+                    .copied()
+                    .filter(|o| kind_of(o) == ("discovery.k8s.io", "EndpointSlice"))
+                    .filter(|o| namespace_of(o) == namespace)
+                    .filter(|o| {
+                        str_at(o, &["metadata", "labels", "kubernetes.io/service-name"])
+                            == Some(name)
+                    })
+                    .collect();
+                let registry = Registry {
+                    cluster: &remote.name,
+                    network: &remote.network,
+                    remote: &remote.name,
+                };
+                service
+                    .endpoints
+                    .extend(slice_endpoints(&objects, &slices, &ports, &registry));
+                continue;
+            }
             for (si, set) in subset_label_sets(rules, &host).iter().enumerate() {
                 *next += 1;
                 let ip = format!(
@@ -250,7 +287,7 @@ fn native_remote_workloads(
                     "{}:{namespace}/{name}-0-{si}@{}",
                     remote.name, remote.locality
                 ));
-                for (port_name, target) in &targets {
+                for (port_name, _, target) in &ports {
                     service.endpoints.push(IstioEndpoint {
                         address: ip.clone(),
                         port: *target,
@@ -312,26 +349,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             continue;
         };
         let host = super::service_host(name, &namespace, domain);
-        let ports: Vec<(String, u32, u32)> = array_at(svc, &["spec", "ports"])
-            .iter()
-            .filter_map(|p| {
-                let port = u32::try_from(p.field("port").and_then(as_int)?).ok()?;
-                let target = p
-                    .field("targetPort")
-                    .and_then(|t| t.as_i64())
-                    .and_then(|t| u32::try_from(t).ok())
-                    .filter(|t| *t > 0)
-                    .unwrap_or(port);
-                Some((
-                    p.field("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
-                    port,
-                    target,
-                ))
-            })
-            .collect();
+        let ports = service_ports(svc);
         let headless = svc.path(&["spec", "clusterIP"]).and_then(Value::as_str) == Some("None");
         let selector = string_map(svc.path(&["spec", "selector"]));
         // The harness's pods: one per local locality and subset label set
@@ -351,7 +369,12 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             // Real workloads: the EndpointSlices' ready endpoints, their pods' labels and their
             // nodes' topology (pilot/pkg/serviceregistry/kube/controller/endpointslice.go,
             // endpoint_builder.go NewEndpointBuilder, controller.go getPodLocality).
-            endpoints.extend(slice_endpoints(objects, &slices, &ports, config));
+            let local = Registry {
+                cluster: &config.cluster.name,
+                network: &config.cluster.network,
+                remote: "",
+            };
+            endpoints.extend(slice_endpoints(objects, &slices, &ports, &local));
         } else {
             for (li, locality) in config.cluster.localities.iter().enumerate() {
                 let node = format!("failover-guard-node-{li}");
@@ -522,7 +545,7 @@ fn slice_endpoints(
     objects: &[&Value],
     slices: &[&Value],
     ports: &[(String, u32, u32)],
-    config: &Config,
+    registry: &Registry<'_>,
 ) -> Vec<IstioEndpoint> {
     let find = |kind: (&str, &str), ns: Option<&str>, name: &str| {
         objects.iter().find(|o| {
@@ -588,12 +611,7 @@ fn slice_endpoints(
                     })
                     .unwrap_or_default(),
             };
-            let mut labels = augment_labels(
-                &own,
-                &config.cluster.name,
-                &locality,
-                &config.cluster.network,
-            );
+            let mut labels = augment_labels(&own, registry.cluster, &locality, registry.network);
             if !node.is_empty() {
                 labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
             }
@@ -619,7 +637,7 @@ fn slice_endpoints(
                     weight: 1,
                     tls_istio: own.get(TLS_MODE).map(String::as_str) == Some("istio"),
                     node: node.clone(),
-                    remote: String::new(),
+                    remote: registry.remote.to_owned(),
                 });
             }
         }
@@ -819,8 +837,14 @@ fn by_network_filter(
             let mut endpoints = Vec::new();
             let mut weights: BTreeMap<(String, u32), (u32, &NetworkGateway)> = BTreeMap::new();
             for e in group.endpoints {
-                let network = e.labels.get(super::labels::NETWORK).map_or("", String::as_str);
-                let cluster = e.labels.get(super::labels::CLUSTER).map_or("", String::as_str);
+                let network = e
+                    .labels
+                    .get(super::labels::NETWORK)
+                    .map_or("", String::as_str);
+                let cluster = e
+                    .labels
+                    .get(super::labels::CLUSTER)
+                    .map_or("", String::as_str);
                 let mut chosen: Vec<&NetworkGateway> = gateways
                     .iter()
                     .filter(|g| g.network == network && g.cluster == cluster)
@@ -1205,11 +1229,15 @@ fn cluster(
             let rule_tls = tls_mode_for_destination_rule(rule, subset, port);
             let eds_mtls = |e: &IstioEndpoint| match rule_tls.as_deref() {
                 Some(mode) => mode == "ISTIO_MUTUAL",
-                None => e.tls_istio && peers.namespace_mode(&service.namespace) != MtlsMode::Disable,
+                None => {
+                    e.tls_istio && peers.namespace_mode(&service.namespace) != MtlsMode::Disable
+                }
             };
             groups = by_network_filter(groups, gateways, network, &eds_mtls);
         }
-        if let Some((setting, forced)) = effective_lb_setting(policy.as_ref(), service, mesh, version) {
+        if let Some((setting, forced)) =
+            effective_lb_setting(policy.as_ref(), service, mesh, version)
+        {
             // loadbalancer.ApplyLocalityLoadBalancer
             let distribute = array_at(&setting, &["distribute"]);
             let failover = array_at(&setting, &["failover"]);

@@ -528,3 +528,203 @@ spec:
     let (_, logs) = server.terminate_with_logs();
     assert!(!logs.contains(READER_TOKEN), "{logs}");
 }
+
+/// Multi-primary (istio.io's "Install Multi-Primary"): istiod merges cluster B's workloads
+/// itself, so failover-guard asks for no failover entry. On the two real API servers: B's pod,
+/// read through the remote secret (Services, EndpointSlices, Pods and Nodes), reaches
+/// `simulate --cluster` and FG601 labelled as B's; FG402 asks a Service for a DestinationRule
+/// only; a hand-written failover entry is reported as a duplicate (FG208, FG108), and nothing
+/// is written into it.
+#[test]
+fn multi_primary_end_to_end() {
+    let Some(local) = ControlPlane::start() else {
+        return;
+    };
+    let Some(remote) = ControlPlane::start() else {
+        return;
+    };
+    local.install_istio_crds();
+
+    // Cluster B: the reader role, a node in europe-west4, helloworld with one ready pod.
+    ok(remote.kubectl(&["create", "namespace", "istio-system"]));
+    ok(remote.kubectl(&["create", "namespace", "sample"]));
+    ok(remote.kubectl(&[
+        "apply",
+        "-f",
+        &common::repo_path("deploy/remote/rbac.yaml")
+            .display()
+            .to_string(),
+    ]));
+    ok(remote.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "e2e-reader",
+        "--clusterrole=failover-guard-remote-reader",
+        "--user=reader",
+    ]));
+    ok(remote.apply(
+        "apiVersion: v1
+kind: Node
+metadata:
+  name: node-b1
+  labels: {topology.kubernetes.io/region: europe-west4, topology.kubernetes.io/zone: europe-west4-a}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: helloworld, namespace: sample}
+spec:
+  selector: {app: helloworld}
+  ports: [{name: http, port: 5000}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: helloworld-v2
+  namespace: sample
+  labels: {app: helloworld, version: v2, security.istio.io/tlsMode: istio}
+spec:
+  nodeName: node-b1
+  containers: [{name: helloworld, image: docker.io/istio/examples-helloworld-v2}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: helloworld-1
+  namespace: sample
+  labels: {kubernetes.io/service-name: helloworld}
+addressType: IPv4
+ports: [{name: http, port: 5000}]
+endpoints:
+- addresses: [10.2.0.7]
+  conditions: {ready: true}
+  nodeName: node-b1
+  targetRef: {kind: Pod, name: helloworld-v2, namespace: sample}
+",
+        &[],
+    ));
+    ok(remote.kubectl(&[
+        "-n",
+        "sample",
+        "patch",
+        "pod",
+        "helloworld-v2",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"podIP": "10.2.0.7", "podIPs": [{"ip": "10.2.0.7"}]}}"#,
+    ]));
+
+    // Cluster A: the remote secret and the same Service.
+    ok(local.kubectl(&["create", "namespace", "istio-system"]));
+    ok(local.apply(&remote_secret("cluster-b", &remote, READER_TOKEN), &[]));
+    ok(local.kubectl(&["create", "namespace", "sample"]));
+    let config = "cluster:
+  name: cluster-a
+  network: network-a
+  localities: [europe-west1/europe-west1-b]
+remotes:
+  - {name: cluster-b, network: network-a, locality: europe-west4/europe-west4-a}
+multicluster: {model: multiPrimary}
+discovery:
+  source: istio-secrets
+";
+    let kubeconfig = local.kubeconfig.display().to_string();
+    let server = Server::start(
+        Some(config),
+        &["--world", "cluster", "--kubeconfig", &kubeconfig],
+    );
+    eventually(60, "cluster-b discovered (readyz)", || {
+        let (_, body) = server.probe("/readyz");
+        (body.contains("cluster-b up") && body.contains("multicluster model multiPrimary"))
+            .then_some(())
+    })
+    .expect("cluster-b discovered");
+    local.register_webhooks(server.port, &server.ca_pem);
+
+    // FG402 asks for the DestinationRule, not for a failover entry.
+    let out = local.apply(
+        "apiVersion: v1
+kind: Service
+metadata: {name: helloworld, namespace: sample}
+spec:
+  selector: {app: helloworld}
+  ports: [{name: http, port: 5000}]
+",
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("Warning: FG402 Service sample/helloworld: helloworld.sample.svc.cluster.local has no DestinationRule with outlierDetection;"),
+        "{said}"
+    );
+    assert!(!said.contains("ServiceEntry"), "{said}");
+
+    // The DestinationRule of Istio's docs: failover by cluster, which ranks B's pod below A's.
+    let out = local.apply(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: helloworld, namespace: sample}
+spec:
+  host: helloworld.sample.svc.cluster.local
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}
+    loadBalancer:
+      localityLbSetting:
+        failoverPriority: [topology.istio.io/cluster]
+",
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("FG108"), "{}", text(&out));
+
+    // simulate --cluster: B's pod, read through the remote secret, labelled as B's.
+    let config_path = local.dir.path().join("multi-primary.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let out = Command::new(common::BIN)
+        .args(["simulate", "--cluster", "--kubeconfig", &kubeconfig, "--config"])
+        .arg(&config_path)
+        .args(["--host", "helloworld.sample.svc.cluster.local", "-n", "sample"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.contains("p1 europe-west4/europe-west4-a  weight 1  10.2.0.7:5000 (cluster-b, mTLS)"),
+        "{table}"
+    );
+    assert!(table.contains(": failover"), "{table}");
+
+    // A failover entry left over from the serviceEntries pattern: nothing is written into it,
+    // FG208 says it duplicates B's endpoints, and FG601 shows the tie it causes.
+    let out = local.apply(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: helloworld-failover, namespace: sample}
+spec:
+  hosts: [helloworld.sample.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5000, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 198.51.100.20, ports: {http: 15443}, locality: europe-west4/europe-west4-a, labels: {security.istio.io/tlsMode: istio}}
+",
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("Warning: FG208 ServiceEntry sample/helloworld-failover: this entry lists remote endpoints of helloworld.sample.svc.cluster.local, which istiod already merges in the multiPrimary model"),
+        "{said}"
+    );
+    assert!(said.contains("Warning: FG601 ServiceEntry sample/helloworld-failover"), "{said}");
+    assert!(said.contains("10.2.0.7 (cluster-b)"), "{said}");
+    let stored = local
+        .get("serviceentries.networking.istio.io", "sample", "helloworld-failover")
+        .expect("stored entry");
+    assert_eq!(
+        stored["spec"]["endpoints"].as_array().map(Vec::len),
+        Some(1),
+        "{stored:#}"
+    );
+}

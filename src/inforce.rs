@@ -72,6 +72,60 @@ impl InForce {
         self.remotes.as_ref()
     }
 
+    /// What this cluster shows of its multicluster model: istiod's Service and the root
+    /// namespace in the world, and the Istio remote secrets discovery reads.
+    pub fn multicluster_evidence(
+        &self,
+        world: Option<&dyn crate::world::World>,
+    ) -> crate::istio::multicluster::Evidence {
+        use crate::object::Field as _;
+        let config = self.current();
+        let root = &config.scope.root_namespace;
+        let istiod = world.and_then(|w| w.service(root, "istiod"));
+        let namespace = world.and_then(|w| w.namespace(root));
+        let meta = |key: &str, name: &str| {
+            namespace
+                .as_deref()
+                .and_then(|n| n.path(&["metadata", key, name]))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        crate::istio::multicluster::Evidence {
+            istiod_here: istiod.map(|svc| {
+                svc.path(&["spec", "selector"])
+                    .and_then(serde_json::Value::as_object)
+                    .is_some_and(|s| !s.is_empty())
+            }),
+            control_plane_clusters: meta("annotations", "topology.istio.io/controlPlaneClusters"),
+            remote_secrets: (config.discovery.source == crate::config::DiscoverySource::IstioSecrets)
+                .then(|| self.remotes.as_ref().map_or(0, |r| r.statuses().len())),
+            network: meta("labels", crate::istio::labels::NETWORK),
+        }
+    }
+
+    /// The multicluster model in force and what the cluster shows, in one line (/readyz, log).
+    pub fn multicluster_report(&self, world: Option<&dyn crate::world::World>) -> (String, bool) {
+        let config = self.current();
+        let evidence = self.multicluster_evidence(world);
+        let found = crate::istio::multicluster::detect(&evidence);
+        let agrees = found.agrees_with(config.multicluster.model, config.multicluster.role);
+        let mut line = format!(
+            "multicluster: config says {}; the cluster shows: {}",
+            config.multicluster.describe(),
+            found.because
+        );
+        if !agrees {
+            line.push_str(" -- this differs from the config: check multicluster.model");
+        }
+        if let Some(network) = evidence.network.filter(|n| *n != config.cluster.network) {
+            line.push_str(&format!(
+                "; the root namespace's network label is {network} but cluster.network is {}",
+                config.cluster.network
+            ));
+        }
+        (line, agrees)
+    }
+
     /// Takes a new configuration file.
     pub fn set_file(&self, file: Config) {
         self.file.store(Arc::new(file));

@@ -248,7 +248,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 reconcile: args.reconcile,
             })
         };
+        let multicluster_log = tokio::spawn(log_multicluster(in_force.clone(), world.clone()));
         server::run(options, in_force, world, remote_setup, metrics, shutdown_signal()).await?;
+        multicluster_log.abort();
         drop(watches);
         if let Some(mesh_watch) = mesh_watch {
             mesh_watch.abort();
@@ -340,6 +342,24 @@ fn manifest_world(paths: &[PathBuf], config: &Config) -> anyhow::Result<Arc<dyn 
 /// `serve` without `--mesh-config`: follows the mesh ConfigMap; a change that parses is in
 /// force at once, one that does not is logged and counted and the previous one stays; a
 /// missing ConfigMap means Istio's defaults.
+/// Says what the cluster shows of its multicluster model, and whether the config agrees,
+/// whenever that changes (checked every 30 s; the world and discovery fill in over time).
+async fn log_multicluster(in_force: Arc<InForce>, world: Option<Arc<dyn World>>) {
+    let mut last = String::new();
+    loop {
+        let (line, agrees) = in_force.multicluster_report(world.as_deref());
+        if line != last {
+            if agrees {
+                tracing::info!("{line}");
+            } else {
+                tracing::warn!("{line}");
+            }
+            last = line;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    }
+}
+
 async fn follow_mesh_config(
     client: kube::Client,
     namespace: String,

@@ -614,8 +614,18 @@ endpoints:
         r#"{"status": {"podIP": "10.2.0.7", "podIPs": [{"ip": "10.2.0.7"}]}}"#,
     ]));
 
-    // Cluster A: the remote secret and the same Service.
+    // Cluster A: istiod's Service, the remote secret, and the same Service.
     ok(local.kubectl(&["create", "namespace", "istio-system"]));
+    ok(local.apply(
+        "apiVersion: v1
+kind: Service
+metadata: {name: istiod, namespace: istio-system}
+spec:
+  selector: {app: istiod}
+  ports: [{name: grpc-xds, port: 15010}]
+",
+        &[],
+    ));
     ok(local.apply(&remote_secret("cluster-b", &remote, READER_TOKEN), &[]));
     ok(local.kubectl(&["create", "namespace", "sample"]));
     let config = "cluster:
@@ -635,10 +645,12 @@ discovery:
     );
     eventually(60, "cluster-b discovered (readyz)", || {
         let (_, body) = server.probe("/readyz");
-        (body.contains("cluster-b up") && body.contains("multicluster model multiPrimary"))
-            .then_some(())
+        (body.contains("cluster-b up")
+            && body.contains("multicluster: config says multiPrimary; the cluster shows: istiod runs here and reads 1 remote secret"))
+        .then_some(())
     })
-    .expect("cluster-b discovered");
+    .unwrap_or_else(|| panic!("{}", server.probe("/readyz").1));
+    assert!(!server.probe("/readyz").1.contains("differs"));
     local.register_webhooks(server.port, &server.ca_pem);
 
     // FG402 asks for the DestinationRule, not for a failover entry.

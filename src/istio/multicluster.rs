@@ -112,6 +112,90 @@ pub fn native_remote_endpoint(
     }
 }
 
+/// What one cluster shows of how its mesh spans clusters, as the server reads it from the
+/// world (Services, Namespaces) and from discovery (remote secrets).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// The `istiod` Service in the root namespace: `Some(true)` with a selector (istiod runs
+    /// here), `Some(false)` without one (the `remote` install profile points it at the
+    /// primary's istiod), `None` when there is none (or it is not watched).
+    pub istiod_here: Option<bool>,
+    /// The root namespace's `topology.istio.io/controlPlaneClusters` annotation, which
+    /// istio.io's primary-remote install sets in a remote cluster.
+    pub control_plane_clusters: Option<String>,
+    /// How many Istio remote secrets (`istio/multiCluster: "true"`) there are; `None` when
+    /// they are not read (discovery off, or from kubeconfigs).
+    pub remote_secrets: Option<usize>,
+    /// The root namespace's `topology.istio.io/network` label.
+    pub network: Option<String>,
+}
+
+/// What the evidence says, in words, and the model it points to (if it does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    pub model: Option<(Model, Option<Role>)>,
+    pub because: String,
+}
+
+/// The model a cluster's own objects point to. istiod reads every Secret labelled
+/// `istio/multiCluster: "true"` in its namespace as a remote cluster
+/// (pilot/pkg/serviceregistry/kube/controller/multicluster.go, secretcontroller), so an istiod
+/// here with remote secrets merges remote endpoints itself: a native model (multi-primary, or
+/// the primary of primary-remote, which one cluster cannot tell apart); without them it sees
+/// only its cluster. A selectorless istiod Service or the controlPlaneClusters annotation mark
+/// a primary-remote remote.
+pub fn detect(e: &Evidence) -> Detection {
+    let remote_because = match (&e.control_plane_clusters, e.istiod_here) {
+        (Some(c), _) => Some(format!(
+            "the root namespace is annotated topology.istio.io/controlPlaneClusters: {c}"
+        )),
+        (None, Some(false)) => Some("the istiod Service has no selector (an external istiod)".to_owned()),
+        _ => None,
+    };
+    if let Some(because) = remote_because {
+        return Detection {
+            model: Some((Model::PrimaryRemote, Some(Role::Remote))),
+            because,
+        };
+    }
+    match (e.istiod_here, e.remote_secrets) {
+        (Some(true), Some(n)) if n > 0 => Detection {
+            model: Some((Model::MultiPrimary, None)),
+            because: format!(
+                "istiod runs here and reads {n} remote secret{} (multiPrimary, or the primary of primaryRemote)",
+                if n == 1 { "" } else { "s" }
+            ),
+        },
+        (Some(true), Some(0)) => Detection {
+            model: Some((Model::ServiceEntries, None)),
+            because: "istiod runs here and reads no remote secret: it sees only this cluster".to_owned(),
+        },
+        (Some(true), None) => Detection {
+            model: None,
+            because: "istiod runs here; remote secrets are not read (discovery off)".to_owned(),
+        },
+        _ => Detection {
+            model: None,
+            because: "no istiod Service in the root namespace".to_owned(),
+        },
+    }
+}
+
+impl Detection {
+    /// Whether the configured model is what the cluster shows (or the cluster shows nothing).
+    /// A native detection agrees with both native models' primaries.
+    pub fn agrees_with(&self, model: Model, role: Option<Role>) -> bool {
+        match self.model {
+            None => true,
+            Some((Model::MultiPrimary, _)) => {
+                model == Model::MultiPrimary
+                    || (model == Model::PrimaryRemote && role == Some(Role::Primary))
+            }
+            Some(found) => found == (model, role),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +229,38 @@ mod tests {
             Some("network2")
         );
         assert_eq!(e.labels.get(labels::REGION), None);
+    }
+
+    #[test]
+    fn the_cluster_shows_its_model() {
+        let native = detect(&Evidence {
+            istiod_here: Some(true),
+            remote_secrets: Some(2),
+            ..Evidence::default()
+        });
+        assert_eq!(native.model, Some((Model::MultiPrimary, None)));
+        assert!(native.agrees_with(Model::PrimaryRemote, Some(Role::Primary)));
+        assert!(!native.agrees_with(Model::ServiceEntries, None));
+        assert!(native.because.contains("2 remote secrets"));
+        let alone = detect(&Evidence {
+            istiod_here: Some(true),
+            remote_secrets: Some(0),
+            ..Evidence::default()
+        });
+        assert_eq!(alone.model, Some((Model::ServiceEntries, None)));
+        let remote = detect(&Evidence {
+            istiod_here: Some(false),
+            ..Evidence::default()
+        });
+        assert_eq!(remote.model, Some((Model::PrimaryRemote, Some(Role::Remote))));
+        let annotated = detect(&Evidence {
+            control_plane_clusters: Some("cluster1".into()),
+            ..Evidence::default()
+        });
+        assert!(annotated.because.contains("controlPlaneClusters: cluster1"));
+        let unknown = detect(&Evidence::default());
+        assert_eq!(unknown.model, None);
+        assert!(unknown.agrees_with(Model::ServiceEntries, None));
     }
 
     #[test]

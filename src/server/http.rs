@@ -155,9 +155,10 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             .unwrap_or_default();
         let current = state.in_force.current();
         let (mesh, judged) = (current.mesh_source(), current.judged_by());
+        let (multicluster, _) = state.in_force.multicluster_report(state.world.as_deref());
         (
             StatusCode::OK,
-            format!("ok\nworld: {world}\n{remotes}{mesh}\n{judged}\n"),
+            format!("ok\nworld: {world}\n{remotes}{mesh}\n{judged}\n{multicluster}\n"),
         )
             .into_response()
     }

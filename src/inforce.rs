@@ -97,7 +97,8 @@ impl InForce {
                     .is_some_and(|s| !s.is_empty())
             }),
             control_plane_clusters: meta("annotations", "topology.istio.io/controlPlaneClusters"),
-            remote_secrets: (config.discovery.source == crate::config::DiscoverySource::IstioSecrets)
+            remote_secrets: (config.discovery.source
+                == crate::config::DiscoverySource::IstioSecrets)
                 .then(|| self.remotes.as_ref().map_or(0, |r| r.statuses().len())),
             network: meta("labels", crate::istio::labels::NETWORK),
         }

@@ -694,9 +694,20 @@ spec:
     let config_path = local.dir.path().join("multi-primary.yaml");
     std::fs::write(&config_path, config).unwrap();
     let out = Command::new(common::BIN)
-        .args(["simulate", "--cluster", "--kubeconfig", &kubeconfig, "--config"])
+        .args([
+            "simulate",
+            "--cluster",
+            "--kubeconfig",
+            &kubeconfig,
+            "--config",
+        ])
         .arg(&config_path)
-        .args(["--host", "helloworld.sample.svc.cluster.local", "-n", "sample"])
+        .args([
+            "--host",
+            "helloworld.sample.svc.cluster.local",
+            "-n",
+            "sample",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -729,10 +740,17 @@ spec:
         said.contains("Warning: FG208 ServiceEntry sample/helloworld-failover: this entry lists remote endpoints of helloworld.sample.svc.cluster.local, which istiod already merges in the multiPrimary model"),
         "{said}"
     );
-    assert!(said.contains("Warning: FG601 ServiceEntry sample/helloworld-failover"), "{said}");
+    assert!(
+        said.contains("Warning: FG601 ServiceEntry sample/helloworld-failover"),
+        "{said}"
+    );
     assert!(said.contains("10.2.0.7 (cluster-b)"), "{said}");
     let stored = local
-        .get("serviceentries.networking.istio.io", "sample", "helloworld-failover")
+        .get(
+            "serviceentries.networking.istio.io",
+            "sample",
+            "helloworld-failover",
+        )
         .expect("stored entry");
     assert_eq!(
         stored["spec"]["endpoints"].as_array().map(Vec::len),

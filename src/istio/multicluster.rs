@@ -149,7 +149,9 @@ pub fn detect(e: &Evidence) -> Detection {
         (Some(c), _) => Some(format!(
             "the root namespace is annotated topology.istio.io/controlPlaneClusters: {c}"
         )),
-        (None, Some(false)) => Some("the istiod Service has no selector (an external istiod)".to_owned()),
+        (None, Some(false)) => {
+            Some("the istiod Service has no selector (an external istiod)".to_owned())
+        }
         _ => None,
     };
     if let Some(because) = remote_because {
@@ -168,7 +170,8 @@ pub fn detect(e: &Evidence) -> Detection {
         },
         (Some(true), Some(0)) => Detection {
             model: Some((Model::ServiceEntries, None)),
-            because: "istiod runs here and reads no remote secret: it sees only this cluster".to_owned(),
+            because: "istiod runs here and reads no remote secret: it sees only this cluster"
+                .to_owned(),
         },
         (Some(true), None) => Detection {
             model: None,
@@ -252,7 +255,10 @@ mod tests {
             istiod_here: Some(false),
             ..Evidence::default()
         });
-        assert_eq!(remote.model, Some((Model::PrimaryRemote, Some(Role::Remote))));
+        assert_eq!(
+            remote.model,
+            Some((Model::PrimaryRemote, Some(Role::Remote)))
+        );
         let annotated = detect(&Evidence {
             control_plane_clusters: Some("cluster1".into()),
             ..Evidence::default()

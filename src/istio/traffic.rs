@@ -151,6 +151,78 @@ fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The Kubernetes Services pilot's kube registry keeps (not ExternalName): (object, name,
+/// namespace, host).
+fn kube_services<'a>(
+    objects: &'a [&'a Value],
+    domain: &'a str,
+) -> impl Iterator<Item = (&'a Value, &'a str, String, String)> + 'a {
+    objects
+        .iter()
+        .copied()
+        .filter(|o| kind_of(o) == ("", "Service"))
+        .filter(|svc| svc.path(&["spec", "type"]).and_then(Value::as_str) != Some("ExternalName"))
+        .filter_map(move |svc| {
+            let name = str_at(svc, &["metadata", "name"])?;
+            let namespace = namespace_of(svc);
+            let host = super::service_host(name, &namespace, domain);
+            Some((svc, name, namespace, host))
+        })
+}
+
+/// The EndpointSlices of Service `namespace/name`.
+fn slices_of<'a>(objects: &[&'a Value], namespace: &str, name: &str) -> Vec<&'a Value> {
+    objects
+        .iter()
+        .copied()
+        .filter(|o| kind_of(o) == ("discovery.k8s.io", "EndpointSlice"))
+        .filter(|o| namespace_of(o) == namespace)
+        .filter(|o| str_at(o, &["metadata", "labels", "kubernetes.io/service-name"]) == Some(name))
+        .collect()
+}
+
+/// One pod as the Istio harness runs it (tests/istio/main.go synthesizeWorkloads): the next
+/// address, the Service's selector, a subset's labels and `tlsMode: istio`, on `node` in
+/// `locality`, as `registry` labels it; one endpoint per Service port.
+fn synthesized_pod(
+    next: &mut u32,
+    selector: &BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    locality: &str,
+    node: &str,
+    ports: &[(String, u32, u32)],
+    registry: &Registry<'_>,
+) -> Vec<IstioEndpoint> {
+    *next += 1;
+    let ip = format!(
+        "10.{}.{}.{}",
+        100 + *next / 62500,
+        *next / 250 % 250,
+        *next % 250 + 1
+    );
+    let label = pod_locality_label(locality);
+    let mut own: BTreeMap<String, String> =
+        BTreeMap::from([(TLS_MODE.to_owned(), "istio".to_owned())]);
+    own.extend(selector.clone());
+    own.extend(set.clone());
+    let mut labels = augment_labels(&own, registry.cluster, &label, registry.network);
+    labels.insert(super::labels::HOSTNAME.to_owned(), node.to_owned());
+    ports
+        .iter()
+        .map(|(port_name, _, target)| IstioEndpoint {
+            address: ip.clone(),
+            port: *target,
+            service_port_name: port_name.clone(),
+            locality: label.clone(),
+            labels: labels.clone(),
+            weight: 1,
+            tls_istio: true,
+            node: node.to_owned(),
+            remote: registry.remote.to_owned(),
+        })
+        .collect()
+}
+
 /// A Service's ports as (name, port, numeric target port or the port).
 fn service_ports(svc: &Value) -> Vec<(String, u32, u32)> {
     array_at(svc, &["spec", "ports"])
@@ -225,20 +297,16 @@ fn native_remote_workloads(
     next: &mut u32,
     synthesized: &mut Vec<String>,
 ) {
-    let domain = &config.cluster.cluster_domain;
     for remote in &config.remotes {
         let node = format!("failover-guard-{}-node-0", remote.name);
-        let label = pod_locality_label(&remote.locality);
-        for svc in objects.iter().filter(|o| kind_of(o) == ("", "Service")) {
-            if svc.path(&["spec", "type"]).and_then(Value::as_str) == Some("ExternalName") {
-                continue;
-            }
-            let (Some(name), namespace) = (str_at(svc, &["metadata", "name"]), namespace_of(svc))
-            else {
-                continue;
-            };
-            let host = super::service_host(name, &namespace, domain);
-            let selector = string_map(svc.path(&["spec", "selector"]));
+        let registry = Registry {
+            cluster: &remote.name,
+            network: &remote.network,
+            remote: &remote.name,
+        };
+        // The remote's real workloads, where they were read (discovery, `--remote`).
+        let workloads: Option<Vec<&Value>> = remote.workloads.as_ref().map(|w| w.iter().collect());
+        for (svc, name, namespace, host) in kube_services(objects, &config.cluster.cluster_domain) {
             let ports = service_ports(svc);
             let Some(service) = services
                 .iter_mut()
@@ -246,60 +314,28 @@ fn native_remote_workloads(
             else {
                 continue;
             };
-            // The remote's real workloads, where they were read (discovery, `--remote`).
-            if let Some(workloads) = &remote.workloads {
-                let objects: Vec<&Value> = workloads.iter().collect();
-                let slices: Vec<&Value> = objects
-                    .iter()
-                    .copied()
-                    .filter(|o| kind_of(o) == ("discovery.k8s.io", "EndpointSlice"))
-                    .filter(|o| namespace_of(o) == namespace)
-                    .filter(|o| {
-                        str_at(o, &["metadata", "labels", "kubernetes.io/service-name"])
-                            == Some(name)
-                    })
-                    .collect();
-                let registry = Registry {
-                    cluster: &remote.name,
-                    network: &remote.network,
-                    remote: &remote.name,
-                };
+            if let Some(workloads) = &workloads {
+                let slices = slices_of(workloads, &namespace, name);
                 service
                     .endpoints
-                    .extend(slice_endpoints(&objects, &slices, &ports, &registry));
+                    .extend(slice_endpoints(workloads, &slices, &ports, &registry));
                 continue;
             }
+            let selector = string_map(svc.path(&["spec", "selector"]));
             for (si, set) in subset_label_sets(rules, &host).iter().enumerate() {
-                *next += 1;
-                let ip = format!(
-                    "10.{}.{}.{}",
-                    100 + *next / 62500,
-                    *next / 250 % 250,
-                    *next % 250 + 1
-                );
-                let mut own: BTreeMap<String, String> =
-                    BTreeMap::from([(TLS_MODE.to_owned(), "istio".to_owned())]);
-                own.extend(selector.clone());
-                own.extend(set.clone());
-                let mut labels = augment_labels(&own, &remote.name, &label, &remote.network);
-                labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
+                service.endpoints.extend(synthesized_pod(
+                    next,
+                    &selector,
+                    set,
+                    &remote.locality,
+                    &node,
+                    &ports,
+                    &registry,
+                ));
                 synthesized.push(format!(
                     "{}:{namespace}/{name}-0-{si}@{}",
                     remote.name, remote.locality
                 ));
-                for (port_name, _, target) in &ports {
-                    service.endpoints.push(IstioEndpoint {
-                        address: ip.clone(),
-                        port: *target,
-                        service_port_name: port_name.clone(),
-                        locality: label.clone(),
-                        labels: labels.clone(),
-                        weight: 1,
-                        tls_istio: true,
-                        node: node.clone(),
-                        remote: remote.name.clone(),
-                    });
-                }
             }
         }
     }
@@ -340,15 +376,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
     let rules = destination_rules(objects, config);
     let mut out: Vec<Service> = Vec::new();
     let mut next = 0u32;
-    for svc in objects.iter().filter(|o| kind_of(o) == ("", "Service")) {
-        if svc.path(&["spec", "type"]).and_then(Value::as_str) == Some("ExternalName") {
-            continue;
-        }
-        let (Some(name), namespace) = (str_at(svc, &["metadata", "name"]), namespace_of(svc))
-        else {
-            continue;
-        };
-        let host = super::service_host(name, &namespace, domain);
+    for (svc, name, namespace, host) in kube_services(objects, domain) {
         let ports = service_ports(svc);
         let headless = svc.path(&["spec", "clusterIP"]).and_then(Value::as_str) == Some("None");
         let selector = string_map(svc.path(&["spec", "selector"]));
@@ -356,58 +384,25 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
         // (tests/istio/main.go synthesizeWorkloads), on the locality's node.
         let sets = subset_label_sets(&rules, &host);
         let mut endpoints = Vec::new();
-        let slices: Vec<&Value> = objects
-            .iter()
-            .copied()
-            .filter(|o| kind_of(o) == ("discovery.k8s.io", "EndpointSlice"))
-            .filter(|o| namespace_of(o) == namespace)
-            .filter(|o| {
-                str_at(o, &["metadata", "labels", "kubernetes.io/service-name"]) == Some(name)
-            })
-            .collect();
+        let slices = slices_of(objects, &namespace, name);
+        let local = Registry {
+            cluster: local_cluster,
+            network: &config.cluster.network,
+            remote: "",
+        };
         if !slices.is_empty() {
             // Real workloads: the EndpointSlices' ready endpoints, their pods' labels and their
             // nodes' topology (pilot/pkg/serviceregistry/kube/controller/endpointslice.go,
             // endpoint_builder.go NewEndpointBuilder, controller.go getPodLocality).
-            let local = Registry {
-                cluster: &config.cluster.name,
-                network: &config.cluster.network,
-                remote: "",
-            };
             endpoints.extend(slice_endpoints(objects, &slices, &ports, &local));
         } else {
             for (li, locality) in config.cluster.localities.iter().enumerate() {
                 let node = format!("failover-guard-node-{li}");
-                let label = pod_locality_label(locality);
                 for (si, set) in sets.iter().enumerate() {
-                    next += 1;
-                    let ip = format!(
-                        "10.{}.{}.{}",
-                        100 + next / 62500,
-                        next / 250 % 250,
-                        next % 250 + 1
-                    );
-                    let mut own: BTreeMap<String, String> =
-                        BTreeMap::from([(TLS_MODE.to_owned(), "istio".to_owned())]);
-                    own.extend(selector.clone());
-                    own.extend(set.clone());
-                    let mut labels =
-                        augment_labels(&own, local_cluster, &label, &config.cluster.network);
-                    labels.insert(super::labels::HOSTNAME.to_owned(), node.clone());
+                    endpoints.extend(synthesized_pod(
+                        &mut next, &selector, set, locality, &node, &ports, &local,
+                    ));
                     synthesized.push(format!("{namespace}/{name}-{li}-{si}@{locality}"));
-                    for (port_name, _, target) in &ports {
-                        endpoints.push(IstioEndpoint {
-                            address: ip.clone(),
-                            port: *target,
-                            service_port_name: port_name.clone(),
-                            locality: label.clone(),
-                            labels: labels.clone(),
-                            weight: 1,
-                            tls_istio: true,
-                            node: node.clone(),
-                            remote: String::new(),
-                        });
-                    }
                 }
             }
         }
@@ -940,10 +935,13 @@ fn apply_locality_weights(client: &str, groups: &mut [Group], distribute: &[Valu
                 .copied()
                 .filter(|i| locality_match(&groups[*i].locality, key))
                 .collect();
-            let total: u32 = matched.iter().map(|i| groups[*i].weight).sum();
+            // A group the network filter emptied has no weight (refreshWeight: nil), which
+            // applyLocalityWeights counts as 1.
+            let original = |g: &Group| if g.weight == 0 { 1 } else { g.weight };
+            let total: u32 = matched.iter().map(|i| original(&groups[*i])).sum();
             for i in &matched {
                 unmatched.remove(i);
-                let share = f64::from(groups[*i].weight * weight) / f64::from(total.max(1));
+                let share = f64::from(original(&groups[*i]) * weight) / f64::from(total.max(1));
                 if share > 0.0 {
                     groups[*i].weight = share.ceil() as u32;
                 }

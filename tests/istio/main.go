@@ -866,7 +866,7 @@ func synthesizeWorkloads(localities []string, nodePrefix string, nextIP *int, co
 }
 
 // remoteCluster is what a native model's istiod reads from remote r through its remote secret:
-// the local Services again (namespace sameness) with their workloads synthesized in r's
+// the local Namespaces and Services again (namespace sameness) with their workloads synthesized in r's
 // locality, numbered after the ones before, and on another network r's east-west gateway
 // Service, labelled topology.istio.io/network and exposed at r.Address on r.Port (mTLS).
 func remoteCluster(m Mesh, r Remote, next *int, configs []config.Config, local []runtime.Object) ([]runtime.Object, []string, []expected) {
@@ -874,6 +874,11 @@ func remoteCluster(m Mesh, r Remote, next *int, configs []config.Config, local [
 	for _, o := range local {
 		if svc, ok := o.(*corev1.Service); ok && svc.Spec.Type != corev1.ServiceTypeExternalName {
 			services = append(services, svc.DeepCopy())
+		}
+		// The same namespaces too (their labels and annotations, traffic distribution
+		// included): whichever cluster's Service pilot keeps for a host, it means the same.
+		if ns, ok := o.(*corev1.Namespace); ok {
+			services = append(services, ns.DeepCopy())
 		}
 	}
 	objs, names, ips := synthesizeWorkloads([]string{r.Locality}, "failover-guard-"+r.Name+"-node-", next, configs, services)

@@ -771,6 +771,28 @@ fn effective_lb_setting(
         .map(|setting| (setting.clone(), false))
 }
 
+/// Whether EDS keeps an endpoint's Istio mTLS metadata (endpoint_builder.go
+/// buildEnvoyLbEndpoint clears its `tlsMode: istio` where endpoints/mtls_checker.go
+/// checkMtlsEnabled says no): the DestinationRule's TLS mode for the port, when it sets one
+/// (tlsModeForDestinationRule); else the mode of the endpoint's workload (namespace, labels,
+/// target port: PeerAuthentications::workload_mode) other than DISABLE.
+fn eds_mtls(
+    e: &IstioEndpoint,
+    rule: &Consolidated,
+    subset: &str,
+    port: u32,
+    service: &Service,
+    peers: &PeerAuthentications,
+) -> bool {
+    e.tls_istio
+        && match tls_mode_for_destination_rule(rule, subset, port).as_deref() {
+            Some(mode) => mode == "ISTIO_MUTUAL",
+            None => {
+                peers.workload_mode(&service.namespace, &e.labels, e.port) != MtlsMode::Disable
+            }
+        }
+}
+
 /// An east-west gateway as pilot knows it (model.NetworkGateway): in the native models, each
 /// remote on another network has one, found the way istio.io documents it, from the remote's
 /// gateway Service labelled `topology.istio.io/network` (kube/controller/network.go
@@ -1224,13 +1246,7 @@ fn cluster(
         if !gateways.is_empty() {
             // EDS's tlsMode metadata, which the network filter requires of a cross-network
             // endpoint (mtls_checker.go checkMtlsEnabled, ep_filters.go isMtlsEnabled).
-            let rule_tls = tls_mode_for_destination_rule(rule, subset, port);
-            let eds_mtls = |e: &IstioEndpoint| match rule_tls.as_deref() {
-                Some(mode) => mode == "ISTIO_MUTUAL",
-                None => {
-                    e.tls_istio && peers.namespace_mode(&service.namespace) != MtlsMode::Disable
-                }
-            };
+            let eds_mtls = |e: &IstioEndpoint| eds_mtls(e, rule, subset, port, service, peers);
             groups = by_network_filter(groups, gateways, network, &eds_mtls);
         }
         if let Some((setting, forced)) =
@@ -1287,7 +1303,6 @@ fn cluster(
         .and_then(|p| p.path(&["tls", "mode"]))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let rule_tls = tls_mode_for_destination_rule(rule, subset, port);
     let mtls = |e: &IstioEndpoint| match cluster_tls.as_deref() {
         Some("ISTIO_MUTUAL") => true,
         Some(_) => false,
@@ -1299,10 +1314,7 @@ fn cluster(
                 && peers.service_mode(&service.namespace, service.mesh_external)
                     != MtlsMode::Disable
                 && !service.mesh_external
-                && e.tls_istio
-                && rule_tls
-                    .as_deref()
-                    .is_none_or(|mode| mode == "ISTIO_MUTUAL")
+                && eds_mtls(e, rule, subset, port, service, peers)
         }
     };
     let mut priorities: Vec<Priority> = groups

@@ -611,7 +611,43 @@ pub fn peer_authentication_variant() -> impl Strategy<Value = Vec<Value>> {
                 Some("2020-01-01T00:00:00Z"),
             ),
         ],
+        // Workload level: a selector on the reviews pods, the v1 subset (its pods and the
+        // failover entries' v1 endpoints), a port-level mode on the pods' and on the
+        // gateways' port, and an UNSET one inheriting a namespace DISABLE.
+        vec![workload(
+            pa("bookinfo", "reviews", Some("DISABLE"), None),
+            json!({"app": "reviews"}),
+            None,
+        )],
+        vec![workload(
+            pa("bookinfo", "v1", Some("DISABLE"), None),
+            json!({"version": "v1"}),
+            None,
+        )],
+        vec![workload(
+            pa("bookinfo", "ports", Some("STRICT"), None),
+            json!({"version": "v1"}),
+            Some(json!({"9080": {"mode": "DISABLE"}, "15443": {"mode": "DISABLE"}})),
+        )],
+        vec![
+            pa("bookinfo", "default", Some("DISABLE"), None),
+            workload(pa("bookinfo", "reviews", None, None), json!({"app": "reviews"}), None),
+        ],
+        vec![workload(
+            pa("istio-system", "root-selector", Some("DISABLE"), None),
+            json!({"app": "reviews"}),
+            None,
+        )],
     ])
+}
+
+/// A PeerAuthentication given a selector (and port-level modes).
+fn workload(mut pa: Value, labels: Value, ports: Option<Value>) -> Value {
+    pa["spec"]["selector"] = json!({"matchLabels": labels});
+    if let Some(ports) = ports {
+        pa["spec"]["portLevelMtls"] = ports;
+    }
+    pa
 }
 
 /// The `bookinfo` Namespace object, with or without a traffic-distribution annotation (pilot

@@ -415,6 +415,22 @@ pub async fn publish_reports(client: &Client, reports: &[Value]) -> Result<(), C
     Ok(())
 }
 
+/// One key of a ConfigMap, read once: `None` when there is no such ConfigMap or key.
+pub async fn read_config_map_key(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, ClusterError> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .get_opt(name)
+        .await?
+        .and_then(|cm| cm.data)
+        .and_then(|mut data| data.remove(key)))
+}
+
 /// Follows one ConfigMap (the `istio` mesh config): `on_change` gets its `data` key `key` on
 /// every change, `None` while the ConfigMap does not exist or lacks the key. A list-and-watch
 /// of that one object, resumed with backoff.

@@ -273,6 +273,7 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         runtime.block_on(async {
             let client = cluster::client(args.kubeconfig.as_deref(), None).await?;
             let objects = cluster::list_all(&client, Some(&args.namespace)).await?;
+            let config = with_cluster_mesh(&client, config, args.mesh_config.is_some()).await?;
             let config = with_discovery(&client, config).await;
             let service =
                 failover_guard::render::find_service(&objects, &args.namespace, &args.service)
@@ -539,12 +540,44 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let objects = runtime.block_on(async {
+    let (objects, config) = runtime.block_on(async {
         let client = cluster::client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-        cluster::list_all(&client, args.namespace.as_deref()).await
+        let objects = cluster::list_all(&client, args.namespace.as_deref()).await?;
+        let config = with_cluster_mesh(&client, config, args.mesh_config.is_some()).await?;
+        anyhow::Ok((objects, config))
     })?;
     let report = offline::audit(&objects, &config);
     Ok(offline::print_report(&report, args.output))
+}
+
+/// With `--cluster` and no `--mesh-config`: the mesh config pilot reads in that cluster (the
+/// `istio` ConfigMap in istio-system, as `serve` follows it), or Istio's defaults without one.
+/// A ConfigMap that does not parse is an error, as it is for `--mesh-config`.
+async fn with_cluster_mesh(
+    client: &kube::Client,
+    config: config::Config,
+    mesh_given: bool,
+) -> anyhow::Result<config::Config> {
+    if mesh_given {
+        return Ok(config);
+    }
+    let (namespace, name) = ("istio-system", "istio");
+    match cluster::read_config_map_key(client, namespace, name, "mesh").await {
+        Ok(Some(text)) => {
+            let origin = format!("ConfigMap {namespace}/{name}");
+            let mesh = failover_guard::istio::mesh::MeshConfig::parse(&text, &origin)?;
+            let config = config.with_mesh(mesh);
+            eprintln!("failover-guard: {}", config.mesh_source());
+            Ok(config)
+        }
+        Ok(None) => Ok(config),
+        Err(error) => {
+            eprintln!(
+                "failover-guard: cannot read ConfigMap {namespace}/{name} ({error}); Istio's defaults"
+            );
+            Ok(config)
+        }
+    }
 }
 
 /// The configuration with the remotes `discovery` reads from the live cluster's remote secrets
@@ -570,10 +603,11 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 cluster::client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
             let mut objects = cluster::list_all(&client, args.namespace.as_deref()).await?;
             objects.extend(cluster::list_workloads(&client, args.namespace.as_deref()).await?);
+            let config = with_cluster_mesh(&client, config, args.mesh_config.is_some()).await?;
             // The remotes as `serve` discovers them: an endpoint is then named by its cluster,
             // and `--fail <remote>` finds it.
             let config = with_discovery(&client, config).await;
-            Ok::<_, cluster::ClusterError>((objects, config))
+            anyhow::Ok((objects, config))
         })?
     } else {
         let (inputs, errors) = offline::read_inputs(&args.paths);

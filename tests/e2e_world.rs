@@ -520,6 +520,44 @@ data:
         server.probe("/readyz").1
     );
 
+    // `simulate --cluster` reads the same ConfigMap: a rule stored without FG116's fix (the
+    // user skipped it) gets no locality priorities under this mesh, so the failover entry's
+    // gateway shares priority 0 with the local pods (`spread`). With `--mesh-config` the file
+    // wins: under Istio's defaults the same objects fail over.
+    let stored = rule.replace(
+        "metadata: {name: reviews, namespace: bookinfo}",
+        "metadata: {name: reviews, namespace: bookinfo, annotations: {failover-guard.io/skip: FG116}}",
+    );
+    assert!(
+        plane
+            .apply(
+                &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: reviews, namespace: bookinfo}}\nspec:\n  selector: {{app: reviews}}\n  ports: [{{name: http, port: 9080}}]\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: reviews-failover, namespace: bookinfo, annotations: {{failover-guard.io/failover: \"true\"}}}}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{{number: 9080, name: http, protocol: HTTP}}]\n---\n{stored}"),
+                &[]
+            )
+            .status
+            .success()
+    );
+    let simulate = |extra: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .args(["simulate", "--cluster", "--kubeconfig", &kubeconfig, "-n", "bookinfo"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (table, said) = simulate(&[]);
+    assert!(said.contains("mesh config: ConfigMap istio-system/istio"), "{said}");
+    assert!(table.contains("reviews.bookinfo.svc.cluster.local:9080 from bookinfo@europe-west1/europe-west1-b: spread"), "{table}");
+    let defaults = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(defaults.path(), "{}\n").unwrap();
+    let path = defaults.path().display().to_string();
+    let (table, _) = simulate(&["--mesh-config", &path]);
+    assert!(table.contains("reviews.bookinfo.svc.cluster.local:9080 from bookinfo@europe-west1/europe-west1-b: failover"), "{table}");
+
     // A broken mesh config is refused and the previous one stays in force.
     let broken = configmap.replace("enabled: false", "enabled: [no]");
     assert!(plane.apply(&broken, &[]).status.success());

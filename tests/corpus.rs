@@ -147,7 +147,16 @@ fn corpus_mutations_stay_valid_istio() {
 struct DocsCluster {
     config: &'static str,
     namespace: &'static str,
+    /// The mesh config the page's install gives pilot, where the rules read it.
+    mesh: Option<&'static str>,
 }
+
+/// Ambient multi-primary on two networks (istio.io "Install ambient multi-primary on different
+/// networks"), with the ambient profile's default serviceScopeConfigs (istio/istio
+/// manifests/helm-profiles/ambient.yaml: istio.io/global In ["true"] is GLOBAL).
+const AMBIENT_1: &str = "cluster: {name: cluster1, network: network1, localities: [region1/zone1]}\nremotes: [{name: cluster2, network: network2, locality: region2/zone3}]\nmulticluster: {model: multiPrimary}\n";
+const AMBIENT_2: &str = "cluster: {name: cluster2, network: network2, localities: [region2/zone3]}\nremotes: [{name: cluster1, network: network1, locality: region1/zone1}]\nmulticluster: {model: multiPrimary}\n";
+const AMBIENT_MESH: &str = "serviceScopeConfigs:\n- servicesSelector:\n    matchExpressions:\n    - {key: istio.io/global, operator: In, values: [\"true\"]}\n  scope: GLOBAL\n";
 
 const MULTI_PRIMARY: &str = "cluster: {name: cluster1, network: network1, localities: [region1/zone1]}\nremotes: [{name: cluster2, network: network1, locality: region1/zone2}]\nmulticluster: {model: multiPrimary}\n";
 const MULTI_PRIMARY_2: &str = "cluster: {name: cluster2, network: network1, localities: [region1/zone2]}\nremotes: [{name: cluster1, network: network1, locality: region1/zone1}]\nmulticluster: {model: multiPrimary}\n";
@@ -166,14 +175,29 @@ const REFERENCE: &str = "cluster: {name: cluster1, network: network1, localities
 /// The clusters (with their configurations) a docs file is checked in; empty for files that
 /// are not sidecar-model objects (ambient pages: issue #30; install-time mesh config).
 fn docs_clusters(file: &str) -> Vec<DocsCluster> {
-    let on = |config, namespace| DocsCluster { config, namespace };
+    let on = |config, namespace| DocsCluster {
+        config,
+        namespace,
+        mesh: None,
+    };
+    let ambient = |config, namespace| DocsCluster {
+        config,
+        namespace,
+        mesh: Some(AMBIENT_MESH),
+    };
     let (page, section) = file.split_once("__").unwrap_or((file, ""));
     let second = section.contains("cluster2");
-    if section.ends_with("-meshconfig.yaml")
-        || page.starts_with("ambient")
-        || page.starts_with("blog-2025-ambient")
-    {
+    if section.ends_with("-meshconfig.yaml") {
         return Vec::new();
+    }
+    if page.starts_with("ambient-traffic-distribution") {
+        return vec![ambient(AMBIENT_1, "default")];
+    }
+    if page.starts_with("ambient") {
+        return vec![ambient(
+            if second { AMBIENT_2 } else { AMBIENT_1 },
+            "sample",
+        )];
     }
     match page {
         "setup-mc-multi-primary" => vec![on(
@@ -254,6 +278,18 @@ const DOCS_WARNINGS: &[(&str, &str)] = &[
         "tasks-locality-before-you-begin__deploy-helloworld-region1.zone1.yaml",
         "FG402",
     ),
+    // The ambient verify page's Services have no traffic distribution and no waypoint: ztunnel
+    // spreads every request over both clusters, with no local-first failover (FG402).
+    ("ambient-mc-verify__deploy-curl.yaml", "FG402"),
+    ("ambient-mc-verify__deploy-helloworld-service.yaml", "FG402"),
+    (
+        "ambient-mc-verify__deploy-helloworld-v1-cluster1.yaml",
+        "FG402",
+    ),
+    (
+        "ambient-mc-verify__deploy-helloworld-v2-cluster2.yaml",
+        "FG402",
+    ),
     // The distribute task gives region2/zone3 no weight on purpose: that cluster then takes no
     // traffic even when every other one is down (FG106, a warning since v3).
     (
@@ -272,49 +308,80 @@ fn istio_docs_raise_no_false_alarm() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    let (mut checked, mut alarms) = (0, Vec::new());
-    let mut warned = std::collections::BTreeSet::new();
+    // A page's files applied to one cluster form one scenario: they are checked together.
+    let mut pages: std::collections::BTreeMap<
+        (String, &str, &str, Option<&str>),
+        Vec<std::path::PathBuf>,
+    > = std::collections::BTreeMap::new();
     for path in &files {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_owned();
+        // Reference pages hold alternative examples, not one setup: each stands alone.
+        let page = match name.split_once("__") {
+            Some((p, _)) if !p.starts_with("reference-") => p.to_owned(),
+            _ => name.clone(),
+        };
         for cluster in docs_clusters(&name) {
-            let config = failover_guard::engine::parse_config(cluster.config, &name)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            let (mut inputs, errors) = read_inputs(std::slice::from_ref(path));
-            assert!(errors.is_empty(), "{name}: {errors:?}");
-            // `kubectl apply -n NS`: objects without a namespace land in the page's.
-            for object in inputs
-                .iter_mut()
-                .flat_map(|i| &mut i.documents)
-                .flat_map(|d| &mut d.objects)
+            pages
+                .entry((
+                    page.clone(),
+                    cluster.config,
+                    cluster.namespace,
+                    cluster.mesh,
+                ))
+                .or_default()
+                .push(path.clone());
+        }
+    }
+    let (mut checked, mut alarms) = (0, Vec::new());
+    let mut warned = std::collections::BTreeSet::new();
+    for ((page, config_text, namespace, mesh), paths) in &pages {
+        let mut config = failover_guard::engine::parse_config(config_text, page)
+            .unwrap_or_else(|e| panic!("{page}: {e}"));
+        if let Some(mesh) = mesh {
+            config = config.with_mesh(
+                failover_guard::istio::mesh::MeshConfig::parse(mesh, page)
+                    .unwrap_or_else(|e| panic!("{page}: {e}")),
+            );
+        }
+        let (mut inputs, errors) = read_inputs(paths);
+        assert!(errors.is_empty(), "{page}: {errors:?}");
+        // `kubectl apply -n NS`: objects without a namespace land in the page's.
+        for object in inputs
+            .iter_mut()
+            .flat_map(|i| &mut i.documents)
+            .flat_map(|d| &mut d.objects)
+        {
+            if let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut())
+                && !meta.contains_key("namespace")
             {
-                if let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut())
-                    && !meta.contains_key("namespace")
-                {
-                    meta.insert("namespace".into(), cluster.namespace.into());
-                }
+                meta.insert("namespace".into(), (*namespace).into());
             }
-            let report = offline::check(&inputs, &config);
-            checked += 1;
-            for f in &report.findings {
-                let rule = f.rule;
-                if f.action.as_str() == "warn" {
-                    warned.insert((name.clone(), rule.to_owned()));
-                }
-                let allowed = f.action.as_str() == "mutate"
-                    || (f.action.as_str() == "warn"
-                        && DOCS_WARNINGS.contains(&(name.as_str(), rule)));
-                if !allowed {
-                    let model = cluster.config.lines().last().unwrap_or_default();
-                    alarms.push(format!(
-                        "{name} [{model}]: {} {}",
-                        f.action.as_str(),
-                        f.message
-                    ));
-                }
+        }
+        let report = offline::check(&inputs, &config);
+        checked += paths.len();
+        for f in &report.findings {
+            let name = std::path::Path::new(&f.file)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if f.action.as_str() == "warn" {
+                warned.insert((name.clone(), f.rule.to_owned()));
+            }
+            let allowed = f.action.as_str() == "mutate"
+                || (f.action.as_str() == "warn"
+                    && DOCS_WARNINGS.contains(&(name.as_str(), f.rule)));
+            if !allowed {
+                let model = config_text.lines().last().unwrap_or_default();
+                alarms.push(format!(
+                    "{name} [{model}]: {} {}",
+                    f.action.as_str(),
+                    f.message
+                ));
             }
         }
     }

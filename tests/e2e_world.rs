@@ -539,7 +539,14 @@ data:
     );
     let simulate = |extra: &[&str]| {
         let out = std::process::Command::new(common::BIN)
-            .args(["simulate", "--cluster", "--kubeconfig", &kubeconfig, "-n", "bookinfo"])
+            .args([
+                "simulate",
+                "--cluster",
+                "--kubeconfig",
+                &kubeconfig,
+                "-n",
+                "bookinfo",
+            ])
             .args(extra)
             .output()
             .unwrap();
@@ -550,7 +557,10 @@ data:
         )
     };
     let (table, said) = simulate(&[]);
-    assert!(said.contains("mesh config: ConfigMap istio-system/istio"), "{said}");
+    assert!(
+        said.contains("mesh config: ConfigMap istio-system/istio"),
+        "{said}"
+    );
     assert!(table.contains("reviews.bookinfo.svc.cluster.local:9080 from bookinfo@europe-west1/europe-west1-b: spread"), "{table}");
     let defaults = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(defaults.path(), "{}\n").unwrap();

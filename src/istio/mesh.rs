@@ -29,7 +29,8 @@ pub struct MeshConfig {
 
 /// The MeshConfig fields the model reads, so a typo in a key (`localityLBSetting`) is an
 /// error and not a silently ignored setting. Others are kept and not looked at.
-const KNOWN_TYPED: [&str; 8] = [
+const KNOWN_TYPED: [&str; 9] = [
+    "serviceScopeConfigs",
     "localityLbSetting",
     "zoneAwareLbSetting",
     "rootNamespace",
@@ -94,6 +95,9 @@ impl MeshConfig {
                 "localityLbSetting" | "zoneAwareLbSetting" => value.is_object(),
                 "rootNamespace" | "trustDomain" => value.is_string(),
                 "enableAutoMtls" => value.is_boolean(),
+                "serviceScopeConfigs" => value
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(Value::is_object)),
                 _ => value
                     .as_array()
                     .is_some_and(|a| a.iter().all(Value::is_string)),
@@ -176,6 +180,15 @@ impl MeshConfig {
         self.raw
             .field("zoneAwareLbSetting")
             .is_some_and(|v| !v.is_null())
+    }
+
+    /// `serviceScopeConfigs`: which services multi-network ambient makes global
+    /// (services.go matchServiceScope); empty when not set.
+    pub fn service_scope_configs(&self) -> &[Value] {
+        self.raw
+            .field("serviceScopeConfigs")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The namespace whose exported DestinationRules apply to every namespace

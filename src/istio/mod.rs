@@ -3,6 +3,7 @@
 //! pinned in tests/istio/go.mod). Rules ask this module instead of re-deriving Istio in place;
 //! the Istio harness (tests/istio.rs) checks the model's answers against pilot itself.
 
+pub mod ambient;
 pub mod destination_rule;
 pub mod locality;
 pub mod mesh;

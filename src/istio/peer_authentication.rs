@@ -165,8 +165,7 @@ impl PeerAuthentications {
             mode => mode,
         };
         let Some(policy) = self.workloads.iter().find(|p| {
-            p.namespace == namespace
-                && p.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            p.namespace == namespace && p.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
         }) else {
             return inherited;
         };
@@ -215,10 +214,19 @@ mod tests {
         newer["metadata"]["creationTimestamp"] = json!("2099-01-01T00:00:00Z");
         let all = PeerAuthentications::new(&[&newer, &ns, &wl], "istio-system");
         let reviews = BTreeMap::from([("app".to_owned(), "reviews".to_owned())]);
-        assert_eq!(all.workload_mode("bookinfo", &reviews, 9080), MtlsMode::Disable);
+        assert_eq!(
+            all.workload_mode("bookinfo", &reviews, 9080),
+            MtlsMode::Disable
+        );
         // UNSET inherits the namespace's; the newer policy loses to the older.
-        assert_eq!(all.workload_mode("bookinfo", &reviews, 9081), MtlsMode::Strict);
-        assert_eq!(all.workload_mode("bookinfo", &BTreeMap::new(), 9080), MtlsMode::Strict);
+        assert_eq!(
+            all.workload_mode("bookinfo", &reviews, 9081),
+            MtlsMode::Strict
+        );
+        assert_eq!(
+            all.workload_mode("bookinfo", &BTreeMap::new(), 9080),
+            MtlsMode::Strict
+        );
         // The service-level inference ignores workload policies.
         assert_eq!(all.service_mode("bookinfo", false), MtlsMode::Strict);
     }

@@ -787,9 +787,7 @@ fn eds_mtls(
     e.tls_istio
         && match tls_mode_for_destination_rule(rule, subset, port).as_deref() {
             Some(mode) => mode == "ISTIO_MUTUAL",
-            None => {
-                peers.workload_mode(&service.namespace, &e.labels, e.port) != MtlsMode::Disable
-            }
+            None => peers.workload_mode(&service.namespace, &e.labels, e.port) != MtlsMode::Disable,
         }
 }
 

@@ -104,7 +104,7 @@ pub static FG101: Rule = Rule {
 
 /// The rule's host, fully qualified in the rule's namespace (model.ResolveShortnameToFQDN).
 /// No fix changes the host: it is worked out once per pass.
-fn rule_host<'c>(dr: &Value, cx: &'c Context<'_>) -> Option<&'c str> {
+pub(crate) fn rule_host<'c>(dr: &Value, cx: &'c Context<'_>) -> Option<&'c str> {
     cx.facts
         .host
         .get_or_init(|| {

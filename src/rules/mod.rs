@@ -13,6 +13,7 @@ use crate::{
     world::World,
 };
 
+pub mod ambient;
 pub mod authorization_policy;
 pub mod destination_rule;
 pub mod failover;
@@ -294,6 +295,7 @@ pub static RULES: &[&Rule] = &[
     &destination_rule::FG115,
     &destination_rule::FG116,
     &destination_rule::FG117,
+    &ambient::FG118,
     &service_entry::FG201,
     &service_entry::FG202,
     &service_entry::FG203,
@@ -307,6 +309,7 @@ pub static RULES: &[&Rule] = &[
     &service_entry::FG211,
     &service_entry::FG213,
     &service_entry::FG214,
+    &ambient::FG215,
     &authorization_policy::FG301,
     &authorization_policy::FG302,
     &authorization_policy::FG303,
@@ -319,6 +322,7 @@ pub static RULES: &[&Rule] = &[
     &destination_rule::FG405,
     &service::FG406,
     &service::FG407,
+    &ambient::FG409,
     &service::FG501,
     &service::FG502,
     &failover::FG601,

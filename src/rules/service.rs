@@ -115,6 +115,29 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
         return;
     }
     let host = crate::istio::service_host(&cx.subject.name, ns, &cx.config.cluster.cluster_domain);
+    let namespace = world.namespace(ns);
+    let distribution = crate::istio::traffic_distribution(
+        crate::object::str_at(svc, &["spec", "trafficDistribution"]),
+        svc.path(&["metadata", "annotations"]),
+        namespace
+            .as_deref()
+            .and_then(|n| n.path(&["metadata", "annotations"])),
+        cx.config.istio.version,
+    );
+    // An ambient service without a waypoint: ztunnel reads its traffic distribution only.
+    if crate::istio::ambient::namespace_dataplane(namespace.as_deref())
+        == crate::istio::ambient::DataPlane::Ambient
+        && crate::istio::ambient::use_waypoint(svc, namespace.as_deref()).is_none()
+    {
+        if distribution == crate::istio::TrafficDistribution::Any {
+            out.push(
+                Issue::warn("metadata.name", format!("{host} is an ambient service with no traffic distribution and no waypoint"))
+                    .because("ztunnel spreads its clients' traffic over every endpoint it knows, in every cluster, and prefers no locality: there is no local-first failover")
+                    .fix("set spec.trafficDistribution: PreferClose (or the networking.istio.io/traffic-distribution annotation on the Service or its namespace)"),
+            );
+        }
+        return;
+    }
     let fg101_fixes = cx
         .config
         .rules
@@ -123,17 +146,30 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
     // The rule every other client gets (PushContext.destinationRule: the service namespace's
     // exported rules, else the root namespace's; see FG113).
     let index = super::world_destination_rules(cx, &host);
-    let protected = index
+    let rule = index
         .as_ref()
-        .and_then(|index| index.for_other_namespaces(&host, ns))
-        .is_some_and(|rule| {
-            fg101_fixes
-                || rule
-                    .traffic_policy
-                    .as_ref()
-                    .and_then(|p| p.field("outlierDetection"))
-                    .is_some_and(|od| !od.is_null())
-        });
+        .and_then(|index| index.for_other_namespaces(&host, ns));
+    let detects = rule.is_some_and(|rule| {
+        fg101_fixes
+            || rule
+                .traffic_policy
+                .as_ref()
+                .and_then(|p| p.field("outlierDetection"))
+                .is_some_and(|od| !od.is_null())
+    });
+    // A traffic distribution fails over on readiness with no outlier detection, unless a
+    // rule's localityLbSetting replaces it (GetEffectiveLbSetting; FG117).
+    let distributes = distribution != crate::istio::TrafficDistribution::Any
+        && cx
+            .config
+            .istio
+            .version
+            .has(crate::istio::version::Behaviour::SidecarTrafficDistribution)
+        && rule
+            .and_then(|r| r.traffic_policy.as_ref())
+            .and_then(|p| p.path(&["loadBalancer", "localityLbSetting"]))
+            .is_none_or(Value::is_null);
+    let protected = detects || distributes;
     let mut missing = Vec::new();
     if !protected {
         missing.push("DestinationRule with outlierDetection");
@@ -183,7 +219,16 @@ pub static FG403: Rule = Rule {
 };
 
 fn check_fg403(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
-    if !cx.config.in_failover_scope(&cx.subject.namespace) {
+    // Only a failover entry merges by port name: none in the native models, none that ambient
+    // clients use.
+    let ambient = cx.world.is_some_and(|w| {
+        crate::istio::ambient::namespace_dataplane(w.namespace(&cx.subject.namespace).as_deref())
+            == crate::istio::ambient::DataPlane::Ambient
+    });
+    if !cx.config.in_failover_scope(&cx.subject.namespace)
+        || cx.config.multicluster.native()
+        || ambient
+    {
         return;
     }
     for (i, port) in array_at(svc, &["spec", "ports"]).iter().enumerate() {

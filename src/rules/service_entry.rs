@@ -90,7 +90,7 @@ pub fn is_failover_entry(se: &Value, cx: &Context<'_>) -> bool {
 
 /// Whether an entry looks like a failover entry by the signs [`is_failover_entry`] lists,
 /// whatever the multicluster model.
-fn failover_shaped(se: &Value, cx: &Context<'_>) -> bool {
+pub(crate) fn failover_shaped(se: &Value, cx: &Context<'_>) -> bool {
     *cx.facts.failover_entry.get_or_init(|| {
         if annotated_failover(se) || at_remote_gateway(se, cx) {
             return true;

@@ -631,7 +631,11 @@ pub fn peer_authentication_variant() -> impl Strategy<Value = Vec<Value>> {
         )],
         vec![
             pa("bookinfo", "default", Some("DISABLE"), None),
-            workload(pa("bookinfo", "reviews", None, None), json!({"app": "reviews"}), None),
+            workload(
+                pa("bookinfo", "reviews", None, None),
+                json!({"app": "reviews"}),
+                None,
+            ),
         ],
         vec![workload(
             pa("istio-system", "root-selector", Some("DISABLE"), None),

@@ -1114,3 +1114,136 @@ fn no_admitted_set_makes_pilot_panic() {
         "the model (src/istio/traffic.rs) missed a panic pilot showed"
     );
 }
+
+/// What ztunnel receives for a Service (pilot's ambient index, over WDS) is what
+/// `istio::ambient::ztunnel_load_balancing` says, for every way a Service sets its traffic
+/// distribution; and a DestinationRule for the same hosts (outlier detection, failoverPriority,
+/// failover) changes none of it: the claim FG118 and FG402's ambient advice rest on.
+#[test]
+fn ztunnel_receives_what_the_model_says_and_no_destination_rule() {
+    let Some(harness) = istio::harness() else {
+        return;
+    };
+    let service = |name: &str, ns: &str, spec: Value, annotations: Option<&str>| {
+        let mut svc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 9080}]}});
+        if let Some(value) = annotations {
+            svc["metadata"]["annotations"] =
+                json!({failover_guard::istio::TRAFFIC_DISTRIBUTION_ANNOTATION: value});
+        }
+        for (k, v) in spec.as_object().into_iter().flatten() {
+            svc["spec"][k] = v.clone();
+        }
+        svc
+    };
+    let ambient = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "sample",
+        "labels": {"istio.io/dataplane-mode": "ambient"}}});
+    let inheriting = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "zonal",
+        "labels": {"istio.io/dataplane-mode": "ambient"},
+        "annotations": {failover_guard::istio::TRAFFIC_DISTRIBUTION_ANNOTATION: "PreferClose"}}});
+    let services = vec![
+        service("plain", "sample", json!({}), None),
+        service(
+            "close",
+            "sample",
+            json!({"trafficDistribution": "PreferClose"}),
+            None,
+        ),
+        service(
+            "node",
+            "sample",
+            json!({"trafficDistribution": "PreferSameNode"}),
+            None,
+        ),
+        service("annotated", "sample", json!({}), Some("preferSAMEzone")),
+        service("typo", "sample", json!({}), Some("PreferClosest")),
+        service(
+            "local",
+            "sample",
+            json!({"internalTrafficPolicy": "Local", "trafficDistribution": "PreferClose"}),
+            None,
+        ),
+        service(
+            "unready",
+            "sample",
+            json!({"publishNotReadyAddresses": true, "trafficDistribution": "PreferClose"}),
+            None,
+        ),
+        service("inherits", "zonal", json!({}), None),
+        service("own", "zonal", json!({}), Some("PreferSameNode")),
+        service("bound", "sample", json!({}), None),
+    ];
+    // Bound to a waypoint that does not exist: pilot reports it not ready and binds nothing.
+    let mut services = services;
+    if let Some(bound) = services.last_mut() {
+        bound["metadata"]["labels"] = json!({"istio.io/use-waypoint": "waypoint"});
+    }
+    let mut objects = vec![ambient.clone(), inheriting.clone()];
+    objects.extend(services.iter().cloned());
+    // The same Services, each with a DestinationRule that orders failover its own way.
+    let mut with_rules = objects.clone();
+    for svc in &services {
+        let (name, ns) = (
+            svc["metadata"]["name"].as_str().unwrap(),
+            svc["metadata"]["namespace"].as_str().unwrap(),
+        );
+        with_rules.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"host": name, "trafficPolicy": {
+                "outlierDetection": {"consecutive5xxErrors": 1, "maxEjectionPercent": 100},
+                "loadBalancer": {"localityLbSetting": {"failoverPriority": ["topology.istio.io/cluster"]}}}}}));
+    }
+    let config = Config::example();
+    let case = |name: &str, objects: &[Value]| json!({"name": name, "ztunnel": true, "objects": objects, "mesh": istio::mesh(&config)});
+    let results = istio::run(
+        harness,
+        &[
+            case("services", &objects),
+            case("services with rules", &with_rules),
+        ],
+    );
+    for r in &results {
+        assert!(r["error"].is_null(), "{}", r["error"]);
+    }
+    let (plain, ruled) = (&results[0]["ztunnel"], &results[1]["ztunnel"]);
+    assert_eq!(
+        plain.as_object().map(|m| m.len()),
+        Some(services.len()),
+        "pilot's ambient index has every Service: {plain:#}"
+    );
+    assert_eq!(
+        plain, ruled,
+        "a DestinationRule changed what ztunnel receives"
+    );
+    for svc in &services {
+        let (name, ns) = (
+            svc["metadata"]["name"].as_str().unwrap(),
+            svc["metadata"]["namespace"].as_str().unwrap(),
+        );
+        let namespace = [&ambient, &inheriting]
+            .into_iter()
+            .find(|n| n["metadata"]["name"] == ns);
+        let model = failover_guard::istio::ambient::ztunnel_load_balancing(
+            svc,
+            namespace,
+            failover_guard::istio::version::PINNED,
+        );
+        let pilot = &plain[format!("{ns}/{name}")];
+        assert_eq!(
+            pilot["routingPreference"],
+            json!(model.routing_preference),
+            "{ns}/{name}: {pilot:#}"
+        );
+        assert_eq!(pilot["mode"].as_str(), model.mode, "{ns}/{name}: {pilot:#}");
+        assert_eq!(
+            pilot["healthPolicy"].as_str(),
+            model.health_policy,
+            "{ns}/{name}: {pilot:#}"
+        );
+        assert_eq!(
+            pilot["waypoint"], false,
+            "{ns}/{name}: no waypoint exists here"
+        );
+    }
+}

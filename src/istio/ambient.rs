@@ -72,6 +72,73 @@ pub fn use_waypoint(object: &Value, namespace: Option<&Value>) -> Option<(String
     }
 }
 
+/// What ztunnel receives for a Service to balance its traffic: the workloadapi.Service's
+/// LoadBalancing as pilot/pkg/serviceregistry/ambient services.go constructService builds it.
+/// No DestinationRule is read on the way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZtunnelLoadBalancing {
+    /// The scopes ztunnel prefers endpoints by, in order (empty: none, traffic is spread).
+    pub routing_preference: Vec<&'static str>,
+    /// FAILOVER (closest healthy first, spill over), STRICT (only the closest), or none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    /// ALLOW_ALL with publishNotReadyAddresses (unready endpoints are used too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_policy: Option<&'static str>,
+}
+
+/// constructService: internalTrafficPolicy Local first (the node only, STRICT), else the
+/// Service's traffic distribution (model.GetTrafficDistribution, the namespace's inherited),
+/// and ALLOW_ALL for publishNotReadyAddresses.
+pub fn ztunnel_load_balancing(
+    service: &Value,
+    namespace: Option<&Value>,
+    version: super::version::IstioVersion,
+) -> ZtunnelLoadBalancing {
+    let mut lb = ZtunnelLoadBalancing {
+        routing_preference: Vec::new(),
+        mode: None,
+        health_policy: None,
+    };
+    if service
+        .path(&["spec", "internalTrafficPolicy"])
+        .and_then(Value::as_str)
+        == Some("Local")
+    {
+        lb.routing_preference = vec!["NODE"];
+        lb.mode = Some("STRICT");
+    } else {
+        let distribution = super::traffic_distribution(
+            service
+                .path(&["spec", "trafficDistribution"])
+                .and_then(Value::as_str),
+            service.path(&["metadata", "annotations"]),
+            namespace.and_then(|n| n.path(&["metadata", "annotations"])),
+            version,
+        );
+        match distribution {
+            super::TrafficDistribution::PreferSameZone => {
+                lb.routing_preference = vec!["NETWORK", "REGION", "ZONE"];
+                lb.mode = Some("FAILOVER");
+            }
+            super::TrafficDistribution::PreferSameNode => {
+                lb.routing_preference = vec!["NETWORK", "REGION", "ZONE", "SUBZONE", "NODE"];
+                lb.mode = Some("FAILOVER");
+            }
+            super::TrafficDistribution::Any => {}
+        }
+    }
+    if service
+        .path(&["spec", "publishNotReadyAddresses"])
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        lb.health_policy = Some("ALLOW_ALL");
+    }
+    lb
+}
+
 /// A service's scope in multi-network ambient (model.ServiceScope).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {

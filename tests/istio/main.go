@@ -31,6 +31,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	"istio.io/istio/pilot/pkg/config/kube/crd"
+	"istio.io/istio/pilot/pkg/features"
 	"istio.io/istio/pilot/pkg/model"
 	labelutil "istio.io/istio/pilot/pkg/serviceregistry/util/label"
 	"istio.io/istio/pilot/test/xds"
@@ -62,7 +63,10 @@ type Case struct {
 	Objects  []json.RawMessage `json:"objects"`
 	Validate bool              `json:"validate"`
 	Traffic  bool              `json:"traffic"`
-	Mesh     Mesh              `json:"mesh"`
+	// Ztunnel asks pilot's ambient index (PILOT_ENABLE_AMBIENT) what ztunnel receives over
+	// WDS for each input Service: its waypoint and its load balancing.
+	Ztunnel bool `json:"ztunnel"`
+	Mesh    Mesh `json:"mesh"`
 	// Clients to ask for; default: one per local locality in namespace "default".
 	Clients []Client `json:"clients"`
 	// Hosts to report; default: every Service and ServiceEntry host in Objects.
@@ -120,6 +124,8 @@ type Result struct {
 	Clusters   []Cluster    `json:"clusters,omitempty"`
 	// Local workloads the harness made up for Services that had none in the input.
 	Synthesized []string `json:"synthesized,omitempty"`
+	// What ztunnel receives per Service (namespace/name), when Ztunnel was asked.
+	ZtunnelServices map[string]ZtunnelService `json:"ztunnel,omitempty"`
 	// Istio objects left out because Istio's validation rejects them (dropInvalid), as
 	// "Kind namespace/name".
 	Dropped []string `json:"dropped,omitempty"`
@@ -165,6 +171,18 @@ type Endpoint struct {
 	Cluster string `json:"cluster,omitempty"`
 	Weight  uint32 `json:"weight,omitempty"`
 	MTLS    bool   `json:"mtls"`
+}
+
+// ZtunnelService is the part of a workloadapi.Service that decides where ztunnel sends traffic.
+type ZtunnelService struct {
+	// The waypoint's address, when the service is bound to one that pilot found.
+	Waypoint bool `json:"waypoint"`
+	// LoadBalancing.RoutingPreference (NETWORK, REGION, ZONE, SUBZONE, NODE), in order.
+	RoutingPreference []string `json:"routingPreference"`
+	// LoadBalancing.Mode (FAILOVER, STRICT), "" without load balancing.
+	Mode string `json:"mode,omitempty"`
+	// LoadBalancing.HealthPolicy (ALLOW_ALL), "" when only healthy endpoints are used.
+	HealthPolicy string `json:"healthPolicy,omitempty"`
 }
 
 func main() {
@@ -229,6 +247,9 @@ func run(c Case) (res Result) {
 	}
 	if c.Traffic {
 		res.Clusters, res.Synthesized = traffic(t, c, istio, kube)
+	}
+	if c.Ztunnel {
+		res.ZtunnelServices = ztunnel(t, c, istio, kube)
 	}
 	return res
 }
@@ -420,6 +441,82 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 		out = append(out, stableClusters(s, proxy, client, c.Mesh, want, expected, remotePods)...)
 	}
 	return out, synthesized
+}
+
+// ztunnel builds pilot with its ambient index on and reads, for each input Service, the
+// workloadapi.Service ztunnel would receive (pilot/pkg/serviceregistry/ambient services.go
+// constructService), once two reads 50 ms apart agree (the index fills asynchronously).
+func ztunnel(t *failer, c Case, istio []object, kube []runtime.Object) map[string]ZtunnelService {
+	features.EnableAmbient = true
+	defer func() { features.EnableAmbient = false }()
+	var configs []config.Config
+	for _, o := range istio {
+		if o.err == nil {
+			configs = append(configs, *o.cfg)
+		}
+	}
+	meshConfig := mesh.DefaultMeshConfig()
+	if c.MeshConfig != "" {
+		m, err := mesh.ApplyMeshConfigDefaults(c.MeshConfig)
+		if err != nil {
+			t.Fatalf("mesh config: %v", err)
+		}
+		meshConfig = m
+	}
+	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
+		MeshConfig:         meshConfig,
+		DefaultClusterName: clusterIDOf(c.Mesh),
+		Configs:            configs,
+		KubernetesObjects:  kube,
+		NetworksWatcher:    meshwatcher.NewFixedNetworksWatcher(meshNetworks(c.Mesh)),
+	})
+	read := func() map[string]ZtunnelService {
+		out := map[string]ZtunnelService{}
+		for _, o := range kube {
+			svc, ok := o.(*corev1.Service)
+			if !ok {
+				continue
+			}
+			host := svc.Name + "." + svc.Namespace + ".svc.cluster.local"
+			info := s.Env().AmbientIndexes.ServiceInfo(svc.Namespace + "/" + host)
+			if info == nil || info.Service == nil {
+				continue
+			}
+			view := ZtunnelService{Waypoint: info.Service.GetWaypoint() != nil, RoutingPreference: []string{}}
+			if lb := info.Service.GetLoadBalancing(); lb != nil {
+				for _, p := range lb.GetRoutingPreference() {
+					view.RoutingPreference = append(view.RoutingPreference, p.String())
+				}
+				if lb.GetMode() != 0 {
+					view.Mode = lb.GetMode().String()
+				}
+				if lb.GetHealthPolicy() != 0 {
+					view.HealthPolicy = lb.GetHealthPolicy().String()
+				}
+			}
+			out[svc.Namespace+"/"+svc.Name] = view
+		}
+		return out
+	}
+	want := 0
+	for _, o := range kube {
+		if _, ok := o.(*corev1.Service); ok {
+			want++
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	last := read()
+	for time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		got := read()
+		x, _ := json.Marshal(got)
+		y, _ := json.Marshal(last)
+		if len(got) == want && string(x) == string(y) {
+			return got
+		}
+		last = got
+	}
+	return last
 }
 
 // stableClusters reads CDS and EDS once every synthesized pod has reached pilot's endpoint

@@ -47,10 +47,25 @@ pub struct Failure {
     pub clusters: Vec<String>,
 }
 
+/// What an ambient client's ztunnel gets for a Service in an ambient namespace.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZtunnelReport {
+    pub host: String,
+    /// The waypoint (namespace/name) its traffic goes through; the Envoy tables above are then
+    /// what the waypoint does with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waypoint: Option<String>,
+    pub load_balancing: crate::istio::ambient::ZtunnelLoadBalancing,
+}
+
 /// The whole answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub clusters: Vec<ClusterReport>,
+    /// Services in ambient namespaces, as ztunnel sees them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ztunnel: Vec<ZtunnelReport>,
     /// Local workloads assumed because the input had none.
     pub synthesized: Vec<String>,
 }
@@ -94,8 +109,52 @@ pub fn run(objects: &[Value], config: &Config, request: &Request) -> Report {
     }
     Report {
         clusters,
+        ztunnel: ztunnel(objects, config, request),
         synthesized,
     }
+}
+
+/// The Services of ambient namespaces among the objects, as ztunnel receives them.
+fn ztunnel(objects: &[Value], config: &Config, request: &Request) -> Vec<ZtunnelReport> {
+    use crate::istio::ambient::{
+        DataPlane, namespace_dataplane, use_waypoint, ztunnel_load_balancing,
+    };
+    let kind = |o: &Value, k: &str| {
+        o.get("kind").and_then(Value::as_str) == Some(k)
+            && o.get("apiVersion").and_then(Value::as_str) == Some("v1")
+    };
+    let name_of = |o: &Value| {
+        o.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    objects
+        .iter()
+        .filter(|o| kind(o, "Service"))
+        .filter_map(|svc| {
+            let ns_name = svc
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(crate::offline::DEFAULT_NAMESPACE);
+            let namespace = objects
+                .iter()
+                .find(|o| kind(o, "Namespace") && name_of(o) == ns_name);
+            if namespace_dataplane(namespace) != DataPlane::Ambient {
+                return None;
+            }
+            let host =
+                crate::istio::service_host(&name_of(svc), ns_name, &config.cluster.cluster_domain);
+            if !request.hosts.is_empty() && !request.hosts.contains(&host) {
+                return None;
+            }
+            Some(ZtunnelReport {
+                host,
+                waypoint: use_waypoint(svc, namespace).map(|(ns, name)| format!("{ns}/{name}")),
+                load_balancing: ztunnel_load_balancing(svc, namespace, config.istio.version),
+            })
+        })
+        .collect()
 }
 
 /// The table with the failed endpoints ejected, and the priority Envoy now sends traffic to:
@@ -231,6 +290,36 @@ pub fn text(report: &Report) -> String {
                 ),
             };
         }
+        out.push('\n');
+    }
+    for z in &report.ztunnel {
+        let lb = &z.load_balancing;
+        let how = if lb.routing_preference.is_empty() {
+            "no preference: spread over every endpoint it knows, in every cluster; no local-first failover".to_owned()
+        } else {
+            format!(
+                "prefers {} ({})",
+                lb.routing_preference.join(" > "),
+                match lb.mode {
+                    Some("STRICT") => "STRICT: only the closest endpoints, no failover",
+                    _ => "FAILOVER: the closest ready endpoints, then the next scope",
+                }
+            )
+        };
+        let _ = match &z.waypoint {
+            Some(w) => writeln!(
+                out,
+                "{} for ambient clients: through waypoint {w}, whose Envoy reads the DestinationRule as in the tables above",
+                z.host
+            ),
+            None => writeln!(
+                out,
+                "{} for ambient clients: ztunnel (no waypoint, no DestinationRule read) {how}",
+                z.host
+            ),
+        };
+    }
+    if !report.ztunnel.is_empty() {
         out.push('\n');
     }
     if !report.synthesized.is_empty() {

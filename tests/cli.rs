@@ -666,3 +666,27 @@ fn simulate_reads_a_remote_clusters_workloads_from_files() {
             .contains("only in multicluster.model multiPrimary or primaryRemote")
     );
 }
+
+/// `simulate` on an ambient namespace says what ztunnel does for each Service: with no traffic
+/// distribution and no waypoint it prefers nothing (spread across clusters); with PreferClose
+/// it fails over by network, region and zone. (The harness test
+/// `ztunnel_receives_what_the_model_says_and_no_destination_rule` holds this against pilot.)
+#[test]
+fn simulate_says_what_ztunnel_does_for_ambient_services() {
+    let out = run(&["simulate", "tests/fixtures/ambient/services.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("helloworld.sample.svc.cluster.local for ambient clients: ztunnel (no waypoint, no DestinationRule read) no preference: spread over every endpoint it knows, in every cluster"), "{text}");
+    assert!(text.contains("close.sample.svc.cluster.local for ambient clients: ztunnel (no waypoint, no DestinationRule read) prefers NETWORK > REGION > ZONE (FAILOVER"), "{text}");
+    let json = run(&[
+        "simulate",
+        "--output",
+        "json",
+        "tests/fixtures/ambient/services.yaml",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(
+        report["ztunnel"][1]["loadBalancing"],
+        serde_json::json!({"routingPreference": ["NETWORK", "REGION", "ZONE"], "mode": "FAILOVER"})
+    );
+}

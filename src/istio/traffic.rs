@@ -117,6 +117,9 @@ struct Service {
     endpoints: Vec<IstioEndpoint>,
     /// Defined by ServiceEntries alone (no Kubernetes Service of this host).
     from_entries: bool,
+    /// In multi-network ambient, a Service that is not global: EDS keeps only this cluster's
+    /// endpoints of it, for every proxy (endpoint_builder.go filterIstioEndpoint).
+    cluster_only: bool,
 }
 
 /// The answer for a set of objects.
@@ -423,6 +426,12 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             namespace_annotations(objects, &namespace),
             config.istio.version,
         );
+        let cluster_only = super::ambient::scopes_services(&config.mesh)
+            && super::ambient::service_scope(
+                svc,
+                namespace_object(objects, &namespace),
+                &config.mesh,
+            ) == super::ambient::Scope::Local;
         out.push(Service {
             host,
             namespace,
@@ -436,6 +445,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             traffic_distribution,
             endpoints,
             from_entries: false,
+            cluster_only,
         });
     }
     if config.multicluster.native() {
@@ -516,6 +526,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
                 ),
                 endpoints,
                 from_entries: true,
+                cluster_only: false,
             });
         }
     }
@@ -525,12 +536,14 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
 /// The annotations of a namespace's Namespace object among the objects, if it is there (pilot
 /// reads them for traffic distribution: kube/controller.go addOrUpdateService).
 fn namespace_annotations<'a>(objects: &[&'a Value], namespace: &str) -> Option<&'a Value> {
-    objects
-        .iter()
-        .find(|o| {
-            kind_of(o) == ("", "Namespace") && str_at(o, &["metadata", "name"]) == Some(namespace)
-        })
-        .and_then(|o| o.path(&["metadata", "annotations"]))
+    namespace_object(objects, namespace).and_then(|o| o.path(&["metadata", "annotations"]))
+}
+
+/// The Namespace object of `namespace` among the objects.
+fn namespace_object<'a>(objects: &[&'a Value], namespace: &str) -> Option<&'a Value> {
+    objects.iter().copied().find(|o| {
+        kind_of(o) == ("", "Namespace") && str_at(o, &["metadata", "name"]) == Some(namespace)
+    })
 }
 
 /// The local endpoints of a Service from its EndpointSlices: ready endpoints whose pod is
@@ -1224,6 +1237,9 @@ fn cluster(
                     .iter()
                     .all(|(k, v)| e.labels.get(k) == Some(v))
                 && (!service.node_local || e.node == node)
+                // A remote registry's endpoint of a service that is not global.
+                && !(service.cluster_only
+                    && e.labels.get(super::labels::CLUSTER) != proxy_labels.get(super::labels::CLUSTER))
         });
         let mut by_label: BTreeMap<String, Vec<IstioEndpoint>> = BTreeMap::new();
         for e in endpoints {

@@ -205,3 +205,58 @@ fn check_fg409(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
     };
     out.push(issue);
 }
+
+// === FG410 non-global-service-loses-remote-endpoints ===
+
+/// FG410: a Service that multi-network ambient keeps to its own cluster.
+pub static FG410: Rule = Rule {
+    id: "FG410",
+    name: "non-global-service-loses-remote-endpoints",
+    kinds: &[Kind::Service],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    guards_istiod: false,
+    summary: "In a native multicluster model where the mesh scopes services \
+              (serviceScopeConfigs: multi-network ambient), a Service in failover scope that is \
+              not global is a warning: pilot drops the other clusters' endpoints of it for every \
+              proxy, sidecars included.",
+    istio: "With multi-network ambient (AMBIENT_ENABLE_MULTI_NETWORK), pilot's EDS builder keeps \
+            an endpoint from another cluster only for a global service \
+            (pilot/pkg/xds/endpoints/endpoint_builder.go filterIstioEndpoint: serviceInfo.Scope \
+            != Global and the endpoint's cluster is not the proxy's), for sidecars as for \
+            ztunnel (istio/istio#61713). The scope comes from the mesh config's \
+            serviceScopeConfigs (services.go matchServiceScope); the ambient profile makes \
+            Services labelled istio.io/global: \"true\" global. A Service without it has no \
+            endpoint to fail over to.",
+    example_bad: "# mesh config: serviceScopeConfigs [{servicesSelector: {matchExpressions: [{key: istio.io/global, operator: In, values: [\"true\"]}]}, scope: GLOBAL}]\napiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    example_fixed: "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: bookinfo\n  labels: {istio.io/global: \"true\"}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    check: check_fg410,
+};
+
+fn check_fg410(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    let mesh = &cx.config.mesh;
+    let ns = &cx.subject.namespace;
+    if !cx.config.multicluster.native()
+        || !scopes_services(mesh)
+        || !cx.config.in_failover_scope(ns)
+        || cx.config.scope.gateway_namespaces.contains(ns)
+    {
+        return;
+    }
+    // The namespace exists where the Service does; without the world its labels are unknown.
+    let empty = serde_json::json!({});
+    let namespace = cx.world.and_then(|w| w.namespace(ns));
+    let namespace = namespace.as_deref().unwrap_or(&empty);
+    if service_scope(svc, Some(namespace), mesh) == Scope::Global {
+        return;
+    }
+    out.push(
+        Issue::warn(
+            "metadata.labels",
+            format!("Service {ns}/{} is not global, so pilot keeps only this cluster's endpoints of it", cx.subject.name),
+        )
+        .because("with multi-network ambient, the other clusters' endpoints of a service that is not global are dropped for every proxy, sidecars included: it never fails over to another cluster")
+        .fix("make it global as the mesh config's serviceScopeConfigs say (with Istio's ambient profile: label it istio.io/global: \"true\" in every cluster)"),
+    );
+}

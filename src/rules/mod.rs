@@ -323,6 +323,7 @@ pub static RULES: &[&Rule] = &[
     &service::FG406,
     &service::FG407,
     &ambient::FG409,
+    &ambient::FG410,
     &service::FG501,
     &service::FG502,
     &failover::FG601,

@@ -70,6 +70,7 @@ pub fn mesh(config: &Config) -> Value {
             "locality": r.locality,
         })).collect::<Vec<_>>(),
         "native": config.multicluster.native(),
+        "ambientMultiNetwork": failover_guard::istio::ambient::scopes_services(&config.mesh),
     })
 }
 

@@ -95,6 +95,9 @@ type Mesh struct {
 	// another network has an east-west gateway Service labelled with its network at Address
 	// (the way istio.io installs it). Istio config is read from this cluster only.
 	Native bool `json:"native"`
+	// Multi-network ambient (PILOT_ENABLE_AMBIENT and AMBIENT_ENABLE_MULTI_NETWORK on): pilot
+	// scopes services by the mesh config's serviceScopeConfigs.
+	AmbientMultiNetwork bool `json:"ambientMultiNetwork"`
 }
 
 // Remote is a remote cluster reached through its east-west gateway.
@@ -389,6 +392,14 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 		if o.err == nil {
 			configs = append(configs, *o.cfg)
 		}
+	}
+	if c.Mesh.AmbientMultiNetwork {
+		features.EnableAmbient = true
+		features.EnableAmbientMultiNetwork = true
+		defer func() {
+			features.EnableAmbient = false
+			features.EnableAmbientMultiNetwork = false
+		}()
 	}
 	next := 0
 	kube, synthesized, expected := synthesizeWorkloads(c.Mesh.Localities, "failover-guard-node-", &next, configs, kube)

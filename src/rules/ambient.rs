@@ -260,3 +260,78 @@ fn check_fg410(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
         .fix("make it global as the mesh config's serviceScopeConfigs say (with Istio's ambient profile: label it istio.io/global: \"true\" in every cluster)"),
     );
 }
+
+// === FG411 waypoint-not-uniform ===
+
+/// FG411: a global service whose waypoint binding differs between clusters.
+pub static FG411: Rule = Rule {
+    id: "FG411",
+    name: "waypoint-not-uniform",
+    kinds: &[Kind::Service],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: false,
+    guards_istiod: false,
+    summary: "In a native multicluster model, a Service whose istio.io/use-waypoint or \
+              istio.io/global label differs from the same Service's in a remote cluster (read \
+              through discovery or --remote) is a warning.",
+    istio: "Ambient multicluster merges a global service across clusters and supports only a \
+            uniform waypoint setup: the same waypoint in every cluster that has the service, or \
+            none anywhere (istio/istio#57394). A waypoint removed in one cluster and kept in \
+            another makes cross-cluster requests fail the TLS handshake (#60985; the \
+            maintainers' advice is to keep the configuration and scale the waypoint to 0); a \
+            service global in one cluster and local in another is merged only where it is \
+            global (pilot/pkg/serviceregistry/ambient services.go: a remote's non-global \
+            service is dropped).",
+    example_bad: "# cluster-b's Service sample/helloworld has istio.io/use-waypoint: waypoint\napiVersion: v1\nkind: Service\nmetadata:\n  name: helloworld\n  namespace: sample\n  labels: {istio.io/global: \"true\"}\nspec:\n  selector: {app: helloworld}\n  ports: [{name: http, port: 5000}]\n",
+    example_fixed: "apiVersion: v1\nkind: Service\nmetadata:\n  name: helloworld\n  namespace: sample\n  labels: {istio.io/global: \"true\", istio.io/use-waypoint: waypoint}\nspec:\n  selector: {app: helloworld}\n  ports: [{name: http, port: 5000}]\n",
+    check: check_fg411,
+};
+
+fn check_fg411(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    use crate::istio::ambient::USE_WAYPOINT;
+    if !cx.config.multicluster.native() {
+        return;
+    }
+    let label = |o: &Value, key: &str| {
+        o.path(&["metadata", "labels", key])
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let ns = &cx.subject.namespace;
+    let name = &cx.subject.name;
+    for remote in &cx.config.remotes {
+        let Some(theirs) = remote.workloads.as_ref().and_then(|w| {
+            w.iter().find(|o| {
+                o.field("kind").and_then(Value::as_str) == Some("Service")
+                    && o.path(&["metadata", "namespace"]).and_then(Value::as_str) == Some(ns)
+                    && o.path(&["metadata", "name"]).and_then(Value::as_str) == Some(name)
+            })
+        }) else {
+            continue;
+        };
+        for (key, what) in [
+            (USE_WAYPOINT, "waypoint"),
+            ("istio.io/global", "global label"),
+        ] {
+            let (here, there) = (label(svc, key), label(theirs, key));
+            if here == there {
+                continue;
+            }
+            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_owned());
+            out.push(
+                Issue::warn(
+                    format!("metadata.labels[{key}]"),
+                    format!(
+                        "Service {ns}/{name} has {key}: {} here but {} in {}",
+                        show(&here),
+                        show(&there),
+                        remote.name
+                    ),
+                )
+                .because(format!("ambient multicluster needs the same {what} for a service in every cluster: with a waypoint in one cluster and none in the other, cross-cluster requests fail; a service global in one cluster only is merged only there"))
+                .fix(format!("use the same {key} in every cluster (to stop using a waypoint in one cluster, scale it to 0 instead of removing it)")),
+            );
+        }
+    }
+}

@@ -324,6 +324,7 @@ pub static RULES: &[&Rule] = &[
     &service::FG407,
     &ambient::FG409,
     &ambient::FG410,
+    &ambient::FG411,
     &service::FG501,
     &service::FG502,
     &failover::FG601,
@@ -413,6 +414,9 @@ pub(crate) mod testing {
         /// The mesh config pilot runs with (YAML of a MeshConfig); Istio's defaults if absent.
         #[serde(default)]
         mesh: Option<String>,
+        /// A remote's workloads as istiod reads them (native models): remote name -> objects.
+        #[serde(default)]
+        remote_workloads: std::collections::BTreeMap<String, Vec<Value>>,
         expect: Expect,
     }
 
@@ -464,6 +468,14 @@ pub(crate) mod testing {
                 }
                 if !case.discovered.is_empty() {
                     config = config.with_discovered(&case.discovered);
+                }
+                for (name, objects) in &case.remote_workloads {
+                    let remote = config
+                        .remotes
+                        .iter_mut()
+                        .find(|r| &r.name == name)
+                        .unwrap_or_else(|| panic!("{id} {:?}: no remote {name}", case.name));
+                    remote.workloads = Some(std::sync::Arc::new(objects.clone()));
                 }
                 if let Some(mesh) = &case.mesh {
                     config = config.with_mesh(

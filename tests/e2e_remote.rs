@@ -91,6 +91,28 @@ fn remote_secret(name: &str, remote: &ControlPlane, token: &str) -> String {
     .to_string()
 }
 
+/// A remote cluster as discovery reads it: istio-system and the app's namespace, and the
+/// read-only role of deploy/remote/rbac.yaml bound to the reader identity the remote secret
+/// uses.
+fn reader_access(remote: &ControlPlane, namespace: &str) {
+    ok(remote.kubectl(&["create", "namespace", "istio-system"]));
+    ok(remote.kubectl(&["create", "namespace", namespace]));
+    ok(remote.kubectl(&[
+        "apply",
+        "-f",
+        &common::repo_path("deploy/remote/rbac.yaml")
+            .display()
+            .to_string(),
+    ]));
+    ok(remote.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "e2e-reader",
+        "--clusterrole=failover-guard-remote-reader",
+        "--user=reader",
+    ]));
+}
+
 const CONFIG: &str = "cluster:
   name: cluster-a
   network: network-a
@@ -112,22 +134,7 @@ fn discovered_remote_end_to_end() {
     // Cluster B: the read-only role of deploy/remote/rbac.yaml, bound to the reader identity
     // the remote secret uses; the east-west gateway on a node with topology labels; reviews
     // with 3 ready endpoints (and one unready).
-    ok(remote.kubectl(&["create", "namespace", "istio-system"]));
-    ok(remote.kubectl(&["create", "namespace", "bookinfo"]));
-    ok(remote.kubectl(&[
-        "apply",
-        "-f",
-        &common::repo_path("deploy/remote/rbac.yaml")
-            .display()
-            .to_string(),
-    ]));
-    ok(remote.kubectl(&[
-        "create",
-        "clusterrolebinding",
-        "e2e-reader",
-        "--clusterrole=failover-guard-remote-reader",
-        "--user=reader",
-    ]));
+    reader_access(&remote, "bookinfo");
     ok(remote.apply(
         "apiVersion: v1
 kind: Node
@@ -546,24 +553,9 @@ fn multi_primary_end_to_end() {
     local.install_istio_crds();
 
     // Cluster B: the reader role, a node in europe-west4, helloworld with one ready pod.
-    ok(remote.kubectl(&["create", "namespace", "istio-system"]));
-    ok(remote.kubectl(&["create", "namespace", "sample"]));
+    reader_access(&remote, "sample");
     // No controller manager runs here: the pod's ServiceAccount is made by hand.
     ok(remote.kubectl(&["-n", "sample", "create", "serviceaccount", "default"]));
-    ok(remote.kubectl(&[
-        "apply",
-        "-f",
-        &common::repo_path("deploy/remote/rbac.yaml")
-            .display()
-            .to_string(),
-    ]));
-    ok(remote.kubectl(&[
-        "create",
-        "clusterrolebinding",
-        "e2e-reader",
-        "--clusterrole=failover-guard-remote-reader",
-        "--user=reader",
-    ]));
     ok(remote.apply(
         "apiVersion: v1
 kind: Node

@@ -416,22 +416,7 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 			}
 		}
 	}
-	meshConfig := mesh.DefaultMeshConfig()
-	if c.MeshConfig != "" {
-		m, err := mesh.ApplyMeshConfigDefaults(c.MeshConfig)
-		if err != nil {
-			t.Fatalf("mesh config: %v", err)
-		}
-		meshConfig = m
-	}
-	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
-		MeshConfig:                 meshConfig,
-		DefaultClusterName:         clusterIDOf(c.Mesh),
-		Configs:                    configs,
-		KubernetesObjects:          kube,
-		NetworksWatcher:            meshwatcher.NewFixedNetworksWatcher(meshNetworks(c.Mesh)),
-		KubernetesObjectsByCluster: byCluster,
-	})
+	s := fakePilot(t, c, configs, kube, byCluster)
 	hosts := c.Hosts
 	if len(hosts) == 0 {
 		hosts = inputHosts(configs, kube)
@@ -454,6 +439,27 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 	return out, synthesized
 }
 
+// fakePilot is pilot's fake discovery server with the case's mesh config and networks, this
+// cluster's objects and the remote clusters' (byCluster, native models).
+func fakePilot(t *failer, c Case, configs []config.Config, kube []runtime.Object, byCluster map[istiocluster.ID][]runtime.Object) *xds.FakeDiscoveryServer {
+	meshConfig := mesh.DefaultMeshConfig()
+	if c.MeshConfig != "" {
+		m, err := mesh.ApplyMeshConfigDefaults(c.MeshConfig)
+		if err != nil {
+			t.Fatalf("mesh config: %v", err)
+		}
+		meshConfig = m
+	}
+	return xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
+		MeshConfig:                 meshConfig,
+		DefaultClusterName:         clusterIDOf(c.Mesh),
+		Configs:                    configs,
+		KubernetesObjects:          kube,
+		NetworksWatcher:            meshwatcher.NewFixedNetworksWatcher(meshNetworks(c.Mesh)),
+		KubernetesObjectsByCluster: byCluster,
+	})
+}
+
 // ztunnel builds pilot with its ambient index on and reads, for each input Service, the
 // workloadapi.Service ztunnel would receive (pilot/pkg/serviceregistry/ambient services.go
 // constructService), once two reads 50 ms apart agree (the index fills asynchronously).
@@ -466,21 +472,7 @@ func ztunnel(t *failer, c Case, istio []object, kube []runtime.Object) map[strin
 			configs = append(configs, *o.cfg)
 		}
 	}
-	meshConfig := mesh.DefaultMeshConfig()
-	if c.MeshConfig != "" {
-		m, err := mesh.ApplyMeshConfigDefaults(c.MeshConfig)
-		if err != nil {
-			t.Fatalf("mesh config: %v", err)
-		}
-		meshConfig = m
-	}
-	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
-		MeshConfig:         meshConfig,
-		DefaultClusterName: clusterIDOf(c.Mesh),
-		Configs:            configs,
-		KubernetesObjects:  kube,
-		NetworksWatcher:    meshwatcher.NewFixedNetworksWatcher(meshNetworks(c.Mesh)),
-	})
+	s := fakePilot(t, c, configs, kube, nil)
 	read := func() map[string]ZtunnelService {
 		out := map[string]ZtunnelService{}
 		for _, o := range kube {

@@ -540,6 +540,11 @@ pub fn mesh_variant() -> impl Strategy<Value = Option<&'static str>> {
         Some("defaultDestinationRuleExportTo: [\".\"]"),
         Some("enableAutoMtls: false"),
         Some("rootNamespace: default"),
+        // Multi-network ambient's scoping (the ambient profile's default): the harness runs
+        // pilot with AMBIENT_ENABLE_MULTI_NETWORK, and services without the label are local.
+        Some(
+            "serviceScopeConfigs: [{servicesSelector: {matchExpressions: [{key: istio.io/global, operator: In, values: [\"true\"]}]}, scope: GLOBAL}]",
+        ),
     ])
 }
 
@@ -684,7 +689,10 @@ pub fn mesh_spine() -> impl Strategy<Value = Vec<Value>> {
                 ("tls", tls.map(|t| json!({"mode": t}))),
             ]);
             vec![
-                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ratings", "namespace": "bookinfo"},
+                // Global where the mesh scopes services (reviews stays local): both sides of
+                // multi-network ambient's endpoint filter.
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ratings", "namespace": "bookinfo",
+                        "labels": {"istio.io/global": "true"}},
                     "spec": {"selector": {"app": "ratings"}, "ports": [{"name": "http", "port": 9080}]}}),
                 json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
                     "metadata": {"name": "ratings", "namespace": ns},

@@ -276,6 +276,14 @@ mod tests {
             ),
             ("enableAutoMtls: \"no\"", "enableAutoMtls"),
             (
+                "serviceScopeConfigs: {scope: GLOBAL}",
+                "serviceScopeConfigs has the wrong type",
+            ),
+            (
+                "serviceScopeConfigs: [GLOBAL]",
+                "serviceScopeConfigs has the wrong type",
+            ),
+            (
                 "localityLbSetting: {enabled: [no]}",
                 "localityLbSetting.enabled has the wrong type",
             ),

@@ -136,7 +136,8 @@ fn ztunnel(objects: &[Value], config: &Config, request: &Request) -> Vec<Ztunnel
             let ns_name = svc
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
-                .unwrap_or(crate::offline::DEFAULT_NAMESPACE);
+                // As the traffic model reads an object without a namespace.
+                .unwrap_or("default");
             let namespace = objects
                 .iter()
                 .find(|o| kind(o, "Namespace") && name_of(o) == ns_name);

@@ -190,8 +190,9 @@ fn docs_clusters(file: &str) -> Vec<DocsCluster> {
     if section.ends_with("-meshconfig.yaml") {
         return Vec::new();
     }
+    // Ambient usage, not multicluster: no service scoping.
     if page.starts_with("ambient-traffic-distribution") {
-        return vec![ambient(AMBIENT_1, "default")];
+        return vec![on(AMBIENT_1, "default")];
     }
     if page.starts_with("ambient") {
         return vec![ambient(
@@ -290,6 +291,10 @@ const DOCS_WARNINGS: &[(&str, &str)] = &[
         "ambient-mc-verify__deploy-helloworld-v2-cluster2.yaml",
         "FG402",
     ),
+    // The same page applies helloworld before it labels it global (the v1/v2 files), and keeps
+    // curl local: until then, and for curl, other clusters' endpoints are dropped (FG410).
+    ("ambient-mc-verify__deploy-curl.yaml", "FG410"),
+    ("ambient-mc-verify__deploy-helloworld-service.yaml", "FG410"),
     // The distribute task gives region2/zone3 no weight on purpose: that cluster then takes no
     // traffic even when every other one is down (FG106, a warning since v3).
     (

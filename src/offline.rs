@@ -493,7 +493,7 @@ pub fn with_remote_files(mut config: Config, remotes: &[String]) -> Result<Confi
                         o.get("apiVersion").and_then(Value::as_str),
                         o.get("kind").and_then(Value::as_str)
                     ),
-                    (Some("v1"), Some("Service" | "Pod" | "Node"))
+                    (Some("v1"), Some("Service" | "Pod" | "Node" | "Namespace"))
                         | (Some("discovery.k8s.io/v1"), Some("EndpointSlice"))
                 )
             })

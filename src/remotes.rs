@@ -301,6 +301,7 @@ pub async fn read_remote(
     let mut resources = vec![core("Service"), endpoint_slices(), core("Node")];
     if config.multicluster.native() {
         resources.push(core("Pod"));
+        resources.push(core("Namespace"));
     }
     for resource in resources {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -441,7 +442,7 @@ pub fn discovered_from(name: &str, objects: &[Value], config: &Config) -> Discov
                 .filter(|o| {
                     matches!(
                         kind(o),
-                        ("v1", "Service" | "Pod" | "Node")
+                        ("v1", "Service" | "Pod" | "Node" | "Namespace")
                             | ("discovery.k8s.io/v1", "EndpointSlice")
                     )
                 })

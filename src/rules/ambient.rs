@@ -272,9 +272,9 @@ pub static FG411: Rule = Rule {
     can_mutate: false,
     needs_world: false,
     guards_istiod: false,
-    summary: "In a native multicluster model, a Service whose istio.io/use-waypoint or \
-              istio.io/global label differs from the same Service's in a remote cluster (read \
-              through discovery or --remote) is a warning.",
+    summary: "In a native multicluster model, a Service whose waypoint (its istio.io/use-waypoint \
+              label, else its namespace's) or istio.io/global label differs from the same \
+              Service's in a remote cluster (read through discovery or --remote) is a warning.",
     istio: "Ambient multicluster merges a global service across clusters and supports only a \
             uniform waypoint setup: the same waypoint in every cluster that has the service, or \
             none anywhere (istio/istio#57394). A waypoint removed in one cluster and kept in \
@@ -310,11 +310,31 @@ fn check_fg411(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
         }) else {
             continue;
         };
-        for (key, what) in [
-            (USE_WAYPOINT, "waypoint"),
-            ("istio.io/global", "global label"),
+        // The waypoint as each cluster binds it (the Service's label, else its namespace's).
+        let their_namespace = remote.workloads.as_ref().and_then(|w| {
+            w.iter().find(|o| {
+                o.field("kind").and_then(Value::as_str) == Some("Namespace")
+                    && o.path(&["metadata", "name"]).and_then(Value::as_str) == Some(ns)
+            })
+        });
+        let our_namespace = cx.world.and_then(|w| w.namespace(ns));
+        let waypoint = |o: &Value, n: Option<&Value>| {
+            use_waypoint(o, n).map(|(wns, wname)| format!("{wns}/{wname}"))
+        };
+        for (key, what, here, there) in [
+            (
+                USE_WAYPOINT,
+                "waypoint",
+                waypoint(svc, our_namespace.as_deref()),
+                waypoint(theirs, their_namespace),
+            ),
+            (
+                "istio.io/global",
+                "global label",
+                label(svc, "istio.io/global"),
+                label(theirs, "istio.io/global"),
+            ),
         ] {
-            let (here, there) = (label(svc, key), label(theirs, key));
             if here == there {
                 continue;
             }
@@ -323,7 +343,7 @@ fn check_fg411(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
                 Issue::warn(
                     format!("metadata.labels[{key}]"),
                     format!(
-                        "Service {ns}/{name} has {key}: {} here but {} in {}",
+                        "Service {ns}/{name} has {what} {} here but {} in {}",
                         show(&here),
                         show(&there),
                         remote.name

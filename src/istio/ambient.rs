@@ -109,14 +109,7 @@ pub fn ztunnel_load_balancing(
         lb.routing_preference = vec!["NODE"];
         lb.mode = Some("STRICT");
     } else {
-        let distribution = super::traffic_distribution(
-            service
-                .path(&["spec", "trafficDistribution"])
-                .and_then(Value::as_str),
-            service.path(&["metadata", "annotations"]),
-            namespace.and_then(|n| n.path(&["metadata", "annotations"])),
-            version,
-        );
+        let distribution = super::service_traffic_distribution(service, namespace, version);
         match distribution {
             super::TrafficDistribution::PreferSameZone => {
                 lb.routing_preference = vec!["NETWORK", "REGION", "ZONE"];

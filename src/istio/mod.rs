@@ -112,6 +112,23 @@ pub fn traffic_distribution(
     TrafficDistribution::Any
 }
 
+/// A Kubernetes Service's traffic distribution, its Namespace object given (or not known):
+/// [`traffic_distribution`] over the Service's spec and annotations and the Namespace's.
+pub fn service_traffic_distribution(
+    service: &Value,
+    namespace: Option<&Value>,
+    version: IstioVersion,
+) -> TrafficDistribution {
+    traffic_distribution(
+        service
+            .path(&["spec", "trafficDistribution"])
+            .and_then(Value::as_str),
+        service.path(&["metadata", "annotations"]),
+        namespace.and_then(|n| n.path(&["metadata", "annotations"])),
+        version,
+    )
+}
+
 /// Whether a ServiceEntry is resolved by DNS, so pilot builds a STRICT_DNS (`DNS`) or
 /// LOGICAL_DNS (`DNS_ROUND_ROBIN`) cluster that carries its endpoints in CDS
 /// (serviceentry/conversion.go convertResolution, cluster_builder.go buildCluster).

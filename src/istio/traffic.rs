@@ -420,10 +420,9 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             }
             endpoints.extend(entry_endpoints(se, &host, config));
         }
-        let traffic_distribution = super::traffic_distribution(
-            str_at(svc, &["spec", "trafficDistribution"]),
-            svc.path(&["metadata", "annotations"]),
-            namespace_annotations(objects, &namespace),
+        let traffic_distribution = super::service_traffic_distribution(
+            svc,
+            namespace_object(objects, &namespace),
             config.istio.version,
         );
         let cluster_only = super::ambient::scopes_services(&config.mesh)

@@ -1710,7 +1710,7 @@ pub static FG117: Rule = Rule {
 };
 
 fn check_fg117(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
-    use crate::istio::{TrafficDistribution, traffic_distribution};
+    use crate::istio::{TrafficDistribution, service_traffic_distribution};
     let (Some(world), Some(host)) = (cx.world, rule_host(dr, cx)) else {
         return;
     };
@@ -1722,13 +1722,8 @@ fn check_fg117(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         return;
     };
     let ns = world.namespace(namespace);
-    let distribution = traffic_distribution(
-        crate::object::str_at(&service, &["spec", "trafficDistribution"]),
-        service.path(&["metadata", "annotations"]),
-        ns.as_deref()
-            .and_then(|n| n.path(&["metadata", "annotations"])),
-        cx.config.istio.version,
-    );
+    let distribution =
+        service_traffic_distribution(&service, ns.as_deref(), cx.config.istio.version);
     // Before sidecars honoured traffic distribution, there was nothing to discard.
     let sidecars_honour = cx
         .config

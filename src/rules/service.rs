@@ -116,12 +116,9 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
     }
     let host = crate::istio::service_host(&cx.subject.name, ns, &cx.config.cluster.cluster_domain);
     let namespace = world.namespace(ns);
-    let distribution = crate::istio::traffic_distribution(
-        crate::object::str_at(svc, &["spec", "trafficDistribution"]),
-        svc.path(&["metadata", "annotations"]),
-        namespace
-            .as_deref()
-            .and_then(|n| n.path(&["metadata", "annotations"])),
+    let distribution = crate::istio::service_traffic_distribution(
+        svc,
+        namespace.as_deref(),
         cx.config.istio.version,
     );
     // An ambient service without a waypoint: ztunnel reads its traffic distribution only.

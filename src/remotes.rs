@@ -288,6 +288,14 @@ fn endpoint_slices() -> ApiResource {
     ))
 }
 
+fn gateways() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+    ))
+}
+
 /// Reads one remote once: its Services, EndpointSlices and Nodes (the read-only access the
 /// remote grants), turned into what the rules need.
 pub async fn read_remote(
@@ -303,15 +311,30 @@ pub async fn read_remote(
         resources.push(core("Pod"));
         resources.push(core("Namespace"));
     }
+    // Ambient's east-west gateways are Gateway API Gateways (class istio-east-west); a remote
+    // without the Gateway API installed, or that does not grant reading them, has none.
+    resources.push(gateways());
     for resource in resources {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let list = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|source| RemoteError::Api {
-                cluster: name.to_owned(),
-                source,
-            })?;
+        let list = match api.list(&ListParams::default()).await {
+            Ok(list) => list,
+            Err(kube::Error::Api(e))
+                if resource.kind == "Gateway" && matches!(e.code, 403 | 404) =>
+            {
+                tracing::debug!(
+                    cluster = name,
+                    code = e.code,
+                    "no Gateway API gateways read"
+                );
+                continue;
+            }
+            Err(source) => {
+                return Err(RemoteError::Api {
+                    cluster: name.to_owned(),
+                    source,
+                });
+            }
+        };
         objects.extend(list.items.into_iter().filter_map(|mut o| {
             o.types = Some(kube::core::TypeMeta {
                 api_version: resource.api_version.clone(),
@@ -450,6 +473,50 @@ pub fn discovered_from(name: &str, objects: &[Value], config: &Config) -> Discov
                 .collect(),
         ));
     }
+    // Without one, an ambient east-west gateway: a Gateway of class istio-east-west (what
+    // pilot's ambient index takes for a network's gateway, ambient/networks.go
+    // k8sGatewayToNetworkGateways), at its first status address and its HBONE listener's port;
+    // its locality is its pods', through the Service istiod creates for it.
+    let east_west = objects.iter().find(|o| {
+        kind(o) == ("gateway.networking.k8s.io/v1", "Gateway")
+            && str_at(o, &["spec", "gatewayClassName"]) == Some(EAST_WEST_CLASS)
+    });
+    if gateway_service.is_none()
+        && let Some(gw) = east_west
+    {
+        let address = array_at(gw, &["status", "addresses"])
+            .first()
+            .and_then(|a| str_at(a, &["value"]))
+            .filter(|a| !a.is_empty());
+        let port = array_at(gw, &["spec", "listeners"])
+            .iter()
+            .find(|l| str_at(l, &["protocol"]) == Some("HBONE"))
+            .and_then(|l| l.get("port").and_then(Value::as_u64))
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(crate::istio::multicluster::HBONE_PORT);
+        out.gateway = address.map(|address| Gateway {
+            address: address.to_owned(),
+            port,
+        });
+        out.network =
+            str_at(gw, &["metadata", "labels", crate::istio::labels::NETWORK]).map(str::to_owned);
+        let ns = namespace(gw);
+        let gw_name = obj_name(gw);
+        out.locality = services
+            .iter()
+            .filter(|s| {
+                namespace(s) == ns
+                    && str_at(
+                        s,
+                        &["metadata", "labels", crate::istio::ambient::GATEWAY_NAME],
+                    ) == Some(gw_name.as_str())
+            })
+            .flat_map(|s| slices_of(&ns, &obj_name(s)))
+            .flat_map(|s| array_at(s, &["endpoints"]))
+            .filter_map(|e| str_at(e, &["nodeName"]))
+            .filter_map(|n| nodes.get(n))
+            .find_map(|node| node_locality(node));
+    }
     if let Some(gw) = gateway_service {
         let ingress = array_at(gw, &["status", "loadBalancer", "ingress"]).first();
         let address = ingress.and_then(|i| {
@@ -474,18 +541,14 @@ pub fn discovered_from(name: &str, objects: &[Value], config: &Config) -> Discov
             .flat_map(|s| array_at(s, &["endpoints"]))
             .filter_map(|e| str_at(e, &["nodeName"]))
             .filter_map(|n| nodes.get(n))
-            .find_map(|node| {
-                let label = |k: &str| str_at(node, &["metadata", "labels", k]);
-                let region = label(crate::istio::labels::REGION)?;
-                Some(match label(crate::istio::labels::ZONE) {
-                    Some(zone) => format!("{region}/{zone}"),
-                    None => region.to_owned(),
-                })
-            });
+            .find_map(|node| node_locality(node));
     }
     for svc in services {
         let ns = namespace(svc);
-        if !config.in_scope(&ns) || Some(svc) == gateway_service {
+        if !config.in_scope(&ns)
+            || Some(svc) == gateway_service
+            || crate::istio::ambient::is_gateway_service(svc)
+        {
             continue;
         }
         let svc_name = obj_name(svc);
@@ -505,6 +568,19 @@ pub fn discovered_from(name: &str, objects: &[Value], config: &Config) -> Discov
         );
     }
     out
+}
+
+/// The class of ambient's east-west gateways (pilot's constants.EastWestGatewayClassName).
+const EAST_WEST_CLASS: &str = "istio-east-west";
+
+/// `region/zone` (or `region`) of a Node's topology labels.
+fn node_locality(node: &Value) -> Option<String> {
+    let label = |k: &str| str_at(node, &["metadata", "labels", k]);
+    let region = label(crate::istio::labels::REGION)?;
+    Some(match label(crate::istio::labels::ZONE) {
+        Some(zone) => format!("{region}/{zone}"),
+        None => region.to_owned(),
+    })
 }
 
 /// Reads every remote once (for `render --cluster`).
@@ -688,6 +764,38 @@ mod tests {
                 ("bookinfo/reviews".to_owned(), 2)
             ])
         );
+    }
+
+    #[test]
+    fn an_ambient_east_west_gateway_is_found_by_its_class() {
+        // No labelled Service: an istio-east-west Gateway and the Service istiod made for it.
+        let mut objects: Vec<Value> = objects().into_iter().skip(1).collect();
+        objects[0]["metadata"]["labels"]["kubernetes.io/service-name"] = json!("eastwest");
+        objects.push(
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "eastwest", "namespace": "istio-system",
+                "labels": {"topology.istio.io/network": "network-b"}},
+            "spec": {"gatewayClassName": "istio-east-west",
+                "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]},
+            "status": {"addresses": [{"type": "IPAddress", "value": "198.51.100.30"}]}}),
+        );
+        objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "eastwest",
+            "namespace": "istio-system", "labels": {"gateway.networking.k8s.io/gateway-name": "eastwest"}}}));
+        let found = discovered_from("cluster-b", &objects, &Config::example());
+        assert_eq!(
+            found.gateway,
+            Some(Gateway {
+                address: "198.51.100.30".into(),
+                port: 15008
+            })
+        );
+        assert_eq!(found.network.as_deref(), Some("network-b"));
+        assert_eq!(
+            found.locality.as_deref(),
+            Some("europe-west4/europe-west4-a")
+        );
+        // The gateway's own Service is not a service to fail over to.
+        assert!(!found.services.contains_key("istio-system/eastwest"));
     }
 
     #[test]

@@ -57,6 +57,23 @@ pub struct ZtunnelReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waypoint: Option<String>,
     pub load_balancing: crate::istio::ambient::ZtunnelLoadBalancing,
+    /// "global" or "local" where the mesh scopes services (multi-network ambient).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'static str>,
+    /// The workloads ztunnel receives for the Service.
+    pub workloads: Vec<crate::istio::ambient::ZtunnelWorkload>,
+    /// Per client locality, the workloads (indexes into `workloads`) in the order ztunnel
+    /// tries them: one tier per rank, the first tier first; a workload in no tier is never
+    /// used (STRICT).
+    pub order: Vec<ZtunnelOrder>,
+}
+
+/// The order in which one client's ztunnel uses a Service's workloads.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZtunnelOrder {
+    pub from: String,
+    pub tiers: Vec<Vec<usize>>,
 }
 
 /// The whole answer.
@@ -117,7 +134,13 @@ pub fn run(objects: &[Value], config: &Config, request: &Request) -> Report {
 /// The Services of ambient namespaces among the objects, as ztunnel receives them.
 fn ztunnel(objects: &[Value], config: &Config, request: &Request) -> Vec<ZtunnelReport> {
     use crate::istio::ambient::{
-        DataPlane, namespace_dataplane, use_waypoint, ztunnel_load_balancing,
+        DataPlane, Scope, ZtunnelClient, namespace_dataplane, scopes_services, service_scope,
+        use_waypoint, ztunnel_load_balancing, ztunnel_rank,
+    };
+    let clients = if request.from.is_empty() {
+        &config.cluster.localities
+    } else {
+        &request.from
     };
     let kind = |o: &Value, k: &str| {
         o.get("kind").and_then(Value::as_str) == Some(k)
@@ -149,10 +172,44 @@ fn ztunnel(objects: &[Value], config: &Config, request: &Request) -> Vec<Ztunnel
             if !request.hosts.is_empty() && !request.hosts.contains(&host) {
                 return None;
             }
+            let load_balancing = ztunnel_load_balancing(svc, namespace, config.istio.version);
+            let workloads = traffic::ztunnel_workloads(objects, config, ns_name, &name_of(svc));
+            let order = clients
+                .iter()
+                .enumerate()
+                .map(|(li, locality)| {
+                    let client = ZtunnelClient {
+                        cluster: config.cluster.name.clone(),
+                        network: config.cluster.network.clone(),
+                        locality: locality.clone(),
+                        // The node the client shares with the workloads assumed in its locality.
+                        node: format!("failover-guard-node-{li}"),
+                    };
+                    let mut tiers: std::collections::BTreeMap<usize, Vec<usize>> =
+                        Default::default();
+                    for (i, w) in workloads.iter().enumerate() {
+                        if let Some(rank) = ztunnel_rank(&load_balancing, &client, w) {
+                            tiers.entry(rank).or_default().push(i);
+                        }
+                    }
+                    ZtunnelOrder {
+                        from: locality.clone(),
+                        tiers: tiers.into_values().collect(),
+                    }
+                })
+                .collect();
             Some(ZtunnelReport {
                 host,
                 waypoint: use_waypoint(svc, namespace).map(|(ns, name)| format!("{ns}/{name}")),
-                load_balancing: ztunnel_load_balancing(svc, namespace, config.istio.version),
+                load_balancing,
+                scope: scopes_services(&config.mesh).then(|| {
+                    match service_scope(svc, namespace, &config.mesh) {
+                        Scope::Global => "global",
+                        Scope::Local => "local",
+                    }
+                }),
+                workloads,
+                order,
             })
         })
         .collect()
@@ -319,6 +376,35 @@ pub fn text(report: &Report) -> String {
                 z.host
             ),
         };
+        if let Some(scope) = z.scope {
+            let _ = writeln!(out, "  scope: {scope}");
+        }
+        if z.waypoint.is_none() {
+            for order in &z.order {
+                let tiers: Vec<String> = order
+                    .tiers
+                    .iter()
+                    .map(|tier| {
+                        tier.iter()
+                            .filter_map(|i| z.workloads.get(*i))
+                            .map(|w| {
+                                if w.gateway {
+                                    format!("{} via {}'s east-west gateway", w.network, w.cluster)
+                                } else {
+                                    format!("{} {}", w.cluster, w.locality)
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .collect();
+                let _ = if tiers.is_empty() {
+                    writeln!(out, "  from {}: no workload it may use", order.from)
+                } else {
+                    writeln!(out, "  from {}: {}", order.from, tiers.join(" > "))
+                };
+            }
+        }
     }
     if !report.ztunnel.is_empty() {
         out.push('\n');

@@ -690,3 +690,63 @@ fn simulate_says_what_ztunnel_does_for_ambient_services() {
         serde_json::json!({"routingPreference": ["NETWORK", "REGION", "ZONE"], "mode": "FAILOVER"})
     );
 }
+
+/// In ambient multi-primary on two networks, `simulate` lists the workloads ztunnel receives
+/// (this network's pods in both clusters, the other network through its east-west gateway) and
+/// the order a client's ztunnel uses them in. (The scenarios under tests/scenarios/fg409-* and
+/// fg411-* hold the workloads against pilot's ambient index.)
+#[test]
+fn simulate_orders_ztunnel_workloads_across_clusters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "cluster: {name: cluster1, network: network1, localities: [region1/zone1]}\n\
+         remotes:\n\
+         - {name: cluster2, network: network1, locality: region1/zone2}\n\
+         - {name: cluster3, network: network2, locality: region2/zone1, gateway: {address: 1.2.3.4, port: 15008}}\n\
+         multicluster: {model: multiPrimary}\n",
+    )
+    .expect("config");
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "serviceScopeConfigs: [{servicesSelector: {matchLabels: {istio.io/global: \"true\"}}, scope: GLOBAL}]\n",
+    )
+    .expect("mesh");
+    let objects = dir.path().join("objects.yaml");
+    std::fs::write(
+        &objects,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: sample, labels: {istio.io/dataplane-mode: ambient}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: close, namespace: sample, labels: {istio.io/global: \"true\"}}\n\
+         spec: {trafficDistribution: PreferClose, selector: {app: close}, ports: [{name: http, port: 5000}]}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: local, namespace: sample}\n\
+         spec: {trafficDistribution: PreferClose, selector: {app: local}, ports: [{name: http, port: 5000}]}\n",
+    )
+    .expect("objects");
+    let (config, mesh, objects) = (
+        config.to_str().unwrap(),
+        mesh.to_str().unwrap(),
+        objects.to_str().unwrap(),
+    );
+    let out = run(&[
+        "simulate",
+        "--config",
+        config,
+        "--mesh-config",
+        mesh,
+        objects,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("  from region1/zone1: cluster1 region1/zone1 > cluster2 region1/zone2 > network2 via cluster3's east-west gateway"),
+        "{text}"
+    );
+    // A local service keeps this cluster's pods only.
+    assert!(
+        text.contains("local.sample.svc.cluster.local for ambient clients")
+            && text.contains("  scope: local\n  from region1/zone1: cluster1 region1/zone1\n"),
+        "{text}"
+    );
+}

@@ -271,6 +271,124 @@ struct Scenario {
     /// Where pilot puts the remotes' gateway endpoints, before and after `mutate`.
     #[serde(default)]
     remotes: RemoteExpectations,
+    /// What ztunnel receives from pilot's ambient index per Service (`namespace/name`), for the
+    /// input as written; `simulate`'s ztunnel view must say the same.
+    #[serde(default)]
+    ztunnel: BTreeMap<String, ZtunnelExpectation>,
+}
+
+/// One Service as ztunnel receives it; a field left out is not checked.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZtunnelExpectation {
+    /// Whether its traffic goes through a waypoint.
+    #[serde(default)]
+    waypoint: Option<bool>,
+    /// GLOBAL or LOCAL (multi-network ambient).
+    #[serde(default)]
+    scope: Option<String>,
+    /// Its workloads: `cluster locality` for a pod, `network gateway` for another network.
+    #[serde(default)]
+    workloads: Option<Vec<String>>,
+}
+
+/// A ztunnel workload as a scenario writes it.
+fn workload_key(cluster: &str, network: &str, locality: &str, gateway: bool) -> String {
+    if gateway {
+        format!("{network} gateway")
+    } else {
+        format!("{cluster} {locality}")
+    }
+}
+
+/// The harness's ztunnel view of one Service, in a scenario's terms.
+fn pilot_ztunnel(result: &Value, service: &str) -> Option<(bool, String, Vec<String>)> {
+    let view = result["ztunnel"].get(service)?;
+    let mut workloads: Vec<String> = view["workloads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            workload_key(
+                w["cluster"].as_str().unwrap_or(""),
+                w["network"].as_str().unwrap_or(""),
+                w["locality"].as_str().unwrap_or(""),
+                w["gateway"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    workloads.sort();
+    Some((
+        view["waypoint"].as_bool().unwrap_or(false),
+        view["scope"].as_str().unwrap_or("").to_owned(),
+        workloads,
+    ))
+}
+
+/// Compares pilot's ztunnel view with the scenario's expectations and with `simulate`'s.
+fn compare_ztunnel(
+    name: &str,
+    want: &BTreeMap<String, ZtunnelExpectation>,
+    result: &Value,
+    objects: &[Value],
+    config: &Config,
+    failures: &mut Vec<String>,
+) {
+    let report = failover_guard::simulate::run(
+        objects,
+        config,
+        &failover_guard::simulate::Request::default(),
+    );
+    for (service, expected) in want {
+        let Some((waypoint, scope, workloads)) = pilot_ztunnel(result, service) else {
+            failures.push(format!("{name}: pilot has no ztunnel view of {service}"));
+            continue;
+        };
+        let mut check = |what: &str, got: String, want: Option<String>| {
+            if let Some(want) = want.filter(|w| *w != got) {
+                failures.push(format!(
+                    "{name}: ztunnel {what} of {service}: pilot {got}, expected {want}"
+                ));
+            }
+        };
+        check(
+            "waypoint",
+            waypoint.to_string(),
+            expected.waypoint.map(|w| w.to_string()),
+        );
+        check("scope", scope.clone(), expected.scope.clone());
+        check(
+            "workloads",
+            workloads.join(", "),
+            expected.workloads.as_ref().map(|w| {
+                let mut w = w.clone();
+                w.sort();
+                w.join(", ")
+            }),
+        );
+        // One model: simulate says what pilot says.
+        let (ns, svc) = service.split_once('/').unwrap_or(("default", service));
+        let host = failover_guard::istio::service_host(svc, ns, &config.cluster.cluster_domain);
+        let Some(model) = report.ztunnel.iter().find(|z| z.host == host) else {
+            failures.push(format!("{name}: simulate has no ztunnel view of {service}"));
+            continue;
+        };
+        let mut modelled: Vec<String> = model
+            .workloads
+            .iter()
+            .map(|w| workload_key(&w.cluster, &w.network, &w.locality, w.gateway))
+            .collect();
+        modelled.sort();
+        let modelled_scope = model.scope.map(str::to_uppercase).unwrap_or_default();
+        if (model.waypoint.is_some(), modelled_scope.as_str(), &modelled)
+            != (waypoint, scope.as_str(), &workloads)
+        {
+            failures.push(format!(
+                "{name}: simulate's ztunnel view of {service} (waypoint {}, scope {modelled_scope}, {modelled:?}) differs from pilot's (waypoint {waypoint}, scope {scope}, {workloads:?})",
+                model.waypoint.is_some()
+            ));
+        }
+    }
 }
 
 /// Per stage: Envoy cluster name -> remote cluster -> its gateway endpoint, for every client.
@@ -495,6 +613,22 @@ fn scenarios_match_pilot() {
             ),
             Err(_) => config,
         };
+        // A remote configured its own way: `remote-NAME.yaml`, read as `--remote NAME=PATH`
+        // reads it, and given to the harness as that remote's objects.
+        let remote_files: Vec<(String, PathBuf)> = config
+            .remotes
+            .iter()
+            .map(|r| (r.name.clone(), dir.join(format!("remote-{}.yaml", r.name))))
+            .filter(|(_, p)| p.exists())
+            .collect();
+        let config = offline::with_remote_files(
+            config,
+            &remote_files
+                .iter()
+                .map(|(n, p)| format!("{n}={}", p.display()))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("objects.yaml");
         let input = offline::parse_input("objects.yaml", &text);
         assert!(
@@ -569,11 +703,25 @@ fn scenarios_match_pilot() {
         };
         let mut mesh = istio::mesh(&config);
         mesh["remoteGatewaysInMeshNetworks"] = json!(scenario.remote_gateways_in_mesh_networks);
+        for (remote, path) in &remote_files {
+            let text = std::fs::read_to_string(path).expect("remote file");
+            let objects: Vec<Value> = offline::parse_input("remote.yaml", &text)
+                .documents
+                .iter()
+                .flat_map(|d| d.objects.clone())
+                .collect();
+            for r in mesh["remotes"].as_array_mut().into_iter().flatten() {
+                if r["name"] == json!(remote) {
+                    r["objects"] = json!(objects);
+                }
+            }
+        }
         for (when, objects) in [("before", &before), ("after", &after)] {
             cases.push(json!({
                 "name": format!("{name} {when}"),
                 "validate": true,
                 "traffic": true,
+                "ztunnel": !scenario.ztunnel.is_empty(),
                 "objects": objects,
                 "mesh": mesh,
                 "meshConfig": istio::mesh_config(&config),
@@ -602,6 +750,14 @@ fn scenarios_match_pilot() {
             &mut failures,
         );
         compare_remotes(name, "after", &scenario.remotes.after, after, &mut failures);
+        compare_ztunnel(
+            name,
+            &scenario.ztunnel,
+            before,
+            &sim_inputs[i].1,
+            &sim_inputs[i].0,
+            &mut failures,
+        );
         // simulate answers what pilot answers, table for table.
         let (config, objects_before, objects_after, clients) = &sim_inputs[i];
         failures.extend(disagreements(

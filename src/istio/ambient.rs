@@ -22,6 +22,24 @@ pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 /// The waypoint's namespace, when it is not the object's (`label.IoIstioUseWaypointNamespace`).
 pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
 
+/// The label istiod puts on a Gateway API gateway's own Service and pods
+/// (`label.IoK8sNetworkingGatewayGatewayName`).
+pub const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// Whether a Service is a Gateway API gateway's own (a waypoint's or an east-west gateway's, as
+/// istiod's deployment controller creates it: labelled with the gateway's name, or selecting
+/// the gateway's pods by it). It is infrastructure: its scope matters through the services
+/// bound to it (FG409), not as a service of its own.
+pub fn is_gateway_service(service: &Value) -> bool {
+    let has = |path: &[&str]| {
+        service
+            .path(path)
+            .and_then(|labels| labels.field(GATEWAY_NAME))
+            .is_some()
+    };
+    has(&["metadata", "labels"]) || has(&["spec", "selector"])
+}
+
 /// The data plane a namespace's workloads use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataPlane {
@@ -289,5 +307,137 @@ mod tests {
         // A boolean where a string belongs (istio.io's reference page prints one) is no match.
         assert!(!sel(json!({"matchLabels": {"a": true}})));
         assert!(selector_matches(None, &labels));
+    }
+}
+
+/// One workload ztunnel receives for a service (a workloadapi.Workload of the service), as
+/// pilot's ambient index gives it: a pod of this network (any cluster), or, in multi-network
+/// ambient, the one workload that stands for another network, reached through that network's
+/// east-west gateway (multicluster.go createSplitHorizonWorkload: no locality, HBONE).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZtunnelWorkload {
+    pub cluster: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub network: String,
+    /// region/zone[/subzone], "" for a network's gateway workload.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub locality: String,
+    /// The workload is another network's east-west gateway.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gateway: bool,
+    /// The node it runs on ("" when unknown), for the NODE preference.
+    #[serde(skip)]
+    pub node: String,
+}
+
+/// Where a ztunnel client runs: the scopes a routing preference compares.
+#[derive(Debug, Clone, Default)]
+pub struct ZtunnelClient {
+    pub cluster: String,
+    pub network: String,
+    pub locality: String,
+    pub node: String,
+}
+
+/// How ztunnel ranks an endpoint for a client (ztunnel src/state.rs load_balance, the
+/// LoadBalancerMode::Failover branch): the number of the service's routing preferences it
+/// matches, in order, stopping at the first it does not; ztunnel sends to the best-ranked
+/// healthy endpoints and moves to the next rank when none is left. STRICT keeps only
+/// endpoints matching every preference (None for the others); no preference: all rank 0.
+pub fn ztunnel_rank(
+    lb: &ZtunnelLoadBalancing,
+    client: &ZtunnelClient,
+    workload: &ZtunnelWorkload,
+) -> Option<usize> {
+    let part = |l: &str, i: usize| l.split('/').nth(i).unwrap_or("").to_owned();
+    let mut rank = 0;
+    for scope in &lb.routing_preference {
+        let matches = match *scope {
+            "NETWORK" => client.network == workload.network,
+            "REGION" => part(&client.locality, 0) == part(&workload.locality, 0),
+            "ZONE" => part(&client.locality, 1) == part(&workload.locality, 1),
+            "SUBZONE" => part(&client.locality, 2) == part(&workload.locality, 2),
+            "NODE" => !client.node.is_empty() && client.node == workload.node,
+            "CLUSTER" => client.cluster == workload.cluster,
+            _ => false,
+        };
+        if !matches {
+            break;
+        }
+        rank += 1;
+    }
+    if lb.mode == Some("STRICT") && rank < lb.routing_preference.len() {
+        return None;
+    }
+    // Higher is better; expressed as an order (0 first).
+    Some(lb.routing_preference.len() - rank)
+}
+
+#[cfg(test)]
+mod rank_tests {
+    use super::*;
+
+    fn lb(prefs: &[&'static str], mode: &'static str) -> ZtunnelLoadBalancing {
+        ZtunnelLoadBalancing {
+            routing_preference: prefs.to_vec(),
+            mode: Some(mode),
+            health_policy: None,
+        }
+    }
+
+    fn wl(network: &str, locality: &str) -> ZtunnelWorkload {
+        ZtunnelWorkload {
+            cluster: "c".into(),
+            network: network.into(),
+            locality: locality.into(),
+            gateway: locality.is_empty(),
+            node: String::new(),
+        }
+    }
+
+    #[test]
+    fn failover_orders_zone_then_region_then_other_networks() {
+        let prefs = lb(&["NETWORK", "REGION", "ZONE"], "FAILOVER");
+        let client = ZtunnelClient {
+            network: "n1".into(),
+            locality: "r1/z1".into(),
+            ..Default::default()
+        };
+        let order: Vec<Option<usize>> = [
+            wl("n1", "r1/z1"),
+            wl("n1", "r1/z2"),
+            wl("n1", "r2/z1"),
+            wl("n2", ""),
+        ]
+        .iter()
+        .map(|w| ztunnel_rank(&prefs, &client, w))
+        .collect();
+        // A zone match in another region does not count: the ranking stops at REGION.
+        assert_eq!(order, vec![Some(0), Some(1), Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn strict_drops_what_does_not_match_every_scope() {
+        let prefs = lb(&["NODE"], "STRICT");
+        let client = ZtunnelClient {
+            node: "node-a".into(),
+            ..Default::default()
+        };
+        let mut here = wl("", "r1/z1");
+        here.node = "node-a".into();
+        assert_eq!(ztunnel_rank(&prefs, &client, &here), Some(0));
+        assert_eq!(ztunnel_rank(&prefs, &client, &wl("", "r1/z1")), None);
+    }
+
+    #[test]
+    fn no_preference_spreads() {
+        let none = ZtunnelLoadBalancing {
+            routing_preference: vec![],
+            mode: None,
+            health_policy: None,
+        };
+        let client = ZtunnelClient::default();
+        assert_eq!(ztunnel_rank(&none, &client, &wl("n2", "")), Some(0));
     }
 }

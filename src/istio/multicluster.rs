@@ -13,6 +13,10 @@
 //! The rules ask this module where a service's remote endpoints come from and which labels
 //! pilot gives them, instead of assuming the ServiceEntry pattern.
 
+/// The port of ambient's east-west gateways (double HBONE; pilot's
+/// DefaultNetworkGatewayHBONEPort): ztunnel reaches another network through it, sidecars cannot.
+pub const HBONE_PORT: u16 = 15008;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

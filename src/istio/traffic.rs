@@ -813,6 +813,9 @@ struct NetworkGateway {
     cluster: String,
     address: String,
     port: u32,
+    /// An ambient east-west gateway (HBONE only): it makes the mesh multi-network, but a
+    /// sidecar cannot send through it.
+    hbone_only: bool,
 }
 
 fn network_gateways(config: &Config) -> Vec<NetworkGateway> {
@@ -828,6 +831,10 @@ fn network_gateways(config: &Config) -> Vec<NetworkGateway> {
             cluster: r.name.clone(),
             address: r.gateway.address.clone(),
             port: u32::from(r.gateway.port),
+            // A gateway at the HBONE port only is an ambient east-west gateway: pilot gives it
+            // no mTLS port (kube/controller/network.go getGatewayDetails: Port 0 when the
+            // Service does not listen on its gateway port).
+            hbone_only: r.gateway.port == super::multicluster::HBONE_PORT,
         })
         .collect()
 }
@@ -839,18 +846,24 @@ fn network_gateways(config: &Config) -> Vec<NetworkGateway> {
 /// network and cluster (NetworkGateways.GetLBWeightScaleFactor). A cross-network endpoint
 /// without Istio mTLS is dropped. A gateway endpoint carries only its cluster and network
 /// labels (`AugmentLabels(nil, gw.Cluster, "", "", gw.Network)`).
+///
+/// Sidecars skip HBONE-only gateways (selectNetworkGateways). An endpoint on another network
+/// left without a gateway is then sent as it is, except in multi-network ambient
+/// (AMBIENT_ENABLE_MULTI_NETWORK, `ambient_multi_network`), where it is dropped.
 fn by_network_filter(
     groups: Vec<Group>,
     gateways: &[NetworkGateway],
     local_network: &str,
+    ambient_multi_network: bool,
     eds_mtls: &dyn Fn(&IstioEndpoint) -> bool,
 ) -> Vec<Group> {
+    let usable: Vec<&NetworkGateway> = gateways.iter().filter(|g| !g.hbone_only).collect();
     fn gcd(a: u32, b: u32) -> u32 {
         if b == 0 { a } else { gcd(b, a % b) }
     }
     let mut per_network: BTreeMap<&str, u32> = BTreeMap::new();
     let mut per_cluster: BTreeMap<(&str, &str), u32> = BTreeMap::new();
-    for gw in gateways {
+    for gw in &usable {
         *per_network.entry(&gw.network).or_default() += 1;
         *per_cluster.entry((&gw.network, &gw.cluster)).or_default() += 1;
     }
@@ -872,12 +885,23 @@ fn by_network_filter(
                     .labels
                     .get(super::labels::CLUSTER)
                     .map_or("", String::as_str);
-                let mut chosen: Vec<&NetworkGateway> = gateways
+                let mut chosen: Vec<&NetworkGateway> = usable
                     .iter()
                     .filter(|g| g.network == network && g.cluster == cluster)
+                    .copied()
                     .collect();
                 if chosen.is_empty() {
-                    chosen = gateways.iter().filter(|g| g.network == network).collect();
+                    chosen = usable
+                        .iter()
+                        .filter(|g| g.network == network)
+                        .copied()
+                        .collect();
+                }
+                // proxy.InNetwork: an endpoint (or a proxy) without a network is in every one.
+                let in_network =
+                    network.is_empty() || local_network.is_empty() || network == local_network;
+                if !in_network && chosen.is_empty() && ambient_multi_network {
+                    continue;
                 }
                 let weight = if e.weight == 0 {
                     scale
@@ -1081,6 +1105,88 @@ pub fn hosts<V: Borrow<Value>>(objects: &[V], config: &Config) -> Vec<(String, S
         .collect()
 }
 
+/// The workloads ztunnel receives for the Service `namespace/name` (pilot's ambient index,
+/// pilot/pkg/serviceregistry/ambient): its pods in this cluster; in multi-network ambient
+/// (the mesh scopes services) and for a global service, also the pods of the remotes on this
+/// network and one workload per other network that has endpoints and an east-west gateway
+/// (multicluster.go SplitHorizonWorkloads and createSplitHorizonWorkload; a local service keeps
+/// this cluster's, mergeServiceInfosWithCluster). ServiceEntry endpoints of the same host are
+/// not among them: the Service's workloads come from its own pods. Without multi-network
+/// ambient the ambient index reads no remote cluster (ambientindex.go New builds the global
+/// collections only with AMBIENT_ENABLE_MULTI_NETWORK). Sorted by cluster, then locality.
+pub fn ztunnel_workloads<V: Borrow<Value>>(
+    objects: &[V],
+    config: &Config,
+    namespace: &str,
+    name: &str,
+) -> Vec<super::ambient::ZtunnelWorkload> {
+    use super::ambient::{Scope, ZtunnelWorkload, scopes_services, service_scope};
+    let objects: Vec<&Value> = objects
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|o| kind_of(o) != ("networking.istio.io", "ServiceEntry"))
+        .collect();
+    let host = super::service_host(name, namespace, &config.cluster.cluster_domain);
+    let Some(service) = services(&objects, config, &mut Vec::new())
+        .into_iter()
+        .find(|s| s.host == host && s.namespace == namespace && !s.from_entries)
+    else {
+        return Vec::new();
+    };
+    let global = scopes_services(&config.mesh)
+        && kube_services(&objects, &config.cluster.cluster_domain)
+            .into_iter()
+            .find(|(_, n, ns, _)| *n == name && ns == namespace)
+            .is_some_and(|(svc, ..)| {
+                service_scope(svc, namespace_object(&objects, namespace), &config.mesh)
+                    == Scope::Global
+            });
+    let local = &config.cluster.network;
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<ZtunnelWorkload> = Vec::new();
+    let mut other_networks: BTreeMap<String, ()> = BTreeMap::new();
+    for e in &service.endpoints {
+        if !seen.insert(e.address.clone()) {
+            continue;
+        }
+        let label = |k: &str| e.labels.get(k).cloned().unwrap_or_default();
+        let (cluster, network) = (label(super::labels::CLUSTER), label(super::labels::NETWORK));
+        let own_cluster = e.remote.is_empty();
+        if !own_cluster && !global {
+            continue;
+        }
+        if network != *local {
+            other_networks.insert(network, ());
+            continue;
+        }
+        out.push(ZtunnelWorkload {
+            cluster,
+            network,
+            locality: e.locality.trim_end_matches('/').to_owned(),
+            gateway: false,
+            node: e.node.clone(),
+        });
+    }
+    for network in other_networks.into_keys() {
+        // The network's east-west gateway, in the first remote of that network that has one.
+        if let Some(remote) = config
+            .remotes
+            .iter()
+            .find(|r| r.network == network && !r.gateway.is_unset())
+        {
+            out.push(ZtunnelWorkload {
+                cluster: remote.name.clone(),
+                network,
+                locality: String::new(),
+                gateway: true,
+                node: String::new(),
+            });
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Whether an endpoint is taken down by a failure named as a locality
 /// (region[/zone[/subzone]], matched like LocalityMatch) or a cluster (this one's name: every
 /// local endpoint; a remote's: its gateway endpoints).
@@ -1260,7 +1366,13 @@ fn cluster(
             // EDS's tlsMode metadata, which the network filter requires of a cross-network
             // endpoint (mtls_checker.go checkMtlsEnabled, ep_filters.go isMtlsEnabled).
             let eds_mtls = |e: &IstioEndpoint| eds_mtls(e, rule, subset, port, service, peers);
-            groups = by_network_filter(groups, gateways, network, &eds_mtls);
+            groups = by_network_filter(
+                groups,
+                gateways,
+                network,
+                super::ambient::scopes_services(mesh),
+                &eds_mtls,
+            );
         }
         if let Some((setting, forced)) =
             effective_lb_setting(policy.as_ref(), service, mesh, version)

@@ -7,7 +7,8 @@ use super::{Context, Issue, Issues, Rule};
 use crate::{
     config::Mode,
     istio::ambient::{
-        DataPlane, Scope, namespace_dataplane, scopes_services, service_scope, use_waypoint,
+        DataPlane, Scope, is_gateway_service, namespace_dataplane, scopes_services, service_scope,
+        use_waypoint,
     },
     object::{Field as _, Kind},
 };
@@ -241,6 +242,7 @@ fn check_fg410(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
         || !scopes_services(mesh)
         || !cx.config.in_failover_scope(ns)
         || cx.config.scope.gateway_namespaces.contains(ns)
+        || is_gateway_service(svc)
     {
         return;
     }

@@ -111,6 +111,7 @@ fn check_fg402(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
             .and_then(Value::as_object)
             .is_none_or(|s| s.is_empty())
         || svc.path(&["spec", "type"]).and_then(Value::as_str) == Some("ExternalName")
+        || crate::istio::ambient::is_gateway_service(svc)
     {
         return;
     }

@@ -19,6 +19,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -30,17 +31,28 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	meshconfig "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/api/networking/v1alpha3"
+	clientnetworking "istio.io/client-go/pkg/apis/networking/v1"
+	clientsecurity "istio.io/client-go/pkg/apis/security/v1"
 	"istio.io/istio/pilot/pkg/config/kube/crd"
 	"istio.io/istio/pilot/pkg/features"
 	"istio.io/istio/pilot/pkg/model"
+	"istio.io/istio/pilot/pkg/serviceregistry/ambient"
 	labelutil "istio.io/istio/pilot/pkg/serviceregistry/util/label"
+	"istio.io/istio/pilot/pkg/serviceregistry/util/xdsfake"
 	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/activenotifier"
 	istiocluster "istio.io/istio/pkg/cluster"
 	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/mesh"
 	"istio.io/istio/pkg/config/mesh/meshwatcher"
 	"istio.io/istio/pkg/config/schema/collections"
+	"istio.io/istio/pkg/config/schema/gvr"
 	"istio.io/istio/pkg/config/schema/resource"
+	kubelib "istio.io/istio/pkg/kube"
+	"istio.io/istio/pkg/kube/kclient/clienttest"
+	"istio.io/istio/pkg/kube/krt"
+	"istio.io/istio/pkg/kube/multicluster"
 	istiolog "istio.io/istio/pkg/log"
 	"istio.io/istio/pkg/network"
 	"istio.io/istio/pkg/wellknown"
@@ -48,6 +60,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Request is the whole input.
@@ -107,6 +122,9 @@ type Remote struct {
 	Address  string `json:"address"`
 	Port     uint32 `json:"port"`
 	Locality string `json:"locality"`
+	// Objects are what this remote holds instead of copies of the local Namespaces, Services
+	// and Gateways (a cluster configured differently); empty: namespace sameness.
+	Objects []json.RawMessage `json:"objects,omitempty"`
 }
 
 // Client is a sidecar that asks pilot for its configuration.
@@ -176,16 +194,38 @@ type Endpoint struct {
 	MTLS    bool   `json:"mtls"`
 }
 
-// ZtunnelService is the part of a workloadapi.Service that decides where ztunnel sends traffic.
+// ZtunnelService is the part of a workloadapi.Service that decides where ztunnel sends traffic,
+// and the workloads ztunnel receives for it.
 type ZtunnelService struct {
 	// The waypoint's address, when the service is bound to one that pilot found.
 	Waypoint bool `json:"waypoint"`
+	// The waypoint as "namespace/hostname" (or its IP), "" without one.
+	WaypointName string `json:"waypointName,omitempty"`
+	// The service's scope in the merged index (GLOBAL, LOCAL), "" when pilot does not scope.
+	Scope string `json:"scope,omitempty"`
+	// The workloads ztunnel receives for the service (pilot's SplitHorizonWorkloads in
+	// multi-network ambient): this network's pods, and one workload per other network that
+	// stands for that network's east-west gateway.
+	Workloads []ZtunnelWorkload `json:"workloads"`
 	// LoadBalancing.RoutingPreference (NETWORK, REGION, ZONE, SUBZONE, NODE), in order.
 	RoutingPreference []string `json:"routingPreference"`
 	// LoadBalancing.Mode (FAILOVER, STRICT), "" without load balancing.
 	Mode string `json:"mode,omitempty"`
 	// LoadBalancing.HealthPolicy (ALLOW_ALL), "" when only healthy endpoints are used.
 	HealthPolicy string `json:"healthPolicy,omitempty"`
+}
+
+// ZtunnelWorkload is one workloadapi.Workload of a service, as ztunnel picks among them.
+type ZtunnelWorkload struct {
+	Name     string `json:"name"`
+	Cluster  string `json:"cluster"`
+	Network  string `json:"network,omitempty"`
+	Locality string `json:"locality,omitempty"`
+	// TunnelProtocol: HBONE, or NONE (ztunnel sends plain TCP to the address).
+	Tunnel string `json:"tunnel"`
+	// Set for the workload that stands for another network: ztunnel reaches it through that
+	// network's east-west gateway (double HBONE).
+	Gateway bool `json:"gateway,omitempty"`
 }
 
 func main() {
@@ -281,6 +321,9 @@ type object struct {
 	schema                resource.Schema
 	cfg                   *config.Config
 	err                   error
+	// The object as given: pilot's ambient index reads ServiceEntries and the other Istio
+	// kinds it needs through the kube client, as client-go objects.
+	raw json.RawMessage
 }
 
 // decode splits the input into Istio configs (namespaced like istiod's CRD client does, with
@@ -303,6 +346,22 @@ func decode(raws []json.RawMessage) ([]object, []runtime.Object, error) {
 			group, version = g, v
 		}
 		gvk := config.GroupVersionKind{Group: group, Version: version, Kind: meta.Kind}
+		// Gateway API Gateways and GatewayClasses are what pilot's ambient index reads
+		// waypoints and east-west gateways from (through the kube client, not the config store).
+		if group == "gateway.networking.k8s.io" && (meta.Kind == "Gateway" || meta.Kind == "GatewayClass") {
+			var target runtime.Object = &gatewayv1.Gateway{}
+			if meta.Kind == "GatewayClass" {
+				target = &gatewayv1.GatewayClass{}
+			}
+			if err := json.Unmarshal(raw, target); err != nil {
+				return nil, nil, fmt.Errorf("object %d (%s): %v", i, meta.Kind, err)
+			}
+			if gw, ok := target.(*gatewayv1.Gateway); ok && gw.Namespace == "" {
+				gw.Namespace = "default"
+			}
+			kube = append(kube, target)
+			continue
+		}
 		if s, ok := collections.PilotGatewayAPI().FindByGroupVersionAliasesKind(gvk); ok && group != "" {
 			var obj crd.IstioKind
 			if err := json.Unmarshal(raw, &obj); err != nil {
@@ -318,7 +377,7 @@ func decode(raws []json.RawMessage) ([]object, []runtime.Object, error) {
 				obj.CreationTimestamp = metav1.NewTime(base.Add(time.Duration(i) * time.Second))
 			}
 			cfg, err := crd.ConvertObject(s, &obj, "cluster.local")
-			istio = append(istio, object{kind: meta.Kind, namespace: obj.Namespace, name: obj.Name, schema: s, cfg: cfg, err: err})
+			istio = append(istio, object{kind: meta.Kind, namespace: obj.Namespace, name: obj.Name, schema: s, cfg: cfg, err: err, raw: raw})
 			continue
 		}
 		var target runtime.Object
@@ -414,6 +473,12 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 			for _, e := range ips {
 				remotePods[e.ip] = r.Name
 			}
+			// And the remote's own pods, where it was given its objects.
+			for _, o := range objs {
+				if pod, ok := o.(*corev1.Pod); ok && pod.Status.PodIP != "" {
+					remotePods[pod.Status.PodIP] = r.Name
+				}
+			}
 		}
 	}
 	s := fakePilot(t, c, configs, kube, byCluster)
@@ -442,16 +507,8 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 // fakePilot is pilot's fake discovery server with the case's mesh config and networks, this
 // cluster's objects and the remote clusters' (byCluster, native models).
 func fakePilot(t *failer, c Case, configs []config.Config, kube []runtime.Object, byCluster map[istiocluster.ID][]runtime.Object) *xds.FakeDiscoveryServer {
-	meshConfig := mesh.DefaultMeshConfig()
-	if c.MeshConfig != "" {
-		m, err := mesh.ApplyMeshConfigDefaults(c.MeshConfig)
-		if err != nil {
-			t.Fatalf("mesh config: %v", err)
-		}
-		meshConfig = m
-	}
 	return xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
-		MeshConfig:                 meshConfig,
+		MeshConfig:                 meshConfigOf(t, c),
 		DefaultClusterName:         clusterIDOf(c.Mesh),
 		Configs:                    configs,
 		KubernetesObjects:          kube,
@@ -460,33 +517,93 @@ func fakePilot(t *failer, c Case, configs []config.Config, kube []runtime.Object
 	})
 }
 
-// ztunnel builds pilot with its ambient index on and reads, for each input Service, the
-// workloadapi.Service ztunnel would receive (pilot/pkg/serviceregistry/ambient services.go
-// constructService), once two reads 50 ms apart agree (the index fills asynchronously).
+// meshConfigOf is the case's mesh config over Istio's defaults, as istiod applies it.
+func meshConfigOf(t *failer, c Case) *meshconfig.MeshConfig {
+	if c.MeshConfig == "" {
+		return mesh.DefaultMeshConfig()
+	}
+	m, err := mesh.ApplyMeshConfigDefaults(c.MeshConfig)
+	if err != nil {
+		t.Fatalf("mesh config: %v", err)
+	}
+	return m
+}
+
+// ztunnel builds pilot's ambient index (pilot/pkg/serviceregistry/ambient, PILOT_ENABLE_AMBIENT)
+// the way istiod does, over this cluster and, in a native model, the remote clusters it reads
+// through remote secrets (their istio-system namespaces carry their networks, and a remote on
+// another network has an istio-east-west Gateway at its address). For each input Service and
+// ServiceEntry host it reads the workloadapi.Service ztunnel would receive (services.go
+// constructService; in multi-network ambient the merged, split-horizon one) and the workloads
+// ztunnel picks among, once two reads 50 ms apart agree (the index fills asynchronously).
 func ztunnel(t *failer, c Case, istio []object, kube []runtime.Object) map[string]ZtunnelService {
 	features.EnableAmbient = true
-	defer func() { features.EnableAmbient = false }()
+	features.EnableAmbientMultiNetwork = c.Mesh.AmbientMultiNetwork
+	defer func() {
+		features.EnableAmbient = false
+		features.EnableAmbientMultiNetwork = false
+	}()
 	var configs []config.Config
+	var istioObjects []runtime.Object
 	for _, o := range istio {
-		if o.err == nil {
-			configs = append(configs, *o.cfg)
+		if o.err != nil {
+			continue
+		}
+		configs = append(configs, *o.cfg)
+		if obj := istioClientObject(o); obj != nil {
+			istioObjects = append(istioObjects, obj)
 		}
 	}
-	s := fakePilot(t, c, configs, kube, nil)
+	next := 0
+	local, _, _ := synthesizeWorkloads(c.Mesh.Localities, "failover-guard-node-", &next, configs, kube)
+	local = append(append(local, istioObjects...), ambientBase(c.Mesh.Network)...)
+	byCluster := map[istiocluster.ID][]runtime.Object{}
+	if c.Mesh.Native {
+		for _, r := range c.Mesh.Remotes {
+			objs, _, _ := remoteCluster(c.Mesh, r, &next, configs, kube)
+			objs = append(objs, ambientBase(r.Network)...)
+			if r.Network != c.Mesh.Network && r.Address != "" {
+				objs = append(objs, eastWestGateway(r))
+			}
+			byCluster[istiocluster.ID(r.Name)] = captured(objs)
+			local = append(local, remoteSecret(r.Name))
+		}
+	}
+	idx := ambientIndex(t, c, captured(local), byCluster)
+	keys := map[string]string{}
+	for _, o := range kube {
+		if svc, ok := o.(*corev1.Service); ok {
+			keys[svc.Namespace+"/"+svc.Name] = svc.Namespace + "/" + svc.Name + "." + svc.Namespace + ".svc.cluster.local"
+		}
+	}
+	for _, cfg := range configs {
+		if se, ok := cfg.Spec.(*networking.ServiceEntry); ok {
+			for _, h := range se.Hosts {
+				keys[cfg.Namespace+"/"+h] = cfg.Namespace + "/" + h
+			}
+		}
+	}
 	read := func() map[string]ZtunnelService {
 		out := map[string]ZtunnelService{}
-		for _, o := range kube {
-			svc, ok := o.(*corev1.Service)
-			if !ok {
+		for name, key := range keys {
+			found := idx.Lookup(key)
+			if len(found) == 0 || found[0].GetService() == nil {
 				continue
 			}
-			host := svc.Name + "." + svc.Namespace + ".svc.cluster.local"
-			info := s.Env().AmbientIndexes.ServiceInfo(svc.Namespace + "/" + host)
-			if info == nil || info.Service == nil {
-				continue
+			svc := found[0].GetService()
+			view := ZtunnelService{Waypoint: svc.GetWaypoint() != nil, RoutingPreference: []string{}, Workloads: []ZtunnelWorkload{}}
+			if wp := svc.GetWaypoint(); wp != nil {
+				if h := wp.GetHostname(); h != nil {
+					view.WaypointName = h.GetNamespace() + "/" + h.GetHostname()
+				} else if a := wp.GetAddress(); a != nil {
+					ip, _ := netip.AddrFromSlice(a.GetAddress())
+					view.WaypointName = ip.String()
+				}
 			}
-			view := ZtunnelService{Waypoint: info.Service.GetWaypoint() != nil, RoutingPreference: []string{}}
-			if lb := info.Service.GetLoadBalancing(); lb != nil {
+			if info := idx.ServiceInfo(key); info != nil && features.EnableAmbientMultiNetwork {
+				view.Scope = string(info.Scope)
+			}
+			if lb := svc.GetLoadBalancing(); lb != nil {
 				for _, p := range lb.GetRoutingPreference() {
 					view.RoutingPreference = append(view.RoutingPreference, p.String())
 				}
@@ -497,15 +614,27 @@ func ztunnel(t *failer, c Case, istio []object, kube []runtime.Object) map[strin
 					view.HealthPolicy = lb.GetHealthPolicy().String()
 				}
 			}
-			out[svc.Namespace+"/"+svc.Name] = view
+			for _, a := range found[1:] {
+				w := a.GetWorkload()
+				if w == nil {
+					continue
+				}
+				wl := ZtunnelWorkload{
+					Name: w.GetName(), Cluster: w.GetClusterId(), Network: w.GetNetwork(),
+					Tunnel: w.GetTunnelProtocol().String(), Gateway: w.GetNetworkGateway() != nil,
+				}
+				if l := w.GetLocality(); l != nil {
+					wl.Locality = strings.TrimRight(l.GetRegion()+"/"+l.GetZone()+"/"+l.GetSubzone(), "/")
+				}
+				view.Workloads = append(view.Workloads, wl)
+			}
+			sort.Slice(view.Workloads, func(i, j int) bool {
+				a, b := view.Workloads[i], view.Workloads[j]
+				return a.Cluster+"/"+a.Name < b.Cluster+"/"+b.Name
+			})
+			out[name] = view
 		}
 		return out
-	}
-	want := 0
-	for _, o := range kube {
-		if _, ok := o.(*corev1.Service); ok {
-			want++
-		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	last := read()
@@ -514,12 +643,168 @@ func ztunnel(t *failer, c Case, istio []object, kube []runtime.Object) map[strin
 		got := read()
 		x, _ := json.Marshal(got)
 		y, _ := json.Marshal(last)
-		if len(got) == want && string(x) == string(y) {
+		if len(got) == len(keys) && string(x) == string(y) {
 			return got
 		}
 		last = got
 	}
 	return last
+}
+
+// ambientIndex is pilot's ambient index over a fake kube client holding this cluster's objects,
+// with a multicluster controller that builds each remote secret's cluster from byCluster: the
+// ambient index and the multicluster controller are istiod's own, only the API servers are fakes.
+func ambientIndex(t *failer, c Case, local []runtime.Object, byCluster map[istiocluster.ID][]runtime.Object) ambient.Index {
+	watcher := meshwatcher.NewTestWatcher(meshConfigOf(t, c))
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	withCRDs := func(cl kubelib.Client) kubelib.Client {
+		for _, r := range []schema.GroupVersionResource{
+			gvr.AuthorizationPolicy, gvr.PeerAuthentication, gvr.KubernetesGateway,
+			gvr.GatewayClass, gvr.WorkloadEntry, gvr.ServiceEntry,
+		} {
+			clienttest.MakeCRD(t, cl, r)
+		}
+		return cl
+	}
+	client := withCRDs(kubelib.NewFakeClient(local...))
+	mc := multicluster.NewController(multicluster.ControllerOptions{
+		Client:          client,
+		ClusterID:       clusterIDOf(c.Mesh),
+		SystemNamespace: "istio-system",
+		MeshConfig:      watcher,
+		Debugger:        krt.GlobalDebugHandler,
+		ClientBuilder: func(_ []byte, id istiocluster.ID, _ ...func(*rest.Config)) (kubelib.Client, error) {
+			return withCRDs(kubelib.NewFakeClient(byCluster[id]...)), nil
+		},
+	})
+	idx := ambient.New(ambient.Options{
+		SystemNamespace:        "istio-system",
+		DomainSuffix:           "cluster.local",
+		ClusterID:              clusterIDOf(c.Mesh),
+		XDSUpdater:             xdsfake.NewFakeXDS(),
+		MeshConfig:             watcher,
+		StatusNotifier:         activenotifier.New(false),
+		Debugger:               krt.GlobalDebugHandler,
+		MultiClusterController: mc,
+		Flags: ambient.FeatureFlags{
+			DefaultAllowFromWaypoint:              features.DefaultAllowFromWaypoint,
+			EnableK8SServiceSelectWorkloadEntries: features.EnableK8SServiceSelectWorkloadEntries,
+		},
+	})
+	if err := mc.Run(stop); err != nil {
+		t.Fatalf("multicluster controller: %v", err)
+	}
+	client.RunAndWait(stop)
+	go idx.Run(stop)
+	kubelib.WaitForCacheSync("ambient", stop, idx.HasSynced)
+	return idx
+}
+
+// istioClientObject is an Istio object as the kube client holds it, for the kinds the ambient
+// index reads through informers; nil for the others.
+func istioClientObject(o object) runtime.Object {
+	var target runtime.Object
+	switch o.kind {
+	case "ServiceEntry":
+		target = &clientnetworking.ServiceEntry{}
+	case "WorkloadEntry":
+		target = &clientnetworking.WorkloadEntry{}
+	case "PeerAuthentication":
+		target = &clientsecurity.PeerAuthentication{}
+	case "AuthorizationPolicy":
+		target = &clientsecurity.AuthorizationPolicy{}
+	default:
+		return nil
+	}
+	if err := json.Unmarshal(o.raw, target); err != nil {
+		return nil
+	}
+	if m, ok := target.(metav1.Object); ok && m.GetNamespace() == "" {
+		m.SetNamespace(o.namespace)
+	}
+	return target
+}
+
+// ambientBase is what an ambient install puts in every cluster: its istio-system namespace
+// labelled with its network (how pilot learns a cluster's network in ambient) and the
+// GatewayClasses istiod creates for waypoints and east-west gateways.
+func ambientBase(nw string) []runtime.Object {
+	system := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}
+	if nw != "" {
+		system.Labels = map[string]string{"topology.istio.io/network": nw}
+	}
+	out := []runtime.Object{system}
+	for _, name := range []string{"istio-waypoint", "istio-east-west"} {
+		out = append(out, &gatewayv1.GatewayClass{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       gatewayv1.GatewayClassSpec{ControllerName: "istio.io/mesh-controller"},
+		})
+	}
+	return out
+}
+
+// eastWestGateway is remote r's ambient east-west gateway as istio.io installs it: an
+// istio-east-west Gateway labelled with r's network, HBONE on 15008 terminating Istio mTLS,
+// ready at r's address.
+func eastWestGateway(r Remote) runtime.Object {
+	terminate := gatewayv1.TLSModeTerminate
+	ip := gatewayv1.IPAddressType
+	return &gatewayv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "istio-eastwestgateway", Namespace: "istio-system",
+			Labels: map[string]string{"topology.istio.io/network": r.Network},
+		},
+		Spec: gatewayv1.GatewaySpec{
+			GatewayClassName: "istio-east-west",
+			Listeners: []gatewayv1.Listener{{
+				Name: "mesh", Port: 15008, Protocol: "HBONE",
+				TLS: &gatewayv1.ListenerTLSConfig{
+					Mode:    &terminate,
+					Options: map[gatewayv1.AnnotationKey]gatewayv1.AnnotationValue{"gateway.istio.io/tls-terminate-mode": "ISTIO_MUTUAL"},
+				},
+			}},
+		},
+		Status: gatewayv1.GatewayStatus{Addresses: []gatewayv1.GatewayStatusAddress{{Type: &ip, Value: r.Address}}},
+	}
+}
+
+// remoteSecret is the secret istioctl create-remote-secret writes for cluster name; the
+// harness's client builder ignores the kubeconfig and returns that cluster's fake.
+func remoteSecret(name string) runtime.Object {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "istio-remote-secret-" + name, Namespace: "istio-system",
+			Labels: map[string]string{"istio/multiCluster": "true"},
+		},
+		Data: map[string][]byte{name: []byte("kubeconfig-" + name)},
+	}
+}
+
+// captured marks the pods of ambient namespaces as istio-cni does once it has redirected them
+// (ambient.istio.io/redirection: enabled), unless the pod opts out (istio.io/dataplane-mode:
+// none): pilot gives such a workload the HBONE tunnel.
+func captured(objs []runtime.Object) []runtime.Object {
+	ambientNS := map[string]bool{}
+	for _, o := range objs {
+		if ns, ok := o.(*corev1.Namespace); ok && ns.Labels["istio.io/dataplane-mode"] == "ambient" {
+			ambientNS[ns.Name] = true
+		}
+	}
+	for _, o := range objs {
+		pod, ok := o.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		mode := pod.Labels["istio.io/dataplane-mode"]
+		if mode == "ambient" || (ambientNS[pod.Namespace] && mode != "none") {
+			if pod.Annotations == nil {
+				pod.Annotations = map[string]string{}
+			}
+			pod.Annotations["ambient.istio.io/redirection"] = "enabled"
+		}
+	}
+	return objs
 }
 
 // stableClusters reads CDS and EDS once every synthesized pod has reached pilot's endpoint
@@ -971,6 +1256,15 @@ func synthesizeWorkloads(localities []string, nodePrefix string, nextIP *int, co
 // Service, labelled topology.istio.io/network and exposed at r.Address on r.Port (mTLS).
 func remoteCluster(m Mesh, r Remote, next *int, configs []config.Config, local []runtime.Object) ([]runtime.Object, []string, []expected) {
 	var services []runtime.Object
+	if len(r.Objects) > 0 {
+		// A remote configured its own way: its objects as given.
+		_, own, err := decode(r.Objects)
+		if err != nil {
+			panic(fatal("remote " + r.Name + ": " + err.Error()))
+		}
+		// Its Pods, Nodes and EndpointSlices too: its real workloads.
+		services, local = own, nil
+	}
 	for _, o := range local {
 		if svc, ok := o.(*corev1.Service); ok && svc.Spec.Type != corev1.ServiceTypeExternalName {
 			services = append(services, svc.DeepCopy())
@@ -979,6 +1273,10 @@ func remoteCluster(m Mesh, r Remote, next *int, configs []config.Config, local [
 		// included): whichever cluster's Service pilot keeps for a host, it means the same.
 		if ns, ok := o.(*corev1.Namespace); ok {
 			services = append(services, ns.DeepCopy())
+		}
+		// And the same waypoints (Gateways), which ambient multicluster requires uniform.
+		if gw, ok := o.(*gatewayv1.Gateway); ok {
+			services = append(services, gw.DeepCopy())
 		}
 	}
 	objs, names, ips := synthesizeWorkloads([]string{r.Locality}, "failover-guard-"+r.Name+"-node-", next, configs, services)
@@ -990,10 +1288,17 @@ func remoteCluster(m Mesh, r Remote, next *int, configs []config.Config, local [
 		if port == 0 {
 			port = 15443
 		}
+		labels := map[string]string{"istio": "eastwestgateway", "topology.istio.io/network": r.Network}
+		if port != 15008 {
+			// Its mTLS port, as istio.io's gateway charts label it when it is not 15443
+			// (kube/controller/network.go getGatewayDetails); at 15008 only, it is ambient's
+			// HBONE-only gateway.
+			labels["networking.istio.io/gatewayPort"] = fmt.Sprint(port)
+		}
 		objs = append(objs, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{
 				Name: "istio-eastwestgateway", Namespace: "istio-system",
-				Labels: map[string]string{"istio": "eastwestgateway", "topology.istio.io/network": r.Network},
+				Labels: labels,
 			},
 			Spec: corev1.ServiceSpec{
 				Type:     corev1.ServiceTypeLoadBalancer,

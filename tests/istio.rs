@@ -600,35 +600,7 @@ fn scenarios_match_pilot() {
             !scenario.about.trim().is_empty(),
             "{name}: say what it shows"
         );
-        let config = match std::fs::read_to_string(dir.join("config.yaml")) {
-            Ok(text) => Config::from_yaml(&text, "config.yaml").expect("scenario config"),
-            Err(_) => Config::example(),
-        }
-        .with_discovered(&scenario.discovered);
-        // A scenario's mesh.yaml is the istio ConfigMap (or a bare MeshConfig) pilot runs with.
-        let config = match std::fs::read_to_string(dir.join("mesh.yaml")) {
-            Ok(text) => config.with_mesh(
-                failover_guard::istio::mesh::MeshConfig::parse(&text, "mesh.yaml")
-                    .unwrap_or_else(|e| panic!("{name}: {e}")),
-            ),
-            Err(_) => config,
-        };
-        // A remote configured its own way: `remote-NAME.yaml`, read as `--remote NAME=PATH`
-        // reads it, and given to the harness as that remote's objects.
-        let remote_files: Vec<(String, PathBuf)> = config
-            .remotes
-            .iter()
-            .map(|r| (r.name.clone(), dir.join(format!("remote-{}.yaml", r.name))))
-            .filter(|(_, p)| p.exists())
-            .collect();
-        let config = offline::with_remote_files(
-            config,
-            &remote_files
-                .iter()
-                .map(|(n, p)| format!("{n}={}", p.display()))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (config, remote_files) = istio::scenario_config(&dir, &scenario.discovered);
         let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("objects.yaml");
         let input = offline::parse_input("objects.yaml", &text);
         assert!(
@@ -701,21 +673,8 @@ fn scenarios_match_pilot() {
         } else {
             scenario.clients.clone()
         };
-        let mut mesh = istio::mesh(&config);
+        let mut mesh = istio::scenario_mesh(&config, &remote_files);
         mesh["remoteGatewaysInMeshNetworks"] = json!(scenario.remote_gateways_in_mesh_networks);
-        for (remote, path) in &remote_files {
-            let text = std::fs::read_to_string(path).expect("remote file");
-            let objects: Vec<Value> = offline::parse_input("remote.yaml", &text)
-                .documents
-                .iter()
-                .flat_map(|d| d.objects.clone())
-                .collect();
-            for r in mesh["remotes"].as_array_mut().into_iter().flatten() {
-                if r["name"] == json!(remote) {
-                    r["objects"] = json!(objects);
-                }
-            }
-        }
         for (when, objects) in [("before", &before), ("after", &after)] {
             cases.push(json!({
                 "name": format!("{name} {when}"),

@@ -137,3 +137,61 @@ pub fn error_messages(validation: &Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// A tests/scenarios folder's configuration as `check`, `mutate` and pilot see it: its
+/// config.yaml (the built-in example without one), what discovery saw, its mesh.yaml (the
+/// istio ConfigMap or a bare MeshConfig pilot runs with), and each `remote-NAME.yaml` read as
+/// `--remote NAME=PATH` reads it (returned too: the harness gets them as that remote's objects).
+pub fn scenario_config(
+    dir: &std::path::Path,
+    discovered: &[failover_guard::config::DiscoveredRemote],
+) -> (Config, Vec<(String, PathBuf)>) {
+    let name = dir.display();
+    let config = match std::fs::read_to_string(dir.join("config.yaml")) {
+        Ok(text) => Config::from_yaml(&text, "config.yaml").expect("scenario config"),
+        Err(_) => Config::example(),
+    }
+    .with_discovered(discovered);
+    let config = match std::fs::read_to_string(dir.join("mesh.yaml")) {
+        Ok(text) => config.with_mesh(
+            failover_guard::istio::mesh::MeshConfig::parse(&text, "mesh.yaml")
+                .unwrap_or_else(|e| panic!("{name}: {e}")),
+        ),
+        Err(_) => config,
+    };
+    let remote_files: Vec<(String, PathBuf)> = config
+        .remotes
+        .iter()
+        .map(|r| (r.name.clone(), dir.join(format!("remote-{}.yaml", r.name))))
+        .filter(|(_, p)| p.exists())
+        .collect();
+    let config = failover_guard::offline::with_remote_files(
+        config,
+        &remote_files
+            .iter()
+            .map(|(n, p)| format!("{n}={}", p.display()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (config, remote_files)
+}
+
+/// The harness's mesh for a scenario: `mesh(config)`, with each remote given its own objects
+/// where the scenario has a `remote-NAME.yaml`.
+pub fn scenario_mesh(config: &Config, remote_files: &[(String, PathBuf)]) -> Value {
+    let mut mesh = mesh(config);
+    for (remote, path) in remote_files {
+        let text = std::fs::read_to_string(path).expect("remote file");
+        let objects: Vec<Value> = failover_guard::offline::parse_input("remote.yaml", &text)
+            .documents
+            .iter()
+            .flat_map(|d| d.objects.clone())
+            .collect();
+        for r in mesh["remotes"].as_array_mut().into_iter().flatten() {
+            if r["name"] == json!(remote) {
+                r["objects"] = json!(objects);
+            }
+        }
+    }
+    mesh
+}

@@ -11,7 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
 istio_version="$(awk '$1 == "istio.io/istio" {print $2; exit}' go.mod)"
-source_hash="$(cat go.mod go.sum main.go | sha256sum | cut -c1-12)"
+source_hash="$(cat go.mod go.sum *.go | sha256sum | cut -c1-12)"
 cache_root="${FG_ISTIO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/failover-guard/istio}"
 out="$cache_root/istio-$istio_version-$source_hash"
 

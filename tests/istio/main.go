@@ -1,4 +1,4 @@
-// Command istio-harness answers two questions about a set of Kubernetes and Istio objects with
+// Command istio-harness answers questions about a set of Kubernetes and Istio objects with
 // Istio's own code, at the version pinned in go.mod:
 //
 //  1. validation: what istiod's validating webhook says about each Istio object
@@ -9,6 +9,10 @@
 //     ClusterLoadAssignment (EDS, or CDS for STATIC/DNS clusters: per locality, the priority, the
 //     weight and the endpoints), built by pilot's own test harness
 //     (istio.io/istio/pilot/test/xds.FakeDiscoveryServer, the one Istio's xDS tests use).
+//  3. ztunnel: what pilot's ambient index gives ztunnel for each Service (its waypoint, scope and
+//     workloads), over this cluster and the remote clusters it reads (ztunnel, below);
+//  4. dataplane: what a real xDS client (grpc-go, proxyless) does with pilot's EDS when
+//     backends stop and restart (dataplane.go).
 //
 // It reads one JSON request on stdin ({"cases": [...]}, see Case) and prints one JSON line per
 // case on stdout, so many cases share one process start. Istio's logs go to stderr at error
@@ -19,6 +23,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime/debug"
@@ -81,7 +86,10 @@ type Case struct {
 	// Ztunnel asks pilot's ambient index (PILOT_ENABLE_AMBIENT) what ztunnel receives over
 	// WDS for each input Service: its waypoint and its load balancing.
 	Ztunnel bool `json:"ztunnel"`
-	Mesh    Mesh `json:"mesh"`
+	// Dataplane runs a real xDS client (grpc-go, proxyless) against pilot and counts which
+	// endpoint answers its requests, phase after phase (dataplane.go).
+	Dataplane *Dataplane `json:"dataplane,omitempty"`
+	Mesh      Mesh       `json:"mesh"`
 	// Clients to ask for; default: one per local locality in namespace "default".
 	Clients []Client `json:"clients"`
 	// Hosts to report; default: every Service and ServiceEntry host in Objects.
@@ -147,6 +155,8 @@ type Result struct {
 	Synthesized []string `json:"synthesized,omitempty"`
 	// What ztunnel receives per Service (namespace/name), when Ztunnel was asked.
 	ZtunnelServices map[string]ZtunnelService `json:"ztunnel,omitempty"`
+	// What the real xDS client saw, when Dataplane was asked.
+	Dataplane *DataplaneResult `json:"dataplane,omitempty"`
 	// Istio objects left out because Istio's validation rejects them (dropInvalid), as
 	// "Kind namespace/name".
 	Dropped []string `json:"dropped,omitempty"`
@@ -293,6 +303,9 @@ func run(c Case) (res Result) {
 	}
 	if c.Ztunnel {
 		res.ZtunnelServices = ztunnel(t, c, istio, kube)
+	}
+	if c.Dataplane != nil {
+		res.Dataplane = dataplane(t, c, istio, kube)
 	}
 	return res
 }
@@ -446,19 +459,54 @@ func joined(messages map[string]bool) string {
 
 // traffic builds pilot with the case's objects and reports what each client receives.
 func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluster, []string) {
+	s, synthesized, expected, remotePods := buildPilot(t, c, istio, kube, false)
+	hosts := c.Hosts
+	if len(hosts) == 0 {
+		hosts = inputHosts(validConfigs(istio), kube)
+	}
+	want := map[string]bool{}
+	for _, h := range hosts {
+		want[h] = true
+	}
+	clients := c.Clients
+	if len(clients) == 0 {
+		for _, l := range c.Mesh.Localities {
+			clients = append(clients, Client{Locality: l, Namespace: "default"})
+		}
+	}
+	var out []Cluster
+	for i, client := range clients {
+		proxy := s.SetupProxy(sidecar(c.Mesh, client, i))
+		out = append(out, stableClusters(s, proxy, client, c.Mesh, want, expected, remotePods)...)
+	}
+	return out, synthesized
+}
+
+// validConfigs are the Istio configs of the objects that converted.
+func validConfigs(istio []object) []config.Config {
 	var configs []config.Config
 	for _, o := range istio {
 		if o.err == nil {
 			configs = append(configs, *o.cfg)
 		}
 	}
+	return configs
+}
+
+// buildPilot is pilot with the case's objects, their synthesized workloads and, in a native
+// model, the remote clusters; on a TCP loopback port when tcp is set (for a real xDS client),
+// else in memory. It also returns what was synthesized, the addresses to wait for, and which
+// remote each remote pod address belongs to.
+func buildPilot(t *failer, c Case, istio []object, kube []runtime.Object, tcp bool) (*xds.FakeDiscoveryServer, []string, []expected, map[string]string) {
+	configs := validConfigs(istio)
 	if c.Mesh.AmbientMultiNetwork {
+		// For as long as the case runs (pilot reads the flags while it builds, not only here).
 		features.EnableAmbient = true
 		features.EnableAmbientMultiNetwork = true
-		defer func() {
+		t.Cleanup(func() {
 			features.EnableAmbient = false
 			features.EnableAmbientMultiNetwork = false
-		}()
+		})
 	}
 	next := 0
 	kube, synthesized, expected := synthesizeWorkloads(c.Mesh.Localities, "failover-guard-node-", &next, configs, kube)
@@ -481,33 +529,18 @@ func traffic(t *failer, c Case, istio []object, kube []runtime.Object) ([]Cluste
 			}
 		}
 	}
-	s := fakePilot(t, c, configs, kube, byCluster)
-	hosts := c.Hosts
-	if len(hosts) == 0 {
-		hosts = inputHosts(configs, kube)
-	}
-	want := map[string]bool{}
-	for _, h := range hosts {
-		want[h] = true
-	}
-	clients := c.Clients
-	if len(clients) == 0 {
-		for _, l := range c.Mesh.Localities {
-			clients = append(clients, Client{Locality: l, Namespace: "default"})
-		}
-	}
-	var out []Cluster
-	for i, client := range clients {
-		proxy := s.SetupProxy(sidecar(c.Mesh, client, i))
-		out = append(out, stableClusters(s, proxy, client, c.Mesh, want, expected, remotePods)...)
-	}
-	return out, synthesized
+	return fakePilot(t, c, configs, kube, byCluster, tcp), synthesized, expected, remotePods
 }
 
 // fakePilot is pilot's fake discovery server with the case's mesh config and networks, this
 // cluster's objects and the remote clusters' (byCluster, native models).
-func fakePilot(t *failer, c Case, configs []config.Config, kube []runtime.Object, byCluster map[istiocluster.ID][]runtime.Object) *xds.FakeDiscoveryServer {
+func fakePilot(t *failer, c Case, configs []config.Config, kube []runtime.Object, byCluster map[istiocluster.ID][]runtime.Object, tcp bool) *xds.FakeDiscoveryServer {
+	var listen func() (net.Listener, error)
+	if tcp {
+		listen = func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+	}
 	return xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
+		ListenerBuilder:            listen,
 		MeshConfig:                 meshConfigOf(t, c),
 		DefaultClusterName:         clusterIDOf(c.Mesh),
 		Configs:                    configs,

@@ -420,8 +420,7 @@ fn scenario_verdicts_hold_for_a_real_client() {
         discovered: Vec<DiscoveredRemote>,
     }
     let mut prepared = Vec::new();
-    for dir in dirs("tests/scenarios") {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    for (name, dir) in istio::scenario_dirs() {
         let verdicts: Verdicts = serde_yaml_ng::from_str(
             &std::fs::read_to_string(dir.join("scenario.yaml")).expect("scenario.yaml"),
         )

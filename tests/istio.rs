@@ -275,6 +275,27 @@ struct Scenario {
     /// input as written; `simulate`'s ztunnel view must say the same.
     #[serde(default)]
     ztunnel: BTreeMap<String, ZtunnelExpectation>,
+    /// A user's report this scenario reproduces (tests/scenarios/users).
+    #[serde(default)]
+    report: Option<UserReport>,
+    /// What failover-guard does about the report: fix, deny, warn or none.
+    #[serde(default)]
+    outcome: Option<String>,
+    /// Why failover-guard does nothing (outcome none), or what its outcome needs said.
+    #[serde(default)]
+    why: Option<String>,
+}
+
+/// A public report of broken failover (issue #33's table).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserReport {
+    /// U1..U25.
+    id: String,
+    /// The threads, as `owner/repo#N` (or a page's title).
+    threads: Vec<String>,
+    /// What the user saw, in a line.
+    broke: String,
 }
 
 /// One Service as ztunnel receives it; a field left out is not checked.
@@ -416,16 +437,6 @@ struct RemoteEndpoint {
     /// Whether the client talks Istio mTLS to it.
     #[serde(default)]
     mtls: Option<bool>,
-}
-
-fn scenario_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_path("tests/scenarios"))
-        .expect("tests/scenarios")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
 }
 
 /// The verdicts of a harness result, by Envoy cluster name, per client.
@@ -590,8 +601,7 @@ fn scenarios_match_pilot() {
     let mut loaded = Vec::new();
     let mut sim_inputs = Vec::new();
     let mut failures = Vec::new();
-    for dir in scenario_dirs() {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    for (name, dir) in istio::scenario_dirs() {
         let scenario: Scenario = serde_yaml_ng::from_str(
             &std::fs::read_to_string(dir.join("scenario.yaml")).expect("scenario.yaml"),
         )
@@ -637,6 +647,12 @@ fn scenarios_match_pilot() {
         if !want_warned.is_empty() && warned != want_warned {
             failures.push(format!(
                 "{name}: check warns {warned:?}, expected {want_warned:?}"
+            ));
+        }
+        // A user report says what failover-guard does, and that is what check and mutate do.
+        if name.starts_with("users/") {
+            failures.extend(user_outcome_disagreements(
+                &name, &scenario, &denied, &warned,
             ));
         }
         let mutated = &offline::mutate(std::slice::from_ref(&input), &config)[0];
@@ -852,12 +868,44 @@ fn summary(result: &Value) -> String {
         .join(", ")
 }
 
+/// Where a user report's stated outcome and what `check` does disagree.
+fn user_outcome_disagreements(
+    name: &str,
+    scenario: &Scenario,
+    denied: &BTreeSet<&str>,
+    warned: &BTreeSet<&str>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if scenario.report.is_none() {
+        out.push(format!("{name}: a user scenario names its report"));
+    }
+    let after_failover = scenario.after.values().all(|v| v == "failover");
+    match scenario.outcome.as_deref() {
+        Some("fix") if !after_failover && scenario.reason.is_none() => out.push(format!(
+            "{name}: outcome fix, but not every cluster fails over after mutate and no reason is written"
+        )),
+        Some("deny") if denied.is_empty() => {
+            out.push(format!("{name}: outcome deny, but check denies nothing"))
+        }
+        Some("warn") if warned.is_empty() => {
+            out.push(format!("{name}: outcome warn, but check warns about nothing"))
+        }
+        Some("none") if scenario.why.is_none() => {
+            out.push(format!("{name}: outcome none needs a why"))
+        }
+        Some("fix" | "deny" | "warn" | "none") => {}
+        other => out.push(format!(
+            "{name}: outcome {other:?}, expected fix, deny, warn or none"
+        )),
+    }
+    out
+}
+
 /// The README's table says, per rule, which scenario proves it; keep both honest.
 #[test]
 fn every_proven_rule_has_its_scenario_in_the_readme() {
     let readme = std::fs::read_to_string(repo_path("README.md")).expect("README");
-    for dir in scenario_dirs() {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    for (name, dir) in istio::scenario_dirs() {
         let scenario: Scenario =
             serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("scenario.yaml")).unwrap())
                 .unwrap();
@@ -866,6 +914,10 @@ fn every_proven_rule_has_its_scenario_in_the_readme() {
                 failover_guard::rules::by_id(rule).is_some(),
                 "{name} proves unknown rule {rule}"
             );
+            // User reports are listed in the README's user-report table instead.
+            if name.starts_with("users/") {
+                continue;
+            }
             assert!(
                 readme
                     .lines()
@@ -1361,4 +1413,224 @@ fn ztunnel_receives_what_the_model_says_and_no_destination_rule() {
             "{ns}/{name}: no waypoint exists here"
         );
     }
+}
+
+/// What `istioctl analyze` (built from the pinned module beside the harness) says of a set of
+/// objects, offline: its messages as `Level CODE`, sorted and deduplicated, or "nothing".
+fn istioctl_analyze(
+    istioctl: &std::path::Path,
+    objects: &[Value],
+    mesh: Option<&PathBuf>,
+) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("objects.yaml");
+    let text: Vec<String> = objects
+        .iter()
+        .map(|o| serde_yaml_ng::to_string(o).expect("yaml"))
+        .collect();
+    std::fs::write(&file, text.join("---\n")).expect("write objects");
+    let mut command = std::process::Command::new(istioctl);
+    command.args(["analyze", "--use-kube=false", "-o", "json"]);
+    if let Some(mesh) = mesh {
+        command.arg("--meshConfigFile").arg(mesh);
+    }
+    let output = command.arg(&file).output().expect("run istioctl analyze");
+    let messages: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "istioctl analyze printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let found: BTreeSet<String> = messages
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["level"].as_str().unwrap_or("?"),
+                m["code"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    if found.is_empty() {
+        "nothing".to_owned()
+    } else {
+        found.into_iter().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The README's user-report table (issue #33): per report in tests/scenarios/users, what
+/// Istio's validation says of the user's objects, what `istioctl analyze` says before and after
+/// failover-guard's mutation, and what failover-guard does (its scenario proves it under pilot
+/// in `scenarios_match_pilot`), with the totals. Generated here; `FG_UPDATE_SNAPSHOTS=1`
+/// rewrites it, and otherwise the README must hold exactly this.
+#[test]
+fn user_report_table_is_current() {
+    let Some(harness) = istio::harness() else {
+        return;
+    };
+    let istioctl = istio::istioctl(harness);
+    assert!(istioctl.is_file(), "istioctl is built beside the harness");
+    let mut loaded = Vec::new();
+    let mut cases = Vec::new();
+    for (name, dir) in istio::scenario_dirs() {
+        if !name.starts_with("users/") {
+            continue;
+        }
+        let scenario: Scenario =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("scenario.yaml")).unwrap())
+                .unwrap_or_else(|e| panic!("{name}/scenario.yaml: {e}"));
+        let (config, _) = istio::scenario_config(&dir, &scenario.discovered);
+        let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("objects.yaml");
+        let input = offline::parse_input("objects.yaml", &text);
+        let before: Vec<Value> = input
+            .documents
+            .iter()
+            .flat_map(|d| d.objects.clone())
+            .collect();
+        let report = offline::check(std::slice::from_ref(&input), &config);
+        let mutated = &offline::mutate(std::slice::from_ref(&input), &config)[0];
+        let after: Vec<Value> = offline::parse_input("mutated.yaml", &mutated.text)
+            .documents
+            .iter()
+            .flat_map(|d| d.objects.clone())
+            .collect();
+        let rules = |action: Action| -> BTreeSet<&'static str> {
+            report
+                .findings
+                .iter()
+                .filter(|f| f.action == action)
+                .map(|f| f.rule)
+                .collect()
+        };
+        let (denied, warned, fixed) = (
+            rules(Action::Deny),
+            rules(Action::Warn),
+            rules(Action::Mutate),
+        );
+        let mesh = dir.join("mesh.yaml");
+        let mesh = mesh.is_file().then_some(mesh);
+        let analyze_before = istioctl_analyze(&istioctl, &before, mesh.as_ref());
+        let analyze_after = istioctl_analyze(&istioctl, &after, mesh.as_ref());
+        cases.push(json!({"name": name, "validate": true, "objects": before}));
+        loaded.push((
+            name,
+            scenario,
+            denied,
+            warned,
+            fixed,
+            analyze_before,
+            analyze_after,
+        ));
+    }
+    if loaded.is_empty() {
+        return;
+    }
+    let results = istio::run(harness, &cases);
+    let mut rows = Vec::new();
+    let (mut caught, mut validation_says, mut analyze_says) = (0, 0, 0);
+    let mut by_outcome: BTreeMap<String, u32> = BTreeMap::new();
+    for ((name, scenario, denied, warned, fixed, before, after), result) in
+        loaded.iter().zip(&results)
+    {
+        let report = scenario.report.as_ref().expect("report");
+        let outcome = scenario.outcome.clone().unwrap_or_default();
+        *by_outcome.entry(outcome.clone()).or_default() += 1;
+        if matches!(outcome.as_str(), "fix" | "deny" | "warn") {
+            caught += 1;
+        }
+        let validation: BTreeSet<String> = result["validation"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                if v["error"].as_str().is_some_and(|e| !e.is_empty()) {
+                    Some(format!(
+                        "rejects {} {}",
+                        v["kind"].as_str()?,
+                        v["name"].as_str()?
+                    ))
+                } else if v["warning"].as_str().is_some_and(|w| !w.is_empty()) {
+                    Some(format!(
+                        "warns on {} {}",
+                        v["kind"].as_str()?,
+                        v["name"].as_str()?
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if !validation.is_empty() {
+            validation_says += 1;
+        }
+        if before != "nothing" {
+            analyze_says += 1;
+        }
+        let list = |rules: &BTreeSet<&str>| rules.iter().copied().collect::<Vec<_>>().join(", ");
+        let mut does = match outcome.as_str() {
+            "fix" => format!("**fixes** ({})", list(fixed)),
+            "deny" => format!("**denies** ({})", list(denied)),
+            "warn" => format!("**warns** ({})", list(warned)),
+            _ => "nothing (see the scenario's why)".to_owned(),
+        };
+        if outcome != "fix" && !fixed.is_empty() {
+            does.push_str(&format!("; also writes {}", list(fixed)));
+        }
+        let verdicts = |m: &BTreeMap<String, String>| {
+            let v: BTreeSet<&str> = m.values().map(String::as_str).collect();
+            if v.is_empty() {
+                "ztunnel view".to_owned()
+            } else {
+                v.into_iter().collect::<Vec<_>>().join("/")
+            }
+        };
+        rows.push(format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} -> {} | `{}` |",
+            report.id,
+            report.threads.join(", "),
+            report.broke.replace('|', "\\|"),
+            if validation.is_empty() {
+                "accepts".to_owned()
+            } else {
+                validation.into_iter().collect::<Vec<_>>().join("; ")
+            },
+            before,
+            after,
+            does,
+            verdicts(&scenario.before),
+            verdicts(&scenario.after),
+            name
+        ));
+    }
+    rows.sort_by_key(|r| {
+        r.split('|')
+            .nth(1)
+            .and_then(|id| id.trim().trim_start_matches('U').parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    let total = loaded.len();
+    let outcomes = by_outcome
+        .iter()
+        .map(|(o, n)| format!("{o} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let table = format!(
+        "| report | thread | what broke | Istio's validation | istioctl analyze (before) | istioctl analyze (after) | failover-guard | pilot before -> after | scenario |\n|---|---|---|---|---|---|---|---|---|\n{}\n\n**{caught} of {total} reports caught** (fixed, denied, or warned with the reason; {outcomes}). Istio's validation says something about {validation_says} of them; `istioctl analyze` about {analyze_says}.\n",
+        rows.join("\n")
+    );
+    let readme_path = repo_path("README.md");
+    let readme = std::fs::read_to_string(&readme_path).expect("README");
+    let (begin, end) = ("<!-- users:begin -->\n", "<!-- users:end -->");
+    let start = readme.find(begin).expect("README has <!-- users:begin -->") + begin.len();
+    let stop = readme.find(end).expect("README has <!-- users:end -->");
+    if std::env::var_os("FG_UPDATE_SNAPSHOTS").is_some() {
+        let updated = format!("{}{table}{}", &readme[..start], &readme[stop..]);
+        std::fs::write(&readme_path, updated).expect("write README");
+        return;
+    }
+    assert_eq!(
+        readme[start..stop],
+        table,
+        "README's user-report table is stale: FG_UPDATE_SNAPSHOTS=1 cargo test --test istio user_report_table_is_current"
+    );
 }

@@ -357,3 +357,70 @@ fn check_fg411(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
         }
     }
 }
+
+// === FG412 sidecars-cannot-use-ambient-gateway ===
+
+/// FG412: sidecar clients and a remote network reached only through ambient's gateway.
+pub static FG412: Rule = Rule {
+    id: "FG412",
+    name: "sidecars-cannot-use-ambient-gateway",
+    kinds: &[Kind::Service],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: true,
+    guards_istiod: false,
+    summary: "In a native multicluster model, a Service in failover scope in a sidecar namespace is \
+              a warning when a remote on another network has only an HBONE east-west gateway \
+              (15008, ambient's): sidecars get no endpoint of that network.",
+    istio: "Pilot gives a network gateway that does not listen on its mTLS port (15443, or the \
+            networking.istio.io/gatewayPort label) no port for sidecars \
+            (pilot/pkg/serviceregistry/kube/controller/network.go getGatewayDetails) and skips it \
+            when it builds a sidecar's endpoints (pilot/pkg/xds/endpoints/ep_filters.go \
+            selectNetworkGateways: Port 0). The other network's endpoints are then dropped \
+            (with AMBIENT_ENABLE_MULTI_NETWORK: no reachable gateway) or sent as pod addresses \
+            of another network that nothing routes to: sidecar clients never fail over there \
+            (istio/istio#57878; ambient clients go through the gateway over double HBONE).",
+    example_bad: "# remotes: [{name: cluster2, network: network2, locality: region2/zone1, gateway: {address: 198.51.100.20, port: 15008}}]\napiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    example_fixed: "# cluster2 also runs a sidecar east-west gateway (AUTO_PASSTHROUGH on 15443)\n# remotes: [{name: cluster2, network: network2, locality: region2/zone1, gateway: {address: 198.51.100.21, port: 15443}}]\n",
+    check: check_fg412,
+};
+
+fn check_fg412(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    let ns = &cx.subject.namespace;
+    let config = cx.config;
+    if !config.multicluster.native()
+        || !config.in_failover_scope(ns)
+        || config.scope.gateway_namespaces.contains(ns)
+        || is_gateway_service(svc)
+    {
+        return;
+    }
+    let Some(world) = cx.world else { return };
+    if namespace_dataplane(world.namespace(ns).as_deref()) == DataPlane::Ambient {
+        return;
+    }
+    let unreachable: Vec<String> = config
+        .remotes
+        .iter()
+        .filter(|r| {
+            r.network != config.cluster.network
+                && r.gateway.port == crate::istio::multicluster::HBONE_PORT
+        })
+        .map(|r| format!("{} ({})", r.name, r.network))
+        .collect();
+    if unreachable.is_empty() {
+        return;
+    }
+    out.push(
+        Issue::warn(
+            "metadata",
+            format!(
+                "sidecar clients of Service {ns}/{} get no endpoint of {}: its east-west gateway speaks HBONE only (15008)",
+                cx.subject.name,
+                unreachable.join(", ")
+            ),
+        )
+        .because("pilot gives sidecars no port on an ambient east-west gateway and drops, or sends unroutable, the endpoints behind it: they never fail over to that cluster")
+        .fix("run a sidecar east-west gateway (AUTO_PASSTHROUGH on 15443) there as well and configure it as the remote's gateway, or enroll the clients' namespace in ambient"),
+    );
+}

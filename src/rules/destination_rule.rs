@@ -719,14 +719,18 @@ pub static FG106: Rule = Rule {
     guards_istiod: false,
     summary: "distribute that uses partial wildcards or overlapping keys, or is combined with \
               failoverPriority, is denied; one that leaves out a configured cluster's locality is \
-              a warning (v3: Istio's own distribute task does so on purpose).",
+              a warning (v3: Istio's own distribute task does so on purpose), and so is a \
+              failover-scope rule that inherits such a distribute from the mesh config.",
     istio: "distribute is weighting, not failover: pilot/pkg/networking/core/loadbalancer \
             applyLocalityWeights uses the first rule whose from matches the client and empties every \
             locality group its to keys do not list, so that cluster never receives traffic, even \
             when every other endpoint is down; with distribute set, ApplyLocalityLoadBalancer \
             applies no failover priorities at all. Locality keys match whole segments \
             (pilot/pkg/networking/util LocalityMatch), so partial wildcards (us-east*) never match; \
-            overlapping to keys are walked in Go's random map order, both by applyLocalityWeights \
+            a rule without a localityLbSetting of its own inherits the mesh config's \
+            (loadbalancer.GetEffectiveLbSetting: the rule's setting, else the Service's traffic \
+            distribution, else the mesh's, each in place of the next; istio/istio#35410, \
+            #59202); overlapping to keys are walked in Go's random map order, both by applyLocalityWeights \
             (an endpoint group takes the weight of whichever matching key comes first) and by \
             pkg/config/validation/agent validateLocalities (which rejects the overlap only when \
             the wider key comes first), so the weights change from push to push and the same \
@@ -738,6 +742,7 @@ pub static FG106: Rule = Rule {
 };
 
 fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    check_fg106_inherited(dr, cx, out);
     let topology = &cx.config.topology;
     for (level, path) in locality_settings(dr, cx) {
         let Some(setting) = setting(dr, &level) else {
@@ -837,6 +842,95 @@ fn check_fg106(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
             }
         }
     }
+}
+
+/// FG106 for a mesh-wide distribute a failover-scope rule inherits: the rule's top level sets no
+/// localityLbSetting, the Service no traffic distribution, and the mesh config's distribute,
+/// for a rule whose from matches this cluster's localities, leaves out a configured locality.
+fn check_fg106_inherited(dr: &Value, cx: &Context<'_>, out: &mut Issues) {
+    let Some(mesh_rules) = cx
+        .config
+        .mesh
+        .locality_lb_setting()
+        .and_then(|s| s.field("distribute"))
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+    else {
+        return;
+    };
+    if !dr.path(&["spec"]).is_some_and(Value::is_object)
+        || dr
+            .path(&["spec", "trafficPolicy", "loadBalancer", "localityLbSetting"])
+            .is_some()
+        || !in_failover_scope(dr, cx)
+        || service_sets_traffic_distribution(dr, cx)
+    {
+        return;
+    }
+    let local: Vec<crate::locality::Locality> = cx
+        .config
+        .cluster
+        .localities
+        .iter()
+        .filter_map(|l| crate::locality::Locality::parse(l).ok())
+        .collect();
+    let origin = cx.config.mesh.origin().unwrap_or("the mesh config");
+    for rule in mesh_rules {
+        let from = rule.field("from").and_then(Value::as_str).unwrap_or("");
+        if !local.iter().any(|l| l.matches_rule(from)) {
+            continue;
+        }
+        let to: Vec<&str> = rule
+            .field("to")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        if to.contains(&"*") {
+            continue;
+        }
+        let missing: Vec<String> = cx
+            .config
+            .topology
+            .localities
+            .iter()
+            .filter(|l| !to.iter().any(|k| l.matches_rule(k)))
+            .map(|l| l.to_string())
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        out.push(
+            Issue::warn(
+                "spec.trafficPolicy",
+                format!(
+                    "this rule inherits the distribute of {origin} (from {from}), which leaves out {}",
+                    missing.join(", ")
+                ),
+            )
+            .because("pilot removes the endpoints there from every client it weights, failover endpoints included: those clusters never receive traffic, not even on failover")
+            .fix("give the rule its own loadBalancer.localityLbSetting, which pilot uses in place of the mesh config's: {enabled: true} for failover, or a distribute that lists those localities"),
+        );
+        return;
+    }
+}
+
+/// Whether the rule's host is a Service of the world whose traffic distribution pilot reads
+/// before the mesh config's locality setting.
+fn service_sets_traffic_distribution(dr: &Value, cx: &Context<'_>) -> bool {
+    let (Some(world), Some(host)) = (cx.world, rule_host(dr, cx)) else {
+        return false;
+    };
+    let Some((name, namespace)) = cluster_local_service(host, &cx.config.cluster.cluster_domain)
+    else {
+        return false;
+    };
+    world.service(namespace, name).is_some_and(|svc| {
+        crate::istio::service_traffic_distribution(
+            &svc,
+            world.namespace(namespace).as_deref(),
+            cx.config.istio.version,
+        ) != crate::istio::TrafficDistribution::Any
+    })
 }
 
 /// Whether two locality keys can select the same locality.

@@ -325,6 +325,8 @@ pub static RULES: &[&Rule] = &[
     &ambient::FG409,
     &ambient::FG410,
     &ambient::FG411,
+    &ambient::FG412,
+    &service::FG413,
     &service::FG501,
     &service::FG502,
     &failover::FG601,

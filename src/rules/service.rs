@@ -600,3 +600,68 @@ fn check_fg502(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
         }
     }
 }
+
+// === FG413 topology-aware-routing-ignored ===
+
+/// The Kubernetes annotations that ask for topology-aware routing (EndpointSlice hints).
+const TOPOLOGY_ANNOTATIONS: [&str; 2] = [
+    "service.kubernetes.io/topology-mode",
+    "service.kubernetes.io/topology-aware-hints",
+];
+
+/// FG413: Kubernetes topology-aware routing annotations, which no Istio proxy reads.
+pub static FG413: Rule = Rule {
+    id: "FG413",
+    name: "topology-aware-routing-ignored",
+    kinds: &[Kind::Service],
+    default: Mode::Warn,
+    can_mutate: false,
+    needs_world: true,
+    guards_istiod: false,
+    summary: "A Service in failover scope that asks for Kubernetes topology-aware routing \
+              (service.kubernetes.io/topology-mode or topology-aware-hints) with no traffic \
+              distribution Istio reads is a warning: the mesh ignores the annotation.",
+    istio: "Pilot orders a Service's endpoints by spec.trafficDistribution, else the \
+            networking.istio.io/traffic-distribution annotation of the Service, else of its \
+            namespace (pilot/pkg/model/service.go GetTrafficDistribution), and by a \
+            DestinationRule's or the mesh's localityLbSetting; nothing in pilot reads \
+            service.kubernetes.io/topology-mode, topology-aware-hints or the EndpointSlice hints \
+            they produce, so sidecars, gateways and ztunnel spread traffic over every zone and \
+            cluster as if the annotation were absent (istio/istio#59514).",
+    example_bad: "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: bookinfo\n  annotations: {service.kubernetes.io/topology-mode: Auto}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    example_fixed: "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  trafficDistribution: PreferClose\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n",
+    check: check_fg413,
+};
+
+fn check_fg413(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
+    let ns = &cx.subject.namespace;
+    if !cx.config.in_failover_scope(ns) {
+        return;
+    }
+    let Some((annotation, value)) = TOPOLOGY_ANNOTATIONS.iter().find_map(|a| {
+        svc.path(&["metadata", "annotations"])
+            .and_then(|m| m.field(a))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("disabled"))
+            .map(|v| (*a, v.to_owned()))
+    }) else {
+        return;
+    };
+    let namespace = cx.world.and_then(|w| w.namespace(ns));
+    if crate::istio::service_traffic_distribution(
+        svc,
+        namespace.as_deref(),
+        cx.config.istio.version,
+    ) != crate::istio::TrafficDistribution::Any
+    {
+        return;
+    }
+    out.push(
+        Issue::warn(
+            format!("metadata.annotations.{annotation}"),
+            format!("{annotation}: {value} asks for topology-aware routing, which Istio ignores"),
+        )
+        .because("pilot reads only the Service's traffic distribution (and locality load balancing), not Kubernetes' topology annotations or EndpointSlice hints: traffic is spread over every zone and cluster")
+        .fix("set spec.trafficDistribution: PreferClose (or the annotation networking.istio.io/traffic-distribution: PreferClose), which Istio honours and fails over by"),
+    );
+}

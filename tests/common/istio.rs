@@ -195,3 +195,35 @@ pub fn scenario_mesh(config: &Config, remote_files: &[(String, PathBuf)]) -> Val
     }
     mesh
 }
+
+/// Every scenario folder under tests/scenarios (a folder with a scenario.yaml, at any depth:
+/// tests/scenarios/users holds the user reports), with its name: its path below
+/// tests/scenarios (`users/u01-...`). Sorted by name.
+pub fn scenario_dirs() -> Vec<(String, PathBuf)> {
+    fn walk(dir: &std::path::Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if path.join("scenario.yaml").is_file() {
+                out.push((name, path));
+            } else {
+                walk(&path, &format!("{name}/"), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&super::repo_path("tests/scenarios"), "", &mut out);
+    out.sort();
+    out
+}
+
+/// istioctl, built by tests/istio/build.sh from the same pinned module, beside the harness.
+pub fn istioctl(harness: &std::path::Path) -> PathBuf {
+    harness.with_file_name("istioctl")
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Istio harness (tests/istio/main.go: Istio's own validation and pilot, at the
 # version pinned in go.mod) from the Go module proxy and caches the binary outside the
-# checkout, keyed by the Istio version and the harness source. Prints the binary's path.
+# checkout, keyed by the Istio version and the harness source, with istioctl from the same
+# module beside it. Prints the harness binary's path.
 #
 # The first build compiles a large part of Istio: about 10-15 minutes on 2 cores. Later runs
 # find the cache and return at once.
@@ -31,7 +32,9 @@ trap 'rm -rf "$tmp"' EXIT
 export CGO_ENABLED=0
 started=$SECONDS
 go build -trimpath -ldflags "-s -w" -o "$tmp/istio-harness" .
-echo "istio harness built in $((SECONDS - started)) s" >&2
+# istioctl from the same module, for `istioctl analyze` (the README's user-report table).
+go build -trimpath -ldflags "-s -w" -o "$tmp/istioctl" istio.io/istio/istioctl/cmd/istioctl
+echo "istio harness and istioctl built in $((SECONDS - started)) s" >&2
 
 # Older builds of the harness for this Istio version are stale.
 find "$cache_root" -maxdepth 1 -name "istio-$istio_version-*" ! -name "$(basename "$out")" -exec rm -rf {} +

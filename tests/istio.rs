@@ -611,38 +611,17 @@ fn scenarios_match_pilot() {
             "{name}: say what it shows"
         );
         let (config, remote_files) = istio::scenario_config(&dir, &scenario.discovered);
-        let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("objects.yaml");
-        let input = offline::parse_input("objects.yaml", &text);
-        assert!(
-            input.documents.iter().all(|d| d.error.is_none()),
-            "{name}: objects.yaml does not parse"
-        );
-        let before: Vec<Value> = input
-            .documents
-            .iter()
-            .flat_map(|d| d.objects.clone())
-            .collect();
-
         // What failover-guard says and writes: exactly what `check` and `mutate` do.
-        let report = offline::check(std::slice::from_ref(&input), &config);
-        let denied: BTreeSet<&str> = report
-            .findings
-            .iter()
-            .filter(|f| f.action == Action::Deny)
-            .map(|f| f.rule)
-            .collect();
+        let staged = Staged::new(&name, &dir, &config);
+        let (before, after) = (staged.before.clone(), staged.after.clone());
+        let denied = staged.rules(Action::Deny);
         let want_denied: BTreeSet<&str> = scenario.denied.iter().map(String::as_str).collect();
         if denied != want_denied {
             failures.push(format!(
                 "{name}: check denies {denied:?}, expected {want_denied:?}"
             ));
         }
-        let warned: BTreeSet<&str> = report
-            .findings
-            .iter()
-            .filter(|f| f.action == Action::Warn)
-            .map(|f| f.rule)
-            .collect();
+        let warned = staged.rules(Action::Warn);
         let want_warned: BTreeSet<&str> = scenario.warned.iter().map(String::as_str).collect();
         if !want_warned.is_empty() && warned != want_warned {
             failures.push(format!(
@@ -655,12 +634,6 @@ fn scenarios_match_pilot() {
                 &name, &scenario, &denied, &warned,
             ));
         }
-        let mutated = &offline::mutate(std::slice::from_ref(&input), &config)[0];
-        let after: Vec<Value> = offline::parse_input("mutated.yaml", &mutated.text)
-            .documents
-            .iter()
-            .flat_map(|d| d.objects.clone())
-            .collect();
         let not_failover: Vec<&String> = scenario
             .after
             .iter()
@@ -866,6 +839,51 @@ fn summary(result: &Value) -> String {
         .map(|(v, n)| format!("{n} {v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A scenario as `check` and `mutate` see it: its objects as written, what `check` finds, and
+/// the objects `mutate` writes.
+struct Staged {
+    before: Vec<Value>,
+    report: offline::Report,
+    after: Vec<Value>,
+}
+
+impl Staged {
+    fn new(name: &str, dir: &std::path::Path, config: &Config) -> Self {
+        let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("objects.yaml");
+        let input = offline::parse_input("objects.yaml", &text);
+        assert!(
+            input.documents.iter().all(|d| d.error.is_none()),
+            "{name}: objects.yaml does not parse"
+        );
+        let objects = |input: &offline::Input| -> Vec<Value> {
+            input
+                .documents
+                .iter()
+                .flat_map(|d| d.objects.clone())
+                .collect()
+        };
+        let before = objects(&input);
+        let report = offline::check(std::slice::from_ref(&input), config);
+        let mutated = &offline::mutate(std::slice::from_ref(&input), config)[0];
+        let after = objects(&offline::parse_input("mutated.yaml", &mutated.text));
+        Self {
+            before,
+            report,
+            after,
+        }
+    }
+
+    /// The rules whose findings take this action.
+    fn rules(&self, action: Action) -> BTreeSet<&'static str> {
+        self.report
+            .findings
+            .iter()
+            .filter(|f| f.action == action)
+            .map(|f| f.rule)
+            .collect()
+    }
 }
 
 /// Where a user report's stated outcome and what `check` does disagree.
@@ -1480,37 +1498,17 @@ fn user_report_table_is_current() {
             serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("scenario.yaml")).unwrap())
                 .unwrap_or_else(|e| panic!("{name}/scenario.yaml: {e}"));
         let (config, _) = istio::scenario_config(&dir, &scenario.discovered);
-        let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("objects.yaml");
-        let input = offline::parse_input("objects.yaml", &text);
-        let before: Vec<Value> = input
-            .documents
-            .iter()
-            .flat_map(|d| d.objects.clone())
-            .collect();
-        let report = offline::check(std::slice::from_ref(&input), &config);
-        let mutated = &offline::mutate(std::slice::from_ref(&input), &config)[0];
-        let after: Vec<Value> = offline::parse_input("mutated.yaml", &mutated.text)
-            .documents
-            .iter()
-            .flat_map(|d| d.objects.clone())
-            .collect();
-        let rules = |action: Action| -> BTreeSet<&'static str> {
-            report
-                .findings
-                .iter()
-                .filter(|f| f.action == action)
-                .map(|f| f.rule)
-                .collect()
-        };
+        let staged = Staged::new(&name, &dir, &config);
+        let (before, after) = (&staged.before, &staged.after);
         let (denied, warned, fixed) = (
-            rules(Action::Deny),
-            rules(Action::Warn),
-            rules(Action::Mutate),
+            staged.rules(Action::Deny),
+            staged.rules(Action::Warn),
+            staged.rules(Action::Mutate),
         );
         let mesh = dir.join("mesh.yaml");
         let mesh = mesh.is_file().then_some(mesh);
-        let analyze_before = istioctl_analyze(&istioctl, &before, mesh.as_ref());
-        let analyze_after = istioctl_analyze(&istioctl, &after, mesh.as_ref());
+        let analyze_before = istioctl_analyze(&istioctl, before, mesh.as_ref());
+        let analyze_after = istioctl_analyze(&istioctl, after, mesh.as_ref());
         cases.push(json!({"name": name, "validate": true, "objects": before}));
         loaded.push((
             name,

@@ -1051,7 +1051,8 @@ pub static FG108: Rule = Rule {
     guards_istiod: false,
     summary: "failoverPriority that ranks failover entry endpoints beside the local ones (above all \
               through topology.istio.io/cluster) is denied, or a warning when only custom labels \
-              tie; failover set beside it breaks the tie (v3).",
+              tie; failover set beside it breaks the tie (v3); in a native model, one that ranks \
+              remote networks of different localities alike is a warning.",
     istio: "failoverPriority ranks an endpoint by how many leading labels it shares with the client \
             (pilot/pkg/networking/core/loadbalancer applyFailoverPriorityPerLocality). ServiceEntry \
             endpoints get topology.kubernetes.io/region, topology.kubernetes.io/zone and \
@@ -1063,7 +1064,11 @@ pub static FG108: Rule = Rule {
             endpoints priority 0 beside the local pods: traffic crosses clusters all the time. \
             With `failover` set too, pilot ranks by locality on top of the labels \
             (ApplyLocalityLoadBalancer: applyFailoverPriorities, then applyLocalityFailover), so \
-            a remote in another locality ranks below the local pods. A DNS-resolved host is \
+            a remote in another locality ranks below the local pods. In the native models another \
+            network's endpoints reach the client as its east-west gateway, labelled with the \
+            cluster and network only (pilot/pkg/xds/endpoints/ep_filters.go \
+            EndpointsByNetworkFilter), so region and zone keys rank every remote network alike \
+            where locality failover would order them (istio/istio#49500). A DNS-resolved host is \
             FG602's: pilot ranks its one locality group, and panics on endpoints in two.",
     example_bad: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [topology.istio.io/cluster]\n",
     example_fixed: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}\n    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [topology.istio.io/network, topology.kubernetes.io/region, topology.kubernetes.io/zone]\n",
@@ -1275,6 +1280,38 @@ fn check_fg108(dr: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
                 ))
                 .fix(format!("delete ServiceEntry {} (FG208); this DestinationRule is right as it is", names.join(", "))),
             );
+        }
+        // Remotes the labels tie with each other, where their localities alone would order
+        // them: in a native model another network's endpoints reach the client as its east-west
+        // gateway, which carries the cluster and network labels only (ep_filters.go
+        // EndpointsByNetworkFilter), so region and zone keys cannot rank them.
+        if cx.config.multicluster.native() && failover.is_empty() {
+            let rank = |locality: &str, labels, keys: &[&str]| {
+                endpoint_rank(&client, &Ranked { locality, labels }, keys, &[])
+            };
+            let mut merged: Vec<String> = Vec::new();
+            for (i, (a, la, ka)) in remotes.iter().enumerate() {
+                for (b, lb, kb) in &remotes[i + 1..] {
+                    if rank(la, ka, &priority) == rank(lb, kb, &priority)
+                        && rank(la, ka, &[]) != rank(lb, kb, &[])
+                    {
+                        merged.push(format!("{a} ({la}) and {b} ({lb})"));
+                    }
+                }
+            }
+            if !merged.is_empty() {
+                out.push(
+                    Issue::warn(
+                        format!("{path}.failoverPriority"),
+                        format!(
+                            "{path}.failoverPriority ranks the remote clusters {} alike, although their localities differ",
+                            merged.join(", ")
+                        ),
+                    )
+                    .because("another network's endpoints reach this cluster as its east-west gateway, which pilot labels with its cluster and network only: region and zone keys match none of them, so the nearer cluster gets no precedence (istio/istio#49500)")
+                    .fix("drop failoverPriority and let locality failover order the clusters: pilot keeps the gateway endpoints in their localities"),
+                );
+            }
         }
         if tied.is_empty() {
             continue;

@@ -304,17 +304,7 @@ pub async fn read_remote(
     config: &Config,
 ) -> Result<DiscoveredRemote, RemoteError> {
     let mut objects = Vec::new();
-    // In the native models istiod reads the remote's pods too (their labels: tlsMode, subset
-    // labels, locality), so the model does.
-    let mut resources = vec![core("Service"), endpoint_slices(), core("Node")];
-    if config.multicluster.native() {
-        resources.push(core("Pod"));
-        resources.push(core("Namespace"));
-    }
-    // Ambient's east-west gateways are Gateway API Gateways (class istio-east-west); a remote
-    // without the Gateway API installed, or that does not grant reading them, has none.
-    resources.push(gateways());
-    for resource in resources {
+    for resource in read_resources(config) {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let list = match api.list(&ListParams::default()).await {
             Ok(list) => list,
@@ -335,23 +325,46 @@ pub async fn read_remote(
                 });
             }
         };
-        objects.extend(list.items.into_iter().filter_map(|mut o| {
-            o.types = Some(kube::core::TypeMeta {
-                api_version: resource.api_version.clone(),
-                kind: resource.kind.clone(),
-            });
-            o.metadata.managed_fields = None;
-            o.metadata.annotations = None;
-            let mut value = serde_json::to_value(o).ok()?;
-            if resource.kind == "Pod" {
-                value = pod_as_istiod_reads_it(&value);
-            }
-            Some(value)
-        }));
+        objects.extend(
+            list.items
+                .into_iter()
+                .filter_map(|o| as_discovery_reads_it(o, &resource)),
+        );
     }
     let mut found = discovered_from(name, &objects, config);
     resolve_gateway(&mut found).await;
     Ok(found)
+}
+
+/// What discovery reads of a remote: Services, EndpointSlices and Nodes; in the native models
+/// Pods and Namespaces too (istiod reads the remote's pods: their labels, tlsMode, subset
+/// labels, locality); and Gateway API Gateways, where ambient's east-west gateways are (a remote
+/// without the Gateway API installed, or that does not grant reading them, has none).
+fn read_resources(config: &Config) -> Vec<ApiResource> {
+    let mut resources = vec![core("Service"), endpoint_slices(), core("Node")];
+    if config.multicluster.native() {
+        resources.push(core("Pod"));
+        resources.push(core("Namespace"));
+    }
+    resources.push(gateways());
+    resources
+}
+
+/// One remote object reduced to what discovery reads: no managed fields or annotations, a pod
+/// to its identity.
+fn as_discovery_reads_it(mut o: DynamicObject, resource: &ApiResource) -> Option<Value> {
+    o.types = Some(kube::core::TypeMeta {
+        api_version: resource.api_version.clone(),
+        kind: resource.kind.clone(),
+    });
+    o.metadata.managed_fields = None;
+    o.metadata.annotations = None;
+    let value = serde_json::to_value(o).ok()?;
+    Some(if resource.kind == "Pod" {
+        pod_as_istiod_reads_it(&value)
+    } else {
+        value
+    })
 }
 
 /// What the model reads of a remote pod (its labels, node and address), so a large remote
@@ -632,8 +645,13 @@ pub async fn supervise(
                     tracing::info!(cluster = %name, "remote removed");
                 }
                 for (name, kubeconfig) in kubeconfigs {
-                    // A changed kubeconfig (a rotated token) restarts that remote's task.
-                    let fingerprint = serde_json::to_string(&kubeconfig).unwrap_or_default();
+                    // A changed kubeconfig (a rotated token) restarts that remote's task, and
+                    // so does a model that reads other resources there (its watches).
+                    let fingerprint = format!(
+                        "{}{}",
+                        serde_json::to_string(&kubeconfig).unwrap_or_default(),
+                        current.multicluster.native()
+                    );
                     if tasks
                         .get(&name)
                         .is_some_and(|(f, t)| *f == fingerprint && !t.is_finished())
@@ -677,33 +695,95 @@ async fn watch_remote(
             }
         }
     };
-    let streams = [core("Service"), endpoint_slices(), core("Node")].map(|resource| {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let config_now = config.load_full();
+    // Gateways only where the remote serves and grants them (one probe; a missing CRD or a
+    // role without gateways is no error, as in `read_remote`).
+    let mut resources = Vec::new();
+    for resource in read_resources(&config_now) {
+        if resource.kind == "Gateway" {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            if let Err(kube::Error::Api(e)) = api.list(&ListParams::default().limit(1)).await
+                && matches!(e.code, 403 | 404)
+            {
+                continue;
+            }
+        }
+        resources.push(resource);
+    }
+    // The remote's view, kept current by the watches' own streams: each lists once and then
+    // applies its events; only a watch that restarts lists again (kube-runtime's watcher). A
+    // change updates this store and the reading is computed from it, at most once a second,
+    // instead of listing every resource again.
+    let mut store: Vec<BTreeMap<(String, String), Value>> = vec![BTreeMap::new(); resources.len()];
+    let mut relisting: Vec<Option<BTreeMap<(String, String), Value>>> = vec![None; resources.len()];
+    let mut synced = vec![false; resources.len()];
+    let streams = resources.iter().enumerate().map(|(i, resource)| {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
         watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
-            .map(|event| event.map(|_| ()).map_err(|e| e.to_string()))
+            .map(move |event| (i, event.map_err(|e| e.to_string())))
             .boxed()
     });
     let mut events = futures::stream::select_all(streams);
+    let key = |o: &DynamicObject| {
+        (
+            o.metadata.namespace.clone().unwrap_or_default(),
+            o.metadata.name.clone().unwrap_or_default(),
+        )
+    };
     let mut dirty = true;
+    let mut last_read: Option<std::time::Instant> = None;
     let mut last_error: Option<String> = None;
     loop {
-        if dirty {
-            tracing::debug!(cluster = %name, "reading remote");
-            let reading = read_remote(&name, &client, &config.load())
-                .await
-                .map_err(|e| e.to_string());
-            remotes.record(&name, reading, &metrics);
+        let ready = synced.iter().all(|s| *s);
+        let due = last_read.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if dirty && ready && due {
+            tracing::debug!(cluster = %name, "reading remote from its watches");
+            let objects: Vec<Value> = store.iter().flat_map(|s| s.values().cloned()).collect();
+            let mut found = discovered_from(&name, &objects, &config.load());
+            resolve_gateway(&mut found).await;
+            remotes.record(&name, Ok(found), &metrics);
             dirty = false;
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            last_read = Some(std::time::Instant::now());
         }
-        match tokio::time::timeout(Duration::from_secs(60), events.next()).await {
-            Ok(Some(Ok(()))) => {
-                tracing::debug!(cluster = %name, "remote object changed");
+        // Wake for the next allowed reading when changes wait, else at least once a minute
+        // (a hostname gateway is resolved again on every reading).
+        let wait = match (dirty && ready, last_read) {
+            (true, Some(t)) => Duration::from_secs(1).saturating_sub(t.elapsed()),
+            _ => Duration::from_secs(60),
+        };
+        match tokio::time::timeout(wait, events.next()).await {
+            Ok(Some((i, Ok(event)))) => {
                 last_error = None;
+                match event {
+                    watcher::Event::Apply(o) => {
+                        let k = key(&o);
+                        if let Some(v) = as_discovery_reads_it(o, &resources[i]) {
+                            store[i].insert(k, v);
+                        }
+                    }
+                    watcher::Event::Delete(o) => {
+                        store[i].remove(&key(&o));
+                    }
+                    watcher::Event::Init => relisting[i] = Some(BTreeMap::new()),
+                    watcher::Event::InitApply(o) => {
+                        let k = key(&o);
+                        if let (Some(list), Some(v)) = (
+                            relisting[i].as_mut(),
+                            as_discovery_reads_it(o, &resources[i]),
+                        ) {
+                            list.insert(k, v);
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        store[i] = relisting[i].take().unwrap_or_default();
+                        synced[i] = true;
+                        tracing::debug!(cluster = %name, kind = %resources[i].kind, objects = store[i].len(), "listed");
+                    }
+                }
                 dirty = true;
             }
-            Ok(Some(Err(error))) => {
+            Ok(Some((_, Err(error)))) => {
                 // The watch retries with backoff; the reading says whether the remote is down.
                 if last_error.as_ref() != Some(&error) {
                     remotes.record(&name, Err(error.clone()), &metrics);

@@ -77,6 +77,44 @@ fn set_gateway_ingress(remote: &ControlPlane, ingress: Value) {
 /// The remote secret of `istioctl create-remote-secret`: Secret istio-remote-secret-<name> in
 /// istio-system, labelled istio/multiCluster=true, annotated networking.istio.io/cluster, one
 /// key per cluster holding a kubeconfig with the CA embedded and a bearer token.
+/// The LIST requests a control plane has served for what discovery reads, by resource
+/// (`apiserver_request_total`).
+fn list_requests(cp: &ControlPlane) -> std::collections::BTreeMap<String, u64> {
+    let out = cp.kubectl(&["get", "--raw", "/metrics"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut lists = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if !line.starts_with("apiserver_request_total{") || !line.contains("verb=\"LIST\"") {
+            continue;
+        }
+        let resource = line
+            .split("resource=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_owned();
+        if ![
+            "services",
+            "endpointslices",
+            "nodes",
+            "pods",
+            "namespaces",
+            "gateways",
+        ]
+        .contains(&resource.as_str())
+        {
+            continue;
+        }
+        let count = line
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        *lists.entry(resource).or_default() += count as u64;
+    }
+    lists
+}
+
 fn remote_secret(name: &str, remote: &ControlPlane, token: &str) -> String {
     let ca = std::fs::read(remote.dir.path().join("pki/ca.crt")).unwrap();
     let kubeconfig = format!(
@@ -358,6 +396,9 @@ spec:
         .unwrap();
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
 
+    // From here on failover-guard is the remote's only reader: its watches keep the view
+    // current, so the changes below cost the remote no LIST (counted by the remote API server).
+    let lists_before = list_requests(&remote);
     // Scaling B changes the weight (reconcile, server-side apply as failover-guard).
     ok(remote.apply(&reviews_slice(5), &[]));
     let state = || {
@@ -409,6 +450,11 @@ spec:
         (endpoints("reviews-failover")[0]["address"] == "198.51.100.21").then_some(())
     })
     .unwrap_or_else(|| panic!("{}\n{}", endpoints("reviews-failover"), state()));
+    assert_eq!(
+        list_requests(&remote),
+        lists_before,
+        "discovery listed the remote again after a change (LIST requests by resource)"
+    );
 
     // GitOps re-applies the unchanged manifest, with client-side apply (Argo CD's default) and
     // with server-side apply under a controller's field manager (Flux): neither undoes what the

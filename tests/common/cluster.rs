@@ -233,11 +233,38 @@ impl ControlPlane {
                 .expect("write stdin");
         }
         drop(child.stdin.take());
+        // Drain stdout and stderr while waiting: a large answer (/metrics) fills the pipe, and
+        // kubectl would block on it forever.
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
         let deadline = Duration::from_secs(60);
         let started = Instant::now();
         loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                return child.wait_with_output().expect("kubectl output");
+            if let Ok(Some(status)) = child.try_wait() {
+                return Output {
+                    status,
+                    stdout: stdout.join().unwrap_or_default(),
+                    stderr: stderr.join().unwrap_or_default(),
+                };
             }
             if started.elapsed() > deadline {
                 let _ = child.kill();

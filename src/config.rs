@@ -711,7 +711,11 @@ impl Config {
                 problems.push(format!(
                     "{at}.gateway.address is required with multicluster.model serviceEntries (failover entries list it as their endpoint)"
                 ));
-            } else if remote.gateway.address.parse::<IpAddr>().is_err() {
+            } else if remote.gateway.address.parse::<IpAddr>().is_err()
+                && !self.multicluster.native()
+            {
+                // In the native models istiod reads the gateway itself and resolves a hostname
+                // (RESOLVE_HOSTNAME_GATEWAYS, an AWS NLB's); only a failover entry needs an IP.
                 problems.push(format!(
                     "{at}.gateway.address {:?} is not an IP address (Istio drops non-IP endpoints of a STATIC ServiceEntry)",
                     remote.gateway.address
@@ -925,6 +929,20 @@ mod tests {
             .to_string();
         assert!(err.contains("netwrok"), "{err}");
         assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn a_hostname_gateway_is_istiods_to_resolve_in_the_native_models() {
+        let text = |model: &str| {
+            format!(
+                "cluster: {{name: a, network: n1, localities: [eu/w]}}\nremotes: [{{name: b, network: n2, locality: us/e, gateway: {{address: gw.elb.example.com, port: 15443}}}}]\nmulticluster: {{model: {model}}}\n"
+            )
+        };
+        assert!(Config::from_yaml(&text("multiPrimary"), "t").is_ok());
+        let err = Config::from_yaml(&text("serviceEntries"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not an IP address"), "{err}");
     }
 
     #[test]

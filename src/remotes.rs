@@ -360,10 +360,24 @@ fn as_discovery_reads_it(mut o: DynamicObject, resource: &ApiResource) -> Option
     o.metadata.managed_fields = None;
     o.metadata.annotations = None;
     let value = serde_json::to_value(o).ok()?;
-    Some(if resource.kind == "Pod" {
-        pod_as_istiod_reads_it(&value)
-    } else {
-        value
+    Some(match resource.kind.as_str() {
+        "Pod" => pod_as_istiod_reads_it(&value),
+        // A Node's status (its images, conditions, capacity) is most of its size and none of
+        // what is read: its topology labels. A Namespace is read for its labels too.
+        "Node" | "Namespace" => labels_only(&value),
+        _ => value,
+    })
+}
+
+/// An object reduced to its kind, name and labels.
+fn labels_only(object: &Value) -> Value {
+    serde_json::json!({
+        "apiVersion": object.pointer("/apiVersion"),
+        "kind": object.pointer("/kind"),
+        "metadata": {
+            "name": object.pointer("/metadata/name"),
+            "labels": object.pointer("/metadata/labels"),
+        },
     })
 }
 
@@ -843,6 +857,36 @@ mod tests {
                 ("bookinfo/ratings".to_owned(), 0),
                 ("bookinfo/reviews".to_owned(), 2)
             ])
+        );
+    }
+
+    #[test]
+    fn a_node_is_kept_as_its_topology_labels() {
+        let node: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node-b1", "uid": "u", "annotations": {"a": "b"},
+                "labels": {"topology.kubernetes.io/region": "europe-west4",
+                    "topology.kubernetes.io/zone": "europe-west4-a"}},
+            "status": {"images": [{"names": ["registry/image:tag"], "sizeBytes": 123}],
+                "capacity": {"cpu": "8"}}
+        }))
+        .unwrap();
+        let kept = as_discovery_reads_it(node, &core("Node")).unwrap();
+        assert_eq!(
+            kept,
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-b1",
+                "labels": {"topology.kubernetes.io/region": "europe-west4",
+                    "topology.kubernetes.io/zone": "europe-west4-a"}}})
+        );
+        // What discovery reads of it is all there.
+        let found = discovered_from(
+            "cluster-b",
+            &[&objects()[..2], &[kept]].concat(),
+            &Config::example(),
+        );
+        assert_eq!(
+            found.locality.as_deref(),
+            Some("europe-west4/europe-west4-a")
         );
     }
 

@@ -86,10 +86,19 @@ impl ControlPlane {
             eprintln!("e2e: skipped: {reason}");
             return None;
         }
-        Some(Self::start_with(&bin))
+        // A port picked free can be taken by another test's process before etcd or the API
+        // server binds it: start again on new ports, a few times.
+        for attempt in 1..=3 {
+            match Self::start_with(&bin) {
+                Ok(plane) => return Some(plane),
+                Err(taken) if attempt < 3 => eprintln!("e2e: {taken}; starting again"),
+                Err(taken) => panic!("kube-apiserver did not start: {taken}"),
+            }
+        }
+        None
     }
 
-    fn start_with(bin: &Path) -> ControlPlane {
+    fn start_with(bin: &Path) -> Result<ControlPlane, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = dir.path().join("pki");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
@@ -183,6 +192,19 @@ impl ControlPlane {
             if plane.kubectl(&["get", "--raw", "/readyz"]).status.success() {
                 break;
             }
+            let exited = plane
+                .children
+                .iter_mut()
+                .any(|c| c.try_wait().ok().flatten().is_some());
+            let etcd =
+                std::fs::read_to_string(plane.dir.path().join("etcd.err")).unwrap_or_default();
+            let tail = format!("{etcd}\n{}", plane.log_tail());
+            if exited && tail.contains("address already in use") {
+                return Err(format!(
+                    "a port was taken: {}",
+                    tail.lines().last().unwrap_or("")
+                ));
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(90),
                 "kube-apiserver not ready:\n{}",
@@ -191,7 +213,7 @@ impl ControlPlane {
             std::thread::sleep(Duration::from_millis(250));
         }
         eprintln!("e2e: kube-apiserver ready in {:?}", started.elapsed());
-        plane
+        Ok(plane)
     }
 
     fn log_tail(&self) -> String {

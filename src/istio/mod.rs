@@ -42,6 +42,14 @@ pub mod labels {
 /// ServiceEntry or a Namespace (`annotation.NetworkingTrafficDistribution`).
 pub const TRAFFIC_DISTRIBUTION_ANNOTATION: &str = "networking.istio.io/traffic-distribution";
 
+/// Kubernetes' topology-aware routing annotations, which nothing in pilot reads (it orders
+/// endpoints by the traffic distribution above, pilot/pkg/model/service.go
+/// GetTrafficDistribution, not by EndpointSlice hints).
+pub const IGNORED_TOPOLOGY_ANNOTATIONS: [&str; 2] = [
+    "service.kubernetes.io/topology-mode",
+    "service.kubernetes.io/topology-aware-hints",
+];
+
 /// A service's traffic distribution as pilot keeps it (`model.TrafficDistribution`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TrafficDistribution {

@@ -17,6 +17,14 @@
 /// DefaultNetworkGatewayHBONEPort): ztunnel reaches another network through it, sidecars cannot.
 pub const HBONE_PORT: u16 = 15008;
 
+/// Whether a gateway port is ambient's HBONE-only one: pilot gives such a network gateway no
+/// mTLS port (pilot/pkg/serviceregistry/kube/controller/network.go getGatewayDetails: Port 0
+/// when the Service does not listen on its gateway port) and skips it for sidecars
+/// (pilot/pkg/xds/endpoints/ep_filters.go selectNetworkGateways).
+pub fn hbone_only(gateway_port: u16) -> bool {
+    gateway_port == HBONE_PORT
+}
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -831,10 +831,7 @@ fn network_gateways(config: &Config) -> Vec<NetworkGateway> {
             cluster: r.name.clone(),
             address: r.gateway.address.clone(),
             port: u32::from(r.gateway.port),
-            // A gateway at the HBONE port only is an ambient east-west gateway: pilot gives it
-            // no mTLS port (kube/controller/network.go getGatewayDetails: Port 0 when the
-            // Service does not listen on its gateway port).
-            hbone_only: r.gateway.port == super::multicluster::HBONE_PORT,
+            hbone_only: super::multicluster::hbone_only(r.gateway.port),
         })
         .collect()
 }

@@ -404,7 +404,7 @@ fn check_fg412(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
         .iter()
         .filter(|r| {
             r.network != config.cluster.network
-                && r.gateway.port == crate::istio::multicluster::HBONE_PORT
+                && crate::istio::multicluster::hbone_only(r.gateway.port)
         })
         .map(|r| format!("{} ({})", r.name, r.network))
         .collect();

@@ -603,12 +603,6 @@ fn check_fg502(gw: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) {
 
 // === FG413 topology-aware-routing-ignored ===
 
-/// The Kubernetes annotations that ask for topology-aware routing (EndpointSlice hints).
-const TOPOLOGY_ANNOTATIONS: [&str; 2] = [
-    "service.kubernetes.io/topology-mode",
-    "service.kubernetes.io/topology-aware-hints",
-];
-
 /// FG413: Kubernetes topology-aware routing annotations, which no Istio proxy reads.
 pub static FG413: Rule = Rule {
     id: "FG413",
@@ -638,13 +632,17 @@ fn check_fg413(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
     if !cx.config.in_failover_scope(ns) {
         return;
     }
-    let Some((annotation, value)) = TOPOLOGY_ANNOTATIONS.iter().find_map(|a| {
-        svc.path(&["metadata", "annotations"])
-            .and_then(|m| m.field(a))
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("disabled"))
-            .map(|v| (*a, v.to_owned()))
-    }) else {
+    let Some((annotation, value)) =
+        crate::istio::IGNORED_TOPOLOGY_ANNOTATIONS
+            .iter()
+            .find_map(|a| {
+                svc.path(&["metadata", "annotations"])
+                    .and_then(|m| m.field(a))
+                    .and_then(Value::as_str)
+                    .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("disabled"))
+                    .map(|v| (*a, v.to_owned()))
+            })
+    else {
         return;
     };
     let namespace = cx.world.and_then(|w| w.namespace(ns));

@@ -187,7 +187,7 @@ pub struct Remote {
     /// reads them through its remote secret (from discovery, or `--remote NAME=PATH`);
     /// `None`: assumed as the harness runs them. Never read from the file.
     #[serde(skip)]
-    pub workloads: Option<std::sync::Arc<Vec<Value>>>,
+    pub workloads: Option<Workloads>,
 }
 
 impl Remote {
@@ -275,6 +275,10 @@ impl Discovery {
     }
 }
 
+/// A remote's objects as istiod's remote registry reads them (native models): its Services,
+/// EndpointSlices, Nodes, Pods and Namespaces, shared with discovery's store rather than copied.
+pub type Workloads = std::sync::Arc<Vec<std::sync::Arc<Value>>>;
+
 /// What discovery saw in one remote cluster.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -293,7 +297,7 @@ pub struct DiscoveredRemote {
     pub resolved: Vec<String>,
     /// In the native models: the remote's Services, EndpointSlices, Pods and Nodes.
     #[serde(skip)]
-    pub workloads: Option<std::sync::Arc<Vec<Value>>>,
+    pub workloads: Option<Workloads>,
     /// Why the gateway hostname did not resolve.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unresolved: Option<String>,

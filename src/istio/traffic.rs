@@ -308,7 +308,10 @@ fn native_remote_workloads(
             remote: &remote.name,
         };
         // The remote's real workloads, where they were read (discovery, `--remote`).
-        let workloads: Option<Vec<&Value>> = remote.workloads.as_ref().map(|w| w.iter().collect());
+        let workloads: Option<Vec<&Value>> = remote
+            .workloads
+            .as_ref()
+            .map(|w| w.iter().map(|o| &**o).collect());
         for (svc, name, namespace, host) in kube_services(objects, &config.cluster.cluster_domain) {
             let ports = service_ports(svc);
             let Some(service) = services

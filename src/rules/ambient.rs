@@ -328,7 +328,7 @@ fn check_fg411(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
                 USE_WAYPOINT,
                 "waypoint",
                 waypoint(svc, our_namespace.as_deref()),
-                waypoint(theirs, their_namespace),
+                waypoint(theirs, their_namespace.map(|n| &**n)),
             ),
             (
                 "istio.io/global",

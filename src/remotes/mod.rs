@@ -6,8 +6,10 @@
 //! The credentials are the ones an Istio multi-primary install already holds: the Secrets
 //! labelled `istio/multiCluster: "true"` that `istioctl create-remote-secret` makes (one
 //! kubeconfig per key, the key being the cluster name), or kubeconfig files named in the
-//! config. Per remote, kube-runtime watches on Services, EndpointSlices and Nodes trigger a
-//! fresh reading of the remote ([`discovered_from`], pure), at most once a second.
+//! config. Per remote, kube-runtime watches on Services, EndpointSlices and Nodes (and what the
+//! model reads besides) keep a [`RemoteView`] current from their own events; the remote's
+//! reading is updated from the changed objects, at most once a second. Only a watch that
+//! restarts lists again.
 //!
 //! Admission never waits on a remote: the rules read the last known state (a configuration
 //! with the discovered remotes merged in, [`crate::config::Config::with_discovered`]). A remote
@@ -31,10 +33,13 @@ use kube::{
 };
 use serde_json::Value;
 
+mod view;
+
+pub use view::{RemoteView, Resource};
+
 use crate::{
-    config::{Config, DiscoveredRemote, DiscoverySource, Gateway},
+    config::{Config, DiscoveredRemote, DiscoverySource},
     metrics::Metrics,
-    object::{array_at, str_at},
 };
 
 /// The label Istio's remote secrets carry.
@@ -428,186 +433,11 @@ pub async fn resolve_gateway(found: &mut DiscoveredRemote) {
     }
 }
 
-/// What a remote's objects say: the east-west gateway Service (in
-/// `discovery.gatewayNamespace`, with the labels of `discovery.gatewaySelector`, else
-/// `scope.gatewaySelector`): its LoadBalancer address (IP, else hostname), its port named
-/// `tls` (else `discovery.gatewayPort`), its `topology.istio.io/network` label, and the
-/// topology labels of the nodes its endpoints run on; and every Service outside the excluded
-/// namespaces with its ready endpoints (EndpointSlice endpoints not marked unready).
+/// What a remote's objects say (the reading [`RemoteView`] keeps current, of a list): the
+/// east-west gateway (address, port, network, the locality of its nodes) and every Service
+/// outside the excluded namespaces with its ready endpoints.
 pub fn discovered_from(name: &str, objects: &[Value], config: &Config) -> DiscoveredRemote {
-    fn kind(o: &Value) -> (&str, &str) {
-        (
-            str_at(o, &["apiVersion"]).unwrap_or(""),
-            str_at(o, &["kind"]).unwrap_or(""),
-        )
-    }
-    let namespace = |o: &Value| {
-        str_at(o, &["metadata", "namespace"])
-            .unwrap_or("")
-            .to_owned()
-    };
-    let obj_name = |o: &Value| str_at(o, &["metadata", "name"]).unwrap_or("").to_owned();
-    let services: Vec<&Value> = objects
-        .iter()
-        .filter(|o| kind(o) == ("v1", "Service"))
-        .collect();
-    let slices: Vec<&Value> = objects
-        .iter()
-        .filter(|o| kind(o) == ("discovery.k8s.io/v1", "EndpointSlice"))
-        .collect();
-    let nodes: BTreeMap<String, &Value> = objects
-        .iter()
-        .filter(|o| kind(o) == ("v1", "Node"))
-        .map(|o| (obj_name(o), o))
-        .collect();
-    let slices_of = |ns: &str, svc: &str| -> Vec<&Value> {
-        slices
-            .iter()
-            .copied()
-            .filter(|s| {
-                namespace(s) == ns
-                    && str_at(s, &["metadata", "labels", "kubernetes.io/service-name"]) == Some(svc)
-            })
-            .collect()
-    };
-    let selector = if config.discovery.gateway_selector.is_empty() {
-        &config.scope.gateway_selector
-    } else {
-        &config.discovery.gateway_selector
-    };
-    let gateway_service = services.iter().copied().find(|s| {
-        namespace(s) == config.discovery.gateway_namespace
-            && selector
-                .iter()
-                .all(|(k, v)| str_at(s, &["metadata", "labels", k]) == Some(v.as_str()))
-    });
-    let mut out = DiscoveredRemote {
-        name: name.to_owned(),
-        ..DiscoveredRemote::default()
-    };
-    if config.multicluster.native() {
-        out.workloads = Some(std::sync::Arc::new(
-            objects
-                .iter()
-                .filter(|o| {
-                    matches!(
-                        kind(o),
-                        ("v1", "Service" | "Pod" | "Node" | "Namespace")
-                            | ("discovery.k8s.io/v1", "EndpointSlice")
-                    )
-                })
-                .cloned()
-                .collect(),
-        ));
-    }
-    // Without one, an ambient east-west gateway: a Gateway of class istio-east-west (what
-    // pilot's ambient index takes for a network's gateway, ambient/networks.go
-    // k8sGatewayToNetworkGateways), at its first status address and its HBONE listener's port;
-    // its locality is its pods', through the Service istiod creates for it.
-    let east_west = objects.iter().find(|o| {
-        kind(o) == ("gateway.networking.k8s.io/v1", "Gateway")
-            && str_at(o, &["spec", "gatewayClassName"]) == Some(EAST_WEST_CLASS)
-    });
-    if gateway_service.is_none()
-        && let Some(gw) = east_west
-    {
-        let address = array_at(gw, &["status", "addresses"])
-            .first()
-            .and_then(|a| str_at(a, &["value"]))
-            .filter(|a| !a.is_empty());
-        let port = array_at(gw, &["spec", "listeners"])
-            .iter()
-            .find(|l| str_at(l, &["protocol"]) == Some("HBONE"))
-            .and_then(|l| l.get("port").and_then(Value::as_u64))
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(crate::istio::multicluster::HBONE_PORT);
-        out.gateway = address.map(|address| Gateway {
-            address: address.to_owned(),
-            port,
-        });
-        out.network =
-            str_at(gw, &["metadata", "labels", crate::istio::labels::NETWORK]).map(str::to_owned);
-        let ns = namespace(gw);
-        let gw_name = obj_name(gw);
-        out.locality = services
-            .iter()
-            .filter(|s| {
-                namespace(s) == ns
-                    && str_at(
-                        s,
-                        &["metadata", "labels", crate::istio::ambient::GATEWAY_NAME],
-                    ) == Some(gw_name.as_str())
-            })
-            .flat_map(|s| slices_of(&ns, &obj_name(s)))
-            .flat_map(|s| array_at(s, &["endpoints"]))
-            .filter_map(|e| str_at(e, &["nodeName"]))
-            .filter_map(|n| nodes.get(n))
-            .find_map(|node| node_locality(node));
-    }
-    if let Some(gw) = gateway_service {
-        let ingress = array_at(gw, &["status", "loadBalancer", "ingress"]).first();
-        let address = ingress.and_then(|i| {
-            str_at(i, &["ip"])
-                .filter(|a| !a.is_empty())
-                .or_else(|| str_at(i, &["hostname"]).filter(|h| !h.is_empty()))
-        });
-        let port = array_at(gw, &["spec", "ports"])
-            .iter()
-            .find(|p| str_at(p, &["name"]) == Some("tls"))
-            .and_then(|p| p.get("port").and_then(Value::as_u64))
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(config.discovery.gateway_port);
-        out.gateway = address.map(|address| Gateway {
-            address: address.to_owned(),
-            port,
-        });
-        out.network =
-            str_at(gw, &["metadata", "labels", crate::istio::labels::NETWORK]).map(str::to_owned);
-        out.locality = slices_of(&namespace(gw), &obj_name(gw))
-            .iter()
-            .flat_map(|s| array_at(s, &["endpoints"]))
-            .filter_map(|e| str_at(e, &["nodeName"]))
-            .filter_map(|n| nodes.get(n))
-            .find_map(|node| node_locality(node));
-    }
-    for svc in services {
-        let ns = namespace(svc);
-        if !config.in_scope(&ns)
-            || Some(svc) == gateway_service
-            || crate::istio::ambient::is_gateway_service(svc)
-        {
-            continue;
-        }
-        let svc_name = obj_name(svc);
-        let ready = slices_of(&ns, &svc_name)
-            .iter()
-            .flat_map(|s| array_at(s, &["endpoints"]))
-            .filter(|e| {
-                e.get("conditions")
-                    .and_then(|c| c.get("ready"))
-                    .and_then(Value::as_bool)
-                    != Some(false)
-            })
-            .count();
-        out.services.insert(
-            format!("{ns}/{svc_name}"),
-            u32::try_from(ready).unwrap_or(u32::MAX),
-        );
-    }
-    out
-}
-
-/// The class of ambient's east-west gateways (pilot's constants.EastWestGatewayClassName).
-const EAST_WEST_CLASS: &str = "istio-east-west";
-
-/// `region/zone` (or `region`) of a Node's topology labels.
-fn node_locality(node: &Value) -> Option<String> {
-    let label = |k: &str| str_at(node, &["metadata", "labels", k]);
-    let region = label(crate::istio::labels::REGION)?;
-    Some(match label(crate::istio::labels::ZONE) {
-        Some(zone) => format!("{region}/{zone}"),
-        None => region.to_owned(),
-    })
+    RemoteView::from_objects(objects).reading(name, config)
 }
 
 /// Reads every remote once (for `render --cluster`).
@@ -725,11 +555,22 @@ async fn watch_remote(
         resources.push(resource);
     }
     // The remote's view, kept current by the watches' own streams: each lists once and then
-    // applies its events; only a watch that restarts lists again (kube-runtime's watcher). A
-    // change updates this store and the reading is computed from it, at most once a second,
-    // instead of listing every resource again.
-    let mut store: Vec<BTreeMap<(String, String), Value>> = vec![BTreeMap::new(); resources.len()];
-    let mut relisting: Vec<Option<BTreeMap<(String, String), Value>>> = vec![None; resources.len()];
+    // applies its events; only a watch that restarts lists again (kube-runtime's watcher).
+    // A change updates the view, and the reading is updated from the changed objects, at most
+    // once a second, instead of listing every resource again.
+    let kinds: Vec<Resource> = resources
+        .iter()
+        .map(|r| match r.kind.as_str() {
+            "Service" => Resource::Service,
+            "EndpointSlice" => Resource::EndpointSlice,
+            "Node" => Resource::Node,
+            "Pod" => Resource::Pod,
+            "Namespace" => Resource::Namespace,
+            _ => Resource::Gateway,
+        })
+        .collect();
+    let mut view = RemoteView::default();
+    let mut relisting: Vec<Option<BTreeMap<view::Key, Value>>> = vec![None; resources.len()];
     let mut synced = vec![false; resources.len()];
     let streams = resources.iter().enumerate().map(|(i, resource)| {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
@@ -753,8 +594,7 @@ async fn watch_remote(
         let due = last_read.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if dirty && ready && due {
             tracing::debug!(cluster = %name, "reading remote from its watches");
-            let objects: Vec<Value> = store.iter().flat_map(|s| s.values().cloned()).collect();
-            let mut found = discovered_from(&name, &objects, &config.load());
+            let mut found = view.reading(&name, &config.load());
             resolve_gateway(&mut found).await;
             remotes.record(&name, Ok(found), &metrics);
             dirty = false;
@@ -771,14 +611,11 @@ async fn watch_remote(
                 last_error = None;
                 match event {
                     watcher::Event::Apply(o) => {
-                        let k = key(&o);
                         if let Some(v) = as_discovery_reads_it(o, &resources[i]) {
-                            store[i].insert(k, v);
+                            view.apply(kinds[i], v);
                         }
                     }
-                    watcher::Event::Delete(o) => {
-                        store[i].remove(&key(&o));
-                    }
+                    watcher::Event::Delete(o) => view.delete(kinds[i], &key(&o)),
                     watcher::Event::Init => relisting[i] = Some(BTreeMap::new()),
                     watcher::Event::InitApply(o) => {
                         let k = key(&o);
@@ -790,9 +627,9 @@ async fn watch_remote(
                         }
                     }
                     watcher::Event::InitDone => {
-                        store[i] = relisting[i].take().unwrap_or_default();
+                        view.replace(kinds[i], relisting[i].take().unwrap_or_default());
                         synced[i] = true;
-                        tracing::debug!(cluster = %name, kind = %resources[i].kind, objects = store[i].len(), "listed");
+                        tracing::debug!(cluster = %name, kind = %resources[i].kind, objects = view.count(kinds[i]), "listed");
                     }
                 }
                 dirty = true;
@@ -813,6 +650,7 @@ async fn watch_remote(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Gateway;
     use serde_json::json;
 
     fn objects() -> Vec<Value> {

@@ -150,6 +150,9 @@ pub struct ClusterWorld {
     index: RwLock<Index>,
     synced: Mutex<BTreeMap<&'static str, bool>>,
     all_synced: AtomicBool,
+    /// Kinds whose watch fails now (the API server is gone or refuses), with the error: their
+    /// last known state is kept and used.
+    failing: Mutex<BTreeMap<&'static str, String>>,
     memo: crate::world::Memo,
 }
 
@@ -164,6 +167,7 @@ impl ClusterWorld {
                     .collect(),
             ),
             all_synced: AtomicBool::new(false),
+            failing: Mutex::new(BTreeMap::new()),
             memo: Default::default(),
         })
     }
@@ -203,6 +207,21 @@ impl ClusterWorld {
                 tracing::info!("world synced: cross-object rules are active");
             }
         }
+    }
+
+    /// Records whether a kind's watch works now.
+    fn watch_state(&self, kind: WorldKind, error: Option<String>) {
+        if let Ok(mut failing) = self.failing.lock() {
+            match error {
+                Some(error) => failing.insert(kind.as_str(), error),
+                None => failing.remove(kind.as_str()),
+            };
+        }
+    }
+
+    /// Kinds whose watch fails now, with the last error.
+    pub fn failing(&self) -> BTreeMap<&'static str, String> {
+        self.failing.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
@@ -253,12 +272,32 @@ impl ClusterWorld {
             }
             tokio::time::sleep(Duration::from_secs(30)).await;
         };
-        let api: Api<DynamicObject> = Api::all_with(client, &resource);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
         let mut relist = Vec::new();
-        while let Some(event) = stream.next().await {
+        // A watch that resumes after an outage says nothing until an object changes: while
+        // this kind is marked failing, asking the API server tells when it answers again.
+        let mut probe = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            let event = tokio::select! {
+                event = stream.next() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+                _ = probe.tick() => {
+                    if self.failing().contains_key(kind.as_str())
+                        && client.apiserver_version().await.is_ok()
+                    {
+                        self.watch_state(kind, None);
+                    }
+                    continue;
+                }
+            };
+            if event.is_ok() {
+                self.watch_state(kind, None);
+            }
             match event {
                 Ok(watcher::Event::Apply(object)) => {
                     if let Some(value) = normalize(object, &resource) {
@@ -282,7 +321,8 @@ impl ClusterWorld {
                     tracing::info!(kind = name, objects = count, "listed");
                 }
                 Err(error) => {
-                    tracing::warn!(kind = name, %error, "watch error; retrying with backoff")
+                    tracing::warn!(kind = name, %error, "watch error; retrying with backoff");
+                    self.watch_state(kind, Some(error.to_string()));
                 }
             }
             metrics
@@ -324,7 +364,15 @@ impl World for ClusterWorld {
         Some(&self.memo)
     }
     fn describe(&self) -> String {
-        if self.is_synced() {
+        let failing = self.failing();
+        if self.is_synced() && !failing.is_empty() {
+            let kinds: Vec<&str> = failing.keys().copied().collect();
+            format!(
+                "synced; last known state kept while the watches of {} fail: {}",
+                kinds.join(", "),
+                failing.values().next().map_or("", String::as_str)
+            )
+        } else if self.is_synced() {
             "synced".into()
         } else {
             format!(

@@ -799,3 +799,27 @@ spec:
         "{stored:#}"
     );
 }
+
+/// The API server's counters as the scale benchmarks and the fault tests read them: requests
+/// of what discovery reads only, and watch bytes as events sent times their mean size (the API
+/// server encodes, and sizes, an event once for all its watchers).
+#[test]
+fn api_counters_read_what_discovery_reads() {
+    let text = r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="discovery.k8s.io",resource="endpointslices",scope="cluster",subresource="",verb="LIST",version="v1"} 3
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="cluster",subresource="",verb="LIST",version="v1"} 9
+apiserver_response_sizes_sum{component="apiserver",group="",resource="services",scope="cluster",subresource="",verb="LIST",version="v1"} 1000
+apiserver_response_sizes_sum{component="apiserver",group="",resource="services",scope="namespace",subresource="",verb="PATCH",version="v1"} 50
+apiserver_watch_events_sizes_sum{group="discovery.k8s.io",kind="EndpointSlice",version="v1"} 500
+apiserver_watch_events_sizes_count{group="discovery.k8s.io",kind="EndpointSlice",version="v1"} 5
+apiserver_watch_events_total{group="discovery.k8s.io",kind="EndpointSlice",version="v1"} 15
+apiserver_watch_events_total{group="",kind="ConfigMap",version="v1"} 15
+apiserver_longrunning_requests{component="apiserver",group="",resource="services",scope="cluster",subresource="",verb="WATCH",version="v1"} 2
+"#;
+    let c = common::scale::ApiCounters::parse(text);
+    assert_eq!(c.count("LIST"), 3.0);
+    assert_eq!(c.watch_events(), 15.0);
+    assert_eq!(c.bytes(), 1000.0 + 15.0 * 100.0);
+    assert_eq!(c.open_watches, 2.0);
+    let later = common::scale::ApiCounters::parse(&text.replace("} 15\n", "} 25\n"));
+    assert_eq!(later.since(&c).watch_events(), 10.0);
+}

@@ -57,6 +57,8 @@ pub struct ControlPlane {
     children: Vec<Child>,
     pub kubeconfig: PathBuf,
     pub port: u16,
+    bin: PathBuf,
+    etcd_client: u16,
 }
 
 impl ControlPlane {
@@ -148,9 +150,41 @@ impl ControlPlane {
             children: vec![etcd],
             port,
             dir,
+            bin: bin.to_owned(),
+            etcd_client: client,
         };
         let p = |name: &str| pki.join(name).display().to_string();
-        let apiserver = Command::new(bin.join("kube-apiserver"))
+        let apiserver = plane
+            .apiserver_command()
+            .spawn()
+            .expect("start kube-apiserver");
+        plane.children.push(apiserver);
+        std::fs::write(
+            &plane.kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: e2e, cluster: {{server: \"https://127.0.0.1:{port}\", certificate-authority: \"{}\"}}}}]\nusers: [{{name: admin, user: {{token: {token}}}}}]\ncontexts: [{{name: e2e, context: {{cluster: e2e, user: admin}}}}]\ncurrent-context: e2e\n",
+                p("ca.crt")
+            ),
+        )
+        .expect("kubeconfig");
+        plane.wait_ready()?;
+        Ok(plane)
+    }
+
+    /// kube-apiserver on this plane's port, etcd and certificates.
+    fn apiserver_command(&self) -> Command {
+        let pki = self.dir.path().join("pki");
+        let p = |name: &str| pki.join(name).display().to_string();
+        let log = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(name))
+                .expect("log file")
+        };
+        let (client, port) = (self.etcd_client, self.port);
+        let mut command = Command::new(self.bin.join("kube-apiserver"));
+        command
             .arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
             .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
             .arg(format!("--secure-port={port}"))
@@ -159,7 +193,7 @@ impl ControlPlane {
             .arg(format!("--client-ca-file={}", p("ca.crt")))
             .arg(format!(
                 "--token-auth-file={}",
-                plane.dir.path().join("tokens.csv").display()
+                self.dir.path().join("tokens.csv").display()
             ))
             .arg(format!("--service-account-key-file={}", p("sa.pub")))
             .arg(format!(
@@ -172,33 +206,27 @@ impl ControlPlane {
             .arg("--endpoint-reconciler-type=none")
             .arg(format!(
                 "--cert-dir={}",
-                plane.dir.path().join("certdir").display()
+                self.dir.path().join("certdir").display()
             ))
             .stdout(log("apiserver.log"))
-            .stderr(log("apiserver.err"))
-            .spawn()
-            .expect("start kube-apiserver");
-        plane.children.push(apiserver);
-        std::fs::write(
-            &plane.kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters: [{{name: e2e, cluster: {{server: \"https://127.0.0.1:{port}\", certificate-authority: \"{}\"}}}}]\nusers: [{{name: admin, user: {{token: {token}}}}}]\ncontexts: [{{name: e2e, context: {{cluster: e2e, user: admin}}}}]\ncurrent-context: e2e\n",
-                p("ca.crt")
-            ),
-        )
-        .expect("kubeconfig");
+            .stderr(log("apiserver.err"));
+        command
+    }
+
+    /// Waits for /readyz; a port taken by another process is an error to start again on.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let started = Instant::now();
         loop {
-            if plane.kubectl(&["get", "--raw", "/readyz"]).status.success() {
+            if self.kubectl(&["get", "--raw", "/readyz"]).status.success() {
                 break;
             }
-            let exited = plane
+            let exited = self
                 .children
                 .iter_mut()
                 .any(|c| c.try_wait().ok().flatten().is_some());
             let etcd =
-                std::fs::read_to_string(plane.dir.path().join("etcd.err")).unwrap_or_default();
-            let tail = format!("{etcd}\n{}", plane.log_tail());
+                std::fs::read_to_string(self.dir.path().join("etcd.err")).unwrap_or_default();
+            let tail = format!("{etcd}\n{}", self.log_tail());
             if exited && tail.contains("address already in use") {
                 return Err(format!(
                     "a port was taken: {}",
@@ -208,12 +236,30 @@ impl ControlPlane {
             assert!(
                 started.elapsed() < Duration::from_secs(90),
                 "kube-apiserver not ready:\n{}",
-                plane.log_tail()
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(250));
         }
         eprintln!("e2e: kube-apiserver ready in {:?}", started.elapsed());
-        Ok(plane)
+        Ok(())
+    }
+
+    /// Stops the API server (etcd keeps the state), as a control-plane restart does.
+    pub fn stop_apiserver(&mut self) {
+        if let Some(mut apiserver) = self.children.pop() {
+            let _ = apiserver.kill();
+            let _ = apiserver.wait();
+        }
+    }
+
+    /// Starts the API server again on the same port and state.
+    pub fn start_apiserver(&mut self) {
+        let apiserver = self
+            .apiserver_command()
+            .spawn()
+            .expect("start kube-apiserver");
+        self.children.push(apiserver);
+        self.wait_ready().expect("kube-apiserver ready again");
     }
 
     fn log_tail(&self) -> String {

@@ -13,6 +13,7 @@ use std::{
 
 pub mod cluster;
 pub mod istio;
+pub mod scale;
 pub mod strategies;
 
 use serde_json::{Value, json};

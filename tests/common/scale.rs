@@ -75,7 +75,10 @@ pub fn resource_of(object: &Value) -> ApiResource {
 
 fn api_for(client: &Client, object: &Value) -> Api<DynamicObject> {
     let resource = resource_of(object);
-    match object.pointer("/metadata/namespace").and_then(Value::as_str) {
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
     }
@@ -147,6 +150,16 @@ pub async fn scale(client: &Client, i: usize, ready: usize) -> Result<(), String
     .map_err(|e| e.to_string())
 }
 
+/// The kinds remote discovery reads (watch event metrics are labelled by kind in 1.33).
+pub const READ_KINDS: &[&str] = &[
+    "Service",
+    "EndpointSlice",
+    "Node",
+    "Pod",
+    "Namespace",
+    "Gateway",
+];
+
 /// The resources remote discovery reads.
 pub const READ_RESOURCES: &[&str] = &[
     "services",
@@ -159,12 +172,19 @@ pub const READ_RESOURCES: &[&str] = &[
 
 /// What the API server has served of the resources discovery reads, from its own metrics:
 /// requests by verb (`apiserver_request_total`), bytes of LIST/GET answers
-/// (`apiserver_response_sizes`) and of watch events (`apiserver_watch_events_sizes`).
+/// (`apiserver_response_sizes`) and of watch events. The API server encodes an event once for
+/// all its watchers and observes its size once (`apiserver_watch_events_sizes`), while it
+/// counts every event sent to every watcher (`apiserver_watch_events_total`): the bytes sent
+/// to watchers are the events sent times the mean size of an event, per kind.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApiCounters {
     pub requests: BTreeMap<String, f64>,
-    pub bytes: f64,
-    pub watch_events: f64,
+    /// Bytes of LIST and GET answers.
+    pub list_bytes: f64,
+    /// Per kind: watch events sent, and the sum and count of encoded event sizes.
+    pub events: BTreeMap<String, (f64, f64, f64)>,
+    /// Watches open now (`apiserver_longrunning_requests`, a gauge).
+    pub open_watches: f64,
 }
 
 impl ApiCounters {
@@ -184,24 +204,68 @@ impl ApiCounters {
         let read = |line: &str| {
             label(line, "resource").is_some_and(|r| READ_RESOURCES.contains(&r.as_str()))
         };
+        let kind = |line: &str| {
+            label(line, "kind")
+                .or_else(|| label(line, "resource"))
+                .filter(|k| {
+                    READ_KINDS.contains(&k.as_str()) || READ_RESOURCES.contains(&k.as_str())
+                })
+        };
         let mut out = ApiCounters::default();
         for line in exposition.lines() {
-            if line.starts_with("apiserver_request_total{") && read(line) {
-                if let Some(verb) = label(line, "verb") {
-                    *out.requests.entry(verb).or_default() += value(line);
+            let metric = line.split('{').next().unwrap_or("");
+            match metric {
+                "apiserver_request_total" if read(line) => {
+                    if let Some(verb) = label(line, "verb") {
+                        *out.requests.entry(verb).or_default() += value(line);
+                    }
                 }
-            } else if line.starts_with("apiserver_response_sizes_sum{")
-                && read(line)
-                && label(line, "verb").is_some_and(|v| matches!(v.as_str(), "LIST" | "GET"))
-            {
-                out.bytes += value(line);
-            } else if line.starts_with("apiserver_watch_events_sizes_sum{") && read(line) {
-                out.bytes += value(line);
-            } else if line.starts_with("apiserver_watch_events_total{") && read(line) {
-                out.watch_events += value(line);
+                "apiserver_response_sizes_sum"
+                    if read(line)
+                        && label(line, "verb")
+                            .is_some_and(|v| matches!(v.as_str(), "LIST" | "GET")) =>
+                {
+                    out.list_bytes += value(line);
+                }
+                "apiserver_watch_events_total" => {
+                    if let Some(k) = kind(line) {
+                        out.events.entry(k).or_default().0 += value(line);
+                    }
+                }
+                "apiserver_watch_events_sizes_sum" => {
+                    if let Some(k) = kind(line) {
+                        out.events.entry(k).or_default().1 += value(line);
+                    }
+                }
+                "apiserver_watch_events_sizes_count" => {
+                    if let Some(k) = kind(line) {
+                        out.events.entry(k).or_default().2 += value(line);
+                    }
+                }
+                "apiserver_longrunning_requests"
+                    if read(line) && label(line, "verb").as_deref() == Some("WATCH") =>
+                {
+                    out.open_watches += value(line);
+                }
+                _ => {}
             }
         }
         out
+    }
+
+    /// Watch events sent to every watcher.
+    pub fn watch_events(&self) -> f64 {
+        self.events.values().map(|(n, _, _)| n).sum()
+    }
+
+    /// Bytes sent: LIST and GET answers, and every watch event at its kind's mean size.
+    pub fn bytes(&self) -> f64 {
+        self.list_bytes
+            + self
+                .events
+                .values()
+                .map(|(n, sum, count)| if *count > 0.0 { n * sum / count } else { 0.0 })
+                .sum::<f64>()
     }
 
     /// The API server's counters now.
@@ -225,34 +289,20 @@ impl ApiCounters {
                 .map(|(verb, n)| (verb.clone(), n - before.requests.get(verb).unwrap_or(&0.0)))
                 .filter(|(_, n)| *n > 0.0)
                 .collect(),
-            bytes: self.bytes - before.bytes,
-            watch_events: self.watch_events - before.watch_events,
+            list_bytes: self.list_bytes - before.list_bytes,
+            events: self
+                .events
+                .iter()
+                .map(|(k, (n, sum, count))| {
+                    let (n0, sum0, count0) = before.events.get(k).copied().unwrap_or_default();
+                    (k.clone(), (n - n0, sum - sum0, count - count0))
+                })
+                .collect(),
+            open_watches: self.open_watches,
         }
     }
 
     pub fn count(&self, verb: &str) -> f64 {
         self.requests.get(verb).copied().unwrap_or(0.0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_read_what_discovery_reads_only() {
-        let text = r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="discovery.k8s.io",resource="endpointslices",scope="cluster",subresource="",verb="LIST",version="v1"} 3
-apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="cluster",subresource="",verb="LIST",version="v1"} 9
-apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="services",scope="cluster",subresource="",verb="WATCH",version="v1"} 2
-apiserver_response_sizes_sum{component="apiserver",group="",resource="services",scope="cluster",subresource="",verb="LIST",version="v1"} 1000
-apiserver_response_sizes_sum{component="apiserver",group="",resource="services",scope="namespace",subresource="",verb="PATCH",version="v1"} 50
-apiserver_watch_events_sizes_sum{group="discovery.k8s.io",resource="endpointslices",version="v1"} 500
-apiserver_watch_events_total{group="discovery.k8s.io",resource="endpointslices",version="v1"} 7
-"#;
-        let c = ApiCounters::parse(text);
-        assert_eq!(c.count("LIST"), 3.0);
-        assert_eq!(c.count("WATCH"), 2.0);
-        assert_eq!(c.bytes, 1500.0);
-        assert_eq!(c.watch_events, 7.0);
     }
 }

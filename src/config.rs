@@ -276,8 +276,9 @@ impl Discovery {
 }
 
 /// A remote's objects as istiod's remote registry reads them (native models): its Services,
-/// EndpointSlices, Nodes, Pods and Namespaces, shared with discovery's store rather than copied.
-pub type Workloads = std::sync::Arc<Vec<std::sync::Arc<Value>>>;
+/// EndpointSlices, Nodes, Pods and Namespaces, shared with discovery's store rather than copied,
+/// and indexed as the registry looks them up.
+pub type Workloads = std::sync::Arc<crate::istio::kube::RemoteObjects>;
 
 /// What discovery saw in one remote cluster.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -56,6 +56,12 @@ pub struct ClusterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterKindLabels {
+    pub cluster: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -81,6 +87,9 @@ pub struct Metrics {
     pub certificate_expiry: Gauge,
     /// 1 while a discovered remote cluster answers, 0 while its last known state is used.
     pub remote_up: Family<ClusterLabels, Gauge>,
+    /// Full lists of a remote's kind by discovery's watches: one each at the start, then only
+    /// when a watch has to start over (a resource version the remote no longer has).
+    pub remote_lists: Family<ClusterKindLabels, Counter>,
     /// Failover entries re-rendered by `serve --reconcile`, by result.
     pub reconciles: Family<ResultLabels, Counter>,
 }
@@ -163,6 +172,12 @@ impl Metrics {
             "1 while a discovered remote cluster answers; 0 while its last known state is used",
             remote_up.clone(),
         );
+        let remote_lists = Family::<ClusterKindLabels, Counter>::default();
+        registry.register(
+            "failover_guard_remote_lists",
+            "Full lists of a remote cluster's kind by discovery: one at the start, then one per watch that starts over",
+            remote_lists.clone(),
+        );
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
             "failover_guard_reconciles",
@@ -177,6 +192,7 @@ impl Metrics {
         Self {
             finding_counters,
             remote_up,
+            remote_lists,
             reconciles,
             certificate_expiry,
             world_synced,

@@ -498,9 +498,9 @@ pub fn with_remote_files(mut config: Config, remotes: &[String]) -> Result<Confi
                 )
             })
             .collect();
-        remote.workloads = Some(std::sync::Arc::new(
+        remote.workloads = Some(std::sync::Arc::new(crate::istio::kube::RemoteObjects::new(
             workloads.into_iter().map(std::sync::Arc::new).collect(),
-        ));
+        )));
     }
     Ok(config)
 }

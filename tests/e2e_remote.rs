@@ -823,3 +823,194 @@ apiserver_longrunning_requests{component="apiserver",group="",resource="services
     let later = common::scale::ApiCounters::parse(&text.replace("} 15\n", "} 25\n"));
     assert_eq!(later.since(&c).watch_events(), 10.0);
 }
+
+/// Faults at scale (#31): a remote of 2,000 Services with a slice each, and a second remote
+/// behind a proxy that first does not answer at all and then answers slowly. The hung remote
+/// does not delay the other one's changes; the slow one is read once it answers; the large
+/// remote's API server restarts during endpoint churn, and its view resumes from the watches
+/// (the restarted server's own counters show no relist loop) and follows a change made after.
+#[test]
+fn remote_faults_at_scale() {
+    use common::{proxy::SlowProxy, scale};
+    let Some(mut b) = ControlPlane::start() else {
+        return;
+    };
+    let Some(c) = ControlPlane::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (plane, services, ip) in [(&b, 2000, "198.51.100.20"), (&c, 20, "198.51.100.30")] {
+        let client = runtime.block_on(scale::client(&plane.kubeconfig)).unwrap();
+        runtime
+            .block_on(scale::load(&client, &scale::remote_objects(services), 16))
+            .unwrap();
+        runtime
+            .block_on(scale::set_gateway_address(&client, ip))
+            .unwrap();
+    }
+    let proxy = SlowProxy::hanging(c.port);
+    let through_proxy = c.dir.path().join("kubeconfig-proxy");
+    std::fs::write(
+        &through_proxy,
+        std::fs::read_to_string(&c.kubeconfig)
+            .unwrap()
+            .replace(&format!(":{}\"", c.port), &format!(":{}\"", proxy.port)),
+    )
+    .unwrap();
+    let config = format!(
+        "cluster:
+  name: cluster-a
+  network: network-a
+  localities: [europe-west1/europe-west1-b]
+discovery:
+  source: kubeconfigs
+  kubeconfigs:
+    cluster-b: {}
+    cluster-c: {}
+",
+        b.kubeconfig.display(),
+        through_proxy.display()
+    );
+    let server = Server::start(Some(&config), &["--world", "none"]);
+
+    // The generated failover endpoint of svc-00007 per remote gateway: its weight is the
+    // remote's ready endpoints.
+    let entry = common::yaml(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: svc-00007-failover
+  namespace: churn
+  annotations: {failover-guard.io/failover: \"true\"}
+spec:
+  hosts: [svc-00007.churn.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+",
+    );
+    let weights = || -> std::collections::BTreeMap<String, u64> {
+        let review = server.review("/mutate", &common::review_for("u", "CREATE", &entry));
+        let mutated = common::apply_response_patch(&entry, &review);
+        mutated["spec"]["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["address"].as_str().unwrap_or("").to_owned(),
+                    e["weight"].as_u64().unwrap_or(1),
+                )
+            })
+            .collect()
+    };
+    let weight_of_b = || weights().get("198.51.100.20").copied();
+    let b_client = runtime.block_on(scale::client(&b.kubeconfig)).unwrap();
+
+    // Cluster C does not answer at all: B is read, and follows a change, all the same.
+    eventually(120, "cluster-b read", || {
+        (weight_of_b() == Some(3)).then_some(())
+    })
+    .expect("cluster-b read while cluster-c hangs");
+    runtime.block_on(scale::scale(&b_client, 7, 5)).unwrap();
+    eventually(30, "cluster-b's change while cluster-c hangs", || {
+        (weight_of_b() == Some(5)).then_some(())
+    })
+    .expect("cluster-b follows its changes while cluster-c hangs");
+    let readyz = server.probe("/readyz").1;
+    assert!(!readyz.contains("cluster-c up"), "{readyz}");
+
+    // C answers, slowly: it is read, and its gateway joins the endpoints.
+    proxy.slow(Duration::from_millis(300));
+    eventually(120, "cluster-c read through the slow proxy", || {
+        weights().contains_key("198.51.100.30").then_some(())
+    })
+    .expect("cluster-c read once it answers");
+
+    // B's API server restarts while its slices churn.
+    let churn_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, kubeconfig) = (churn_stop.clone(), b.kubeconfig.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let client = runtime.block_on(scale::client(&kubeconfig)).unwrap();
+            let mut i = 100;
+            let mut changes = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i = (i * 7 + 13) % 2000;
+                if i != 7
+                    && runtime
+                        .block_on(scale::scale(&client, i, 1 + i % 4))
+                        .is_ok()
+                {
+                    changes += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            changes
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    b.stop_apiserver();
+    std::thread::sleep(Duration::from_secs(3));
+    b.start_apiserver();
+    // Churn on the restarted server long enough for a relist loop to show.
+    std::thread::sleep(Duration::from_secs(20));
+    churn_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let changes = churn.join().unwrap();
+    assert!(changes > 100, "the churn made {changes} changes");
+    runtime.block_on(scale::scale(&b_client, 7, 2)).unwrap();
+    eventually(60, "cluster-b's change after its restart", || {
+        (weight_of_b() == Some(2)).then_some(())
+    })
+    .expect("cluster-b's view resumes after its API server restarts");
+    // Discovery's own count of its full lists of B: one per kind at the start, and at most one
+    // more per kind for the restart (a watch resumed from a version the restarted server's
+    // cache no longer has starts over), never a loop. The restarted server's own counters
+    // (from zero) agree for EndpointSlices, the kind that churns; its Services and Nodes are
+    // also listed by the API server's own start-up and repair loops.
+    let lists = |metrics: &str| -> std::collections::BTreeMap<String, u64> {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("failover_guard_remote_lists_total{")
+                    && l.contains("cluster=\"cluster-b\"")
+            })
+            .filter_map(|l| {
+                let kind = l.split("kind=\"").nth(1)?.split('"').next()?.to_owned();
+                Some((kind, l.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let after_restart = lists(&server.probe("/metrics").1);
+    assert!(
+        !after_restart.is_empty() && after_restart.values().all(|n| *n <= 2),
+        "discovery's lists of cluster-b: {after_restart:?}"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        lists(&server.probe("/metrics").1),
+        after_restart,
+        "a relist loop"
+    );
+    let slices_listed = list_requests(&b)
+        .get("endpointslices")
+        .copied()
+        .unwrap_or(0);
+    // A full list of 2,000 slices is 4 pages of 500.
+    assert!(
+        slices_listed <= 4,
+        "EndpointSlice LISTs on the restarted remote: {slices_listed}"
+    );
+    let readyz = server.probe("/readyz").1;
+    assert!(
+        readyz.contains("cluster-b up") && readyz.contains("cluster-c up"),
+        "{readyz}"
+    );
+}

@@ -592,3 +592,109 @@ data:
         locality(o).is_null()
     });
 }
+
+/// Polls `probe` for up to `secs` seconds; panics with `what` and the last value otherwise.
+fn wait_for<T: std::fmt::Debug>(secs: u64, what: &str, mut probe: impl FnMut() -> (bool, T)) {
+    let started = Instant::now();
+    loop {
+        let (done, last) = probe();
+        if done {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "{what} within {secs}s; last: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The local API server restarts (#31, faults at scale): while it is gone, admission keeps
+/// answering from the world's last known state and /readyz says which watches fail; when it
+/// is back, the world resumes from its watches and follows a change made after the restart.
+#[test]
+fn the_local_api_server_restarts() {
+    let Some(mut plane) = ControlPlane::start() else {
+        return;
+    };
+    plane.install_istio_crds();
+    assert!(
+        plane
+            .kubectl(&["create", "namespace", "bookinfo"])
+            .status
+            .success()
+    );
+    let first = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: legacy, namespace: bookinfo}
+spec:
+  host: legacy.bookinfo.svc.cluster.local
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}
+";
+    let out = plane.apply(first, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let kubeconfig = plane.kubeconfig.display().to_string();
+    let server = Server::start(None, &["--world", "cluster", "--kubeconfig", &kubeconfig]);
+    wait_for(30, "world synced", || {
+        let body = server.probe("/readyz").1;
+        (body.contains("world: synced"), body)
+    });
+
+    // A second rule with its own trafficPolicy for the same host: the world's rule shadows
+    // it (FG111), a verdict only the world can give. Sent as the API server would send it.
+    // The API server sets the creation time before admission; pilot keeps the older policy.
+    let shadow = common::yaml(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: legacy-shadow, namespace: bookinfo, creationTimestamp: '2030-01-01T00:00:00Z'}
+spec:
+  host: legacy.bookinfo.svc.cluster.local
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}
+",
+    );
+    let verdict = || {
+        let review = server.review("/validate", &common::review_for("u1", "CREATE", &shadow));
+        (
+            review["response"]["allowed"].as_bool(),
+            review["response"]["status"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        )
+    };
+    let (allowed, message) = verdict();
+    assert_eq!(allowed, Some(false), "{message}");
+    assert!(message.contains("FG111"), "{message}");
+
+    // The API server goes away: the same verdict from the last known state, and /readyz
+    // (still ready: admission answers) names the failing watches.
+    plane.stop_apiserver();
+    wait_for(60, "/readyz to name the failing watches", || {
+        let (code, body) = server.probe("/readyz");
+        (
+            code == 200 && body.contains("last known state kept while the watches of"),
+            (code, body),
+        )
+    });
+    let (allowed, message) = verdict();
+    assert_eq!(allowed, Some(false), "{message}");
+    assert!(message.contains("FG111"), "{message}");
+
+    // Back: the watches resume, and a change made after the restart reaches the world.
+    plane.start_apiserver();
+    let out = plane.kubectl(&["-n", "bookinfo", "delete", "destinationrule", "legacy"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(60, "the deletion to reach the world", || {
+        let (allowed, message) = verdict();
+        (allowed == Some(true), message)
+    });
+    wait_for(30, "/readyz to be clear again", || {
+        let body = server.probe("/readyz").1;
+        (
+            body.contains("world: synced") && !body.contains("watches of"),
+            body,
+        )
+    });
+}

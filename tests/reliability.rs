@@ -9,7 +9,6 @@ mod common;
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -41,33 +40,13 @@ fn dr() -> Value {
     )
 }
 
-/// Writes a certificate pair the way the kubelet updates a mounted Secret: files in a
-/// timestamped folder, `..data` pointing at it, and `tls.crt` / `tls.key` pointing through
-/// `..data`; an update swaps `..data` atomically.
-fn write_secret_volume(dir: &Path, generation: u32, cert_pem: &str, key_pem: &str) {
-    let folder = dir.join(format!("..2026_11_29_{generation}"));
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("tls.crt"), cert_pem).unwrap();
-    std::fs::write(folder.join("tls.key"), key_pem).unwrap();
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(folder.file_name().unwrap(), &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    for file in ["tls.crt", "tls.key"] {
-        let link = dir.join(file);
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(format!("..data/{file}"), &link).unwrap();
-        }
-    }
-}
-
 #[test]
 fn certificate_rotation_by_symlink_swap_under_load() {
     let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
     let first = failover_guard::certs::generate(&names).unwrap();
     let volume = tempfile::tempdir().unwrap();
     // Start with a chain (leaf, then CA): accepted.
-    write_secret_volume(
+    common::write_secret_volume(
         volume.path(),
         1,
         &format!("{}{}", first.cert_pem, first.ca_cert_pem),
@@ -121,7 +100,7 @@ fn certificate_rotation_by_symlink_swap_under_load() {
 
     let second =
         failover_guard::certs::issue(&names, &first.ca_cert_pem, &first.ca_key_pem).unwrap();
-    write_secret_volume(volume.path(), 2, &second.cert_pem, &second.key_pem);
+    common::write_secret_volume(volume.path(), 2, &second.cert_pem, &second.key_pem);
     let rotated = Instant::now();
     while presented_leaf(server.port, &ca) != leaf_der(&second.cert_pem) {
         assert!(
@@ -132,7 +111,7 @@ fn certificate_rotation_by_symlink_swap_under_load() {
     }
 
     // A broken new pair keeps the current one, and is counted.
-    write_secret_volume(
+    common::write_secret_volume(
         volume.path(),
         3,
         "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n",

@@ -5,6 +5,7 @@
 
 pub mod ambient;
 pub mod destination_rule;
+pub mod kube;
 pub mod locality;
 pub mod mesh;
 pub mod multicluster;

@@ -22,6 +22,7 @@ use super::{
     augment_labels,
     destination_rule::{Consolidated, Index, effective_policy},
     entry_endpoint_labels, failover_priority, fqdn,
+    kube::{KubeIndex, Lookup},
     locality::{lb_priority, locality_match, split},
     mesh::MeshConfig,
     peer_authentication::{MtlsMode, PeerAuthentications},
@@ -173,17 +174,6 @@ fn kube_services<'a>(
         })
 }
 
-/// The EndpointSlices of Service `namespace/name`.
-fn slices_of<'a>(objects: &[&'a Value], namespace: &str, name: &str) -> Vec<&'a Value> {
-    objects
-        .iter()
-        .copied()
-        .filter(|o| kind_of(o) == ("discovery.k8s.io", "EndpointSlice"))
-        .filter(|o| namespace_of(o) == namespace)
-        .filter(|o| str_at(o, &["metadata", "labels", "kubernetes.io/service-name"]) == Some(name))
-        .collect()
-}
-
 /// One pod as the Istio harness runs it (tests/istio/main.go synthesizeWorkloads): the next
 /// address, the Service's selector, a subset's labels and `tlsMode: istio`, on `node` in
 /// `locality`, as `registry` labels it; one endpoint per Service port.
@@ -308,10 +298,7 @@ fn native_remote_workloads(
             remote: &remote.name,
         };
         // The remote's real workloads, where they were read (discovery, `--remote`).
-        let workloads: Option<Vec<&Value>> = remote
-            .workloads
-            .as_ref()
-            .map(|w| w.iter().map(|o| &**o).collect());
+        let workloads = remote.workloads.as_ref().map(|w| w.lookup());
         for (svc, name, namespace, host) in kube_services(objects, &config.cluster.cluster_domain) {
             let ports = service_ports(svc);
             let Some(service) = services
@@ -320,8 +307,8 @@ fn native_remote_workloads(
             else {
                 continue;
             };
-            if let Some(workloads) = &workloads {
-                let slices = slices_of(workloads, &namespace, name);
+            if let Some(workloads) = workloads {
+                let slices = workloads.slices_of(&namespace, name);
                 service
                     .endpoints
                     .extend(slice_endpoints(workloads, &slices, &ports, &registry));
@@ -380,6 +367,8 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
     let domain = &config.cluster.cluster_domain;
     let local_cluster = &config.cluster.name;
     let rules = destination_rules(objects, config);
+    let index = KubeIndex::new(objects);
+    let lookup = Lookup::new(objects, &index);
     let mut out: Vec<Service> = Vec::new();
     let mut next = 0u32;
     for (svc, name, namespace, host) in kube_services(objects, domain) {
@@ -390,7 +379,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
         // (tests/istio/main.go synthesizeWorkloads), on the locality's node.
         let sets = subset_label_sets(&rules, &host);
         let mut endpoints = Vec::new();
-        let slices = slices_of(objects, &namespace, name);
+        let slices = lookup.slices_of(&namespace, name);
         let local = Registry {
             cluster: local_cluster,
             network: &config.cluster.network,
@@ -400,7 +389,7 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
             // Real workloads: the EndpointSlices' ready endpoints, their pods' labels and their
             // nodes' topology (pilot/pkg/serviceregistry/kube/controller/endpointslice.go,
             // endpoint_builder.go NewEndpointBuilder, controller.go getPodLocality).
-            endpoints.extend(slice_endpoints(objects, &slices, &ports, &local));
+            endpoints.extend(slice_endpoints(lookup, &slices, &ports, &local));
         } else {
             for (li, locality) in config.cluster.localities.iter().enumerate() {
                 let node = format!("failover-guard-node-{li}");
@@ -551,19 +540,12 @@ fn namespace_object<'a>(objects: &[&'a Value], namespace: &str) -> Option<&'a Va
 /// The local endpoints of a Service from its EndpointSlices: ready endpoints whose pod is
 /// known (pilot waits for a pod a targetRef names), with the pod's labels, the node's locality
 /// (or the pod's istio-locality label), the pod's tlsMode label.
-fn slice_endpoints(
-    objects: &[&Value],
+fn slice_endpoints<V: Borrow<Value>>(
+    objects: Lookup<'_, V>,
     slices: &[&Value],
     ports: &[(String, u32, u32)],
     registry: &Registry<'_>,
 ) -> Vec<IstioEndpoint> {
-    let find = |kind: (&str, &str), ns: Option<&str>, name: &str| {
-        objects.iter().find(|o| {
-            kind_of(o) == kind
-                && str_at(o, &["metadata", "name"]) == Some(name)
-                && ns.is_none_or(|ns| namespace_of(o) == ns)
-        })
-    };
     let mut out = Vec::new();
     for slice in slices {
         let ns = namespace_of(slice);
@@ -585,13 +567,11 @@ fn slice_endpoints(
                 .path(&["targetRef", "name"])
                 .and_then(Value::as_str)
             {
-                Some(pod) => match find(("", "Pod"), Some(&ns), pod) {
+                Some(pod) => match objects.get("", "Pod", &ns, pod) {
                     Some(pod) => Some(pod),
                     None => continue,
                 },
-                None => objects.iter().find(|o| {
-                    kind_of(o) == ("", "Pod") && str_at(o, &["status", "podIP"]) == Some(address)
-                }),
+                None => objects.pod_by_ip(address),
             };
             let own = string_map(pod.and_then(|p| p.path(&["metadata", "labels"])));
             let node = pod
@@ -601,7 +581,8 @@ fn slice_endpoints(
             // controller.go getPodLocality: the pod's locality label, else its node's.
             let locality = match super::locality_from_labels(&own) {
                 Some(l) => l,
-                None => find(("", "Node"), None, &node)
+                None => objects
+                    .get("", "Node", "", &node)
                     .map(|n| {
                         let label = |k: &str| {
                             str_at(n, &["metadata", "labels", k])

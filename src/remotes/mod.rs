@@ -616,7 +616,16 @@ async fn watch_remote(
                         }
                     }
                     watcher::Event::Delete(o) => view.delete(kinds[i], &key(&o)),
-                    watcher::Event::Init => relisting[i] = Some(BTreeMap::new()),
+                    watcher::Event::Init => {
+                        relisting[i] = Some(BTreeMap::new());
+                        metrics
+                            .remote_lists
+                            .get_or_create(&crate::metrics::ClusterKindLabels {
+                                cluster: name.clone(),
+                                kind: resources[i].kind.clone(),
+                            })
+                            .inc();
+                    }
                     watcher::Event::InitApply(o) => {
                         let k = key(&o);
                         if let (Some(list), Some(v)) = (

@@ -335,7 +335,9 @@ impl RemoteView {
         }
         if settings.native {
             if whole || self.workloads_changed || reading.workloads.is_none() {
-                reading.workloads = Some(Arc::new(self.workloads()));
+                reading.workloads = Some(Arc::new(crate::istio::kube::RemoteObjects::new(
+                    self.workloads(),
+                )));
             }
         } else {
             reading.workloads = None;

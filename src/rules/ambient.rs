@@ -303,22 +303,15 @@ fn check_fg411(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
     let ns = &cx.subject.namespace;
     let name = &cx.subject.name;
     for remote in &cx.config.remotes {
-        let Some(theirs) = remote.workloads.as_ref().and_then(|w| {
-            w.iter().find(|o| {
-                o.field("kind").and_then(Value::as_str) == Some("Service")
-                    && o.path(&["metadata", "namespace"]).and_then(Value::as_str) == Some(ns)
-                    && o.path(&["metadata", "name"]).and_then(Value::as_str) == Some(name)
-            })
-        }) else {
+        let Some(theirs) = remote.workloads.as_ref() else {
+            continue;
+        };
+        let theirs = theirs.lookup();
+        let Some(their_service) = theirs.get("", "Service", ns, name) else {
             continue;
         };
         // The waypoint as each cluster binds it (the Service's label, else its namespace's).
-        let their_namespace = remote.workloads.as_ref().and_then(|w| {
-            w.iter().find(|o| {
-                o.field("kind").and_then(Value::as_str) == Some("Namespace")
-                    && o.path(&["metadata", "name"]).and_then(Value::as_str) == Some(ns)
-            })
-        });
+        let their_namespace = theirs.get("", "Namespace", "", ns);
         let our_namespace = cx.world.and_then(|w| w.namespace(ns));
         let waypoint = |o: &Value, n: Option<&Value>| {
             use_waypoint(o, n).map(|(wns, wname)| format!("{wns}/{wname}"))
@@ -328,13 +321,13 @@ fn check_fg411(svc: &mut Value, cx: &Context<'_>, _fix: bool, out: &mut Issues) 
                 USE_WAYPOINT,
                 "waypoint",
                 waypoint(svc, our_namespace.as_deref()),
-                waypoint(theirs, their_namespace.map(|n| &**n)),
+                waypoint(their_service, their_namespace),
             ),
             (
                 "istio.io/global",
                 "global label",
                 label(svc, "istio.io/global"),
-                label(theirs, "istio.io/global"),
+                label(their_service, "istio.io/global"),
             ),
         ] {
             if here == there {

@@ -477,9 +477,10 @@ pub(crate) mod testing {
                         .iter_mut()
                         .find(|r| &r.name == name)
                         .unwrap_or_else(|| panic!("{id} {:?}: no remote {name}", case.name));
-                    remote.workloads = Some(std::sync::Arc::new(
-                        objects.iter().cloned().map(std::sync::Arc::new).collect(),
-                    ));
+                    remote.workloads =
+                        Some(std::sync::Arc::new(crate::istio::kube::RemoteObjects::new(
+                            objects.iter().cloned().map(std::sync::Arc::new).collect(),
+                        )));
                 }
                 if let Some(mesh) = &case.mesh {
                     config = config.with_mesh(

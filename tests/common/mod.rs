@@ -13,6 +13,8 @@ use std::{
 
 pub mod cluster;
 pub mod istio;
+pub mod mesh;
+pub mod proxy;
 pub mod scale;
 pub mod strategies;
 
@@ -619,4 +621,24 @@ pub fn check_monitoring_against(exposition: &str) {
         }
     }
     assert!(used >= 8, "the dashboard shows {used} metrics");
+}
+
+/// Writes a certificate pair the way the kubelet updates a mounted Secret: files in a
+/// timestamped folder, `..data` pointing at it, and `tls.crt` / `tls.key` pointing through
+/// `..data`; an update swaps `..data` atomically.
+pub fn write_secret_volume(dir: &Path, generation: u32, cert_pem: &str, key_pem: &str) {
+    let folder = dir.join(format!("..2026_11_29_{generation}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("tls.crt"), cert_pem).unwrap();
+    std::fs::write(folder.join("tls.key"), key_pem).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(folder.file_name().unwrap(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for file in ["tls.crt", "tls.key"] {
+        let link = dir.join(file);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{file}"), &link).unwrap();
+        }
+    }
 }

@@ -179,6 +179,8 @@ pub const READ_RESOURCES: &[&str] = &[
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApiCounters {
     pub requests: BTreeMap<String, f64>,
+    /// LIST requests by resource (a paginated list counts once per page).
+    pub lists: BTreeMap<String, f64>,
     /// Bytes of LIST and GET answers.
     pub list_bytes: f64,
     /// Per kind: watch events sent, and the sum and count of encoded event sizes.
@@ -217,6 +219,11 @@ impl ApiCounters {
             match metric {
                 "apiserver_request_total" if read(line) => {
                     if let Some(verb) = label(line, "verb") {
+                        if verb == "LIST"
+                            && let Some(resource) = label(line, "resource")
+                        {
+                            *out.lists.entry(resource).or_default() += value(line);
+                        }
                         *out.requests.entry(verb).or_default() += value(line);
                     }
                 }
@@ -258,14 +265,17 @@ impl ApiCounters {
         self.events.values().map(|(n, _, _)| n).sum()
     }
 
-    /// Bytes sent: LIST and GET answers, and every watch event at its kind's mean size.
+    /// Bytes of watch events: every event sent at its kind's mean size.
+    pub fn watch_bytes(&self) -> f64 {
+        self.events
+            .values()
+            .map(|(n, sum, count)| if *count > 0.0 { n * sum / count } else { 0.0 })
+            .sum()
+    }
+
+    /// Bytes sent: LIST and GET answers, and watch events.
     pub fn bytes(&self) -> f64 {
-        self.list_bytes
-            + self
-                .events
-                .values()
-                .map(|(n, sum, count)| if *count > 0.0 { n * sum / count } else { 0.0 })
-                .sum::<f64>()
+        self.list_bytes + self.watch_bytes()
     }
 
     /// The API server's counters now.
@@ -289,6 +299,12 @@ impl ApiCounters {
                 .map(|(verb, n)| (verb.clone(), n - before.requests.get(verb).unwrap_or(&0.0)))
                 .filter(|(_, n)| *n > 0.0)
                 .collect(),
+            lists: self
+                .lists
+                .iter()
+                .map(|(r, n)| (r.clone(), n - before.lists.get(r).unwrap_or(&0.0)))
+                .filter(|(_, n)| *n > 0.0)
+                .collect(),
             list_bytes: self.list_bytes - before.list_bytes,
             events: self
                 .events
@@ -305,4 +321,16 @@ impl ApiCounters {
     pub fn count(&self, verb: &str) -> f64 {
         self.requests.get(verb).copied().unwrap_or(0.0)
     }
+}
+
+/// A client of the API server a kubeconfig file names.
+pub async fn client(kubeconfig: &std::path::Path) -> Result<Client, String> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| e.to_string())?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Client::try_from(config).map_err(|e| e.to_string())
 }

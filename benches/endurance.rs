@@ -21,6 +21,8 @@
 //! Nothing here is asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -36,15 +38,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
+use client::{connect, send};
 use common::{Server, cluster::ControlPlane, scale};
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Request, client::conn::http1};
-use hyper_util::rt::TokioIo;
-use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
-use rustls_pki_types::{CertificateDer, pem::PemObject};
 use tokio_rustls::TlsConnector;
-
-type Sender = http1::SendRequest<Full<Bytes>>;
 
 const SLOW: Duration = Duration::from_millis(250);
 
@@ -82,20 +78,7 @@ fn mix() -> anyhow::Result<Vec<(&'static str, Bytes)>> {
             std::fs::read(&path).context(path.display().to_string())?,
         ))
     };
-    let entry = common::yaml(
-        "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: svc-00007-failover
-  namespace: churn
-  annotations: {failover-guard.io/failover: \"true\"}
-spec:
-  hosts: [svc-00007.churn.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-",
-    );
+    let entry = scale::failover_entry(7);
     let discovered = Bytes::from(serde_json::to_vec(&common::review_for(
         "e1", "CREATE", &entry,
     ))?);
@@ -106,47 +89,6 @@ spec:
         ("/validate", recorded("0011-validate.json")?),
         ("/mutate", discovered),
     ])
-}
-
-fn connector(cas: &[String]) -> anyhow::Result<TlsConnector> {
-    let mut roots = RootCertStore::empty();
-    for pem in cas {
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            roots.add(cert?)?;
-        }
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-async fn connect(connector: &TlsConnector, port: u16) -> anyhow::Result<Sender> {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    tcp.set_nodelay(true)?;
-    let tls = connector
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let (sender, connection) = http1::handshake(TokioIo::new(tls)).await?;
-    tokio::task::spawn_local(connection);
-    Ok(sender)
-}
-
-async fn send(sender: &mut Sender, path: &str, body: &Bytes) -> anyhow::Result<()> {
-    sender.ready().await?;
-    let request = Request::post(path)
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(body.clone()))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let answer = response.into_body().collect().await?.to_bytes();
-    if status != 200 || !answer.starts_with(b"{") {
-        bail!("{path}: HTTP {status}");
-    }
-    Ok(())
 }
 
 /// One request's outcome.
@@ -284,7 +226,7 @@ fn main() -> anyhow::Result<()> {
 
     let mix = mix()?;
     let cas: Vec<String> = pairs.iter().map(|p| p.ca_cert_pem.clone()).collect();
-    let connector = connector(&cas)?;
+    let connector = client::connector(&cas)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -18,23 +18,21 @@
 //! cache.
 //! Ratios are what to judge; the machine is shared and noisy. Nothing here is asserted.
 
+#[path = "support/client.rs"]
+mod client;
+
 use std::{
     fmt::Write as _,
     net::TcpListener,
     path::Path,
     process::{Child, Command, Stdio},
     rc::Rc,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Request, client::conn::http1};
-use hyper_util::rt::TokioIo;
-use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
-use rustls_pki_types::{CertificateDer, pem::PemObject};
+use client::{connect, send};
 use tokio_rustls::TlsConnector;
 
 const BIN: &str = env!("CARGO_BIN_EXE_failover-guard");
@@ -356,16 +354,7 @@ fn large_world() -> String {
 }
 
 fn connector(ca: &Path) -> anyhow::Result<TlsConnector> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca)? {
-        roots.add(cert?)?;
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    client::connector(&[std::fs::read_to_string(ca)?])
 }
 
 /// A server process under test.
@@ -452,39 +441,6 @@ impl Drop for Server {
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-type Sender = http1::SendRequest<Full<Bytes>>;
-
-async fn connect(connector: &TlsConnector, port: u16) -> anyhow::Result<Sender> {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    tcp.set_nodelay(true)?;
-    let tls = connector
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let (sender, connection) = http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-/// Sends one request and reads the whole answer; an answer other than 200 with an
-/// AdmissionReview response is an error (the benchmark must not measure failures).
-async fn send(sender: &mut Sender, path: &str, body: &Bytes) -> anyhow::Result<()> {
-    sender.ready().await?;
-    let request = Request::post(path)
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(body.clone()))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let answer = response.into_body().collect().await?.to_bytes();
-    if status != 200 || !answer.starts_with(b"{") {
-        bail!(
-            "{path}: HTTP {status}: {}",
-            String::from_utf8_lossy(&answer[..answer.len().min(200)])
-        );
-    }
-    Ok(())
 }
 
 struct Saturation {

@@ -74,47 +74,21 @@ fn set_gateway_ingress(remote: &ControlPlane, ingress: Value) {
     ]));
 }
 
-/// The remote secret of `istioctl create-remote-secret`: Secret istio-remote-secret-<name> in
-/// istio-system, labelled istio/multiCluster=true, annotated networking.istio.io/cluster, one
-/// key per cluster holding a kubeconfig with the CA embedded and a bearer token.
 /// The LIST requests a control plane has served for what discovery reads, by resource
 /// (`apiserver_request_total`).
 fn list_requests(cp: &ControlPlane) -> std::collections::BTreeMap<String, u64> {
     let out = cp.kubectl(&["get", "--raw", "/metrics"]);
     assert!(out.status.success(), "{}", text(&out));
-    let mut lists = std::collections::BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if !line.starts_with("apiserver_request_total{") || !line.contains("verb=\"LIST\"") {
-            continue;
-        }
-        let resource = line
-            .split("resource=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("")
-            .to_owned();
-        if ![
-            "services",
-            "endpointslices",
-            "nodes",
-            "pods",
-            "namespaces",
-            "gateways",
-        ]
-        .contains(&resource.as_str())
-        {
-            continue;
-        }
-        let count = line
-            .rsplit(' ')
-            .next()
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        *lists.entry(resource).or_default() += count as u64;
-    }
-    lists
+    common::scale::ApiCounters::parse(&String::from_utf8_lossy(&out.stdout))
+        .lists
+        .into_iter()
+        .map(|(resource, n)| (resource, n as u64))
+        .collect()
 }
 
+/// The remote secret of `istioctl create-remote-secret`: Secret istio-remote-secret-<name> in
+/// istio-system, labelled istio/multiCluster=true, annotated networking.istio.io/cluster, one
+/// key per cluster holding a kubeconfig with the CA embedded and a bearer token.
 fn remote_secret(name: &str, remote: &ControlPlane, token: &str) -> String {
     let ca = std::fs::read(remote.dir.path().join("pki/ca.crt")).unwrap();
     let kubeconfig = format!(
@@ -878,20 +852,7 @@ discovery:
 
     // The generated failover endpoint of svc-00007 per remote gateway: its weight is the
     // remote's ready endpoints.
-    let entry = common::yaml(
-        "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: svc-00007-failover
-  namespace: churn
-  annotations: {failover-guard.io/failover: \"true\"}
-spec:
-  hosts: [svc-00007.churn.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-",
-    );
+    let entry = scale::failover_entry(7);
     let weights = || -> std::collections::BTreeMap<String, u64> {
         let review = server.review("/mutate", &common::review_for("u", "CREATE", &entry));
         let mutated = common::apply_response_patch(&entry, &review);
@@ -1003,6 +964,9 @@ spec:
         .get("endpointslices")
         .copied()
         .unwrap_or(0);
+    eprintln!(
+        "discovery's lists of cluster-b: {after_restart:?}; EndpointSlice LISTs on the restarted server: {slices_listed}"
+    );
     // A full list of 2,000 slices is 4 pages of 500.
     assert!(
         slices_listed <= 4,

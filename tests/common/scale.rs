@@ -62,6 +62,17 @@ pub fn remote_objects(services: usize) -> Vec<Value> {
     out
 }
 
+/// A failover ServiceEntry for generated Service `i`: the webhook gives it an endpoint per
+/// discovered remote gateway, weighted by the remote's ready endpoints.
+pub fn failover_entry(i: usize) -> Value {
+    let name = service_name(i);
+    json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": format!("{name}-failover"), "namespace": NAMESPACE,
+            "annotations": {"failover-guard.io/failover": "true"}},
+        "spec": {"hosts": [format!("{name}.{NAMESPACE}.svc.cluster.local")], "location": "MESH_INTERNAL",
+            "resolution": "STATIC", "ports": [{"number": 8080, "name": "http", "protocol": "HTTP"}]}})
+}
+
 /// The API resource of an object.
 pub fn resource_of(object: &Value) -> ApiResource {
     let api_version = object["apiVersion"].as_str().unwrap_or("v1");

@@ -403,9 +403,16 @@ fn main() -> anyhow::Result<()> {
         let minutes = opened.elapsed().as_secs_f64() / 60.0;
         let mut latencies = Vec::new();
         let (mut unseen, mut superseded) = (0, 0);
+        let closed = Instant::now();
         for o in &mut observers {
             o.stop();
             let p = o.pending.lock().unwrap();
+            for ((remote, i), (ready, at)) in &p.waiting {
+                eprintln!(
+                    "{setup}: not seen: {remote} svc-{i:05} ready {ready}, changed {:.1} s before the window closed",
+                    closed.saturating_duration_since(*at).as_secs_f64()
+                );
+            }
             latencies.extend(p.latencies.iter().copied());
             unseen += p.waiting.len();
             superseded += p.superseded;

@@ -25,6 +25,8 @@
 mod client;
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/process.rs"]
+mod process;
 
 use std::{
     cell::RefCell,
@@ -91,11 +93,38 @@ fn mix() -> anyhow::Result<Vec<(&'static str, Bytes)>> {
     ])
 }
 
-/// One request's outcome.
+/// A failed or slow request.
 struct Outcome {
     at: Duration,
     latency: Duration,
     error: Option<String>,
+}
+
+/// What the hour's requests did: per minute their latencies (µs) and failures, and every
+/// failed or slow one (an hour at this rate is tens of millions of requests: kept this way
+/// they take a few hundred MB).
+#[derive(Default)]
+struct Record {
+    minutes: Vec<Vec<u32>>,
+    failed: Vec<u64>,
+    notable: Vec<Outcome>,
+}
+
+impl Record {
+    fn add(&mut self, at: Duration, latency: Duration, error: Option<String>) {
+        let minute = (at.as_secs() / 60) as usize;
+        if self.minutes.len() <= minute {
+            self.minutes.resize_with(minute + 1, Vec::new);
+            self.failed.resize(minute + 1, 0);
+        }
+        self.minutes[minute].push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+        if error.is_some() {
+            self.failed[minute] += 1;
+        }
+        if error.is_some() || latency > SLOW {
+            self.notable.push(Outcome { at, latency, error });
+        }
+    }
 }
 
 fn rss(pid: u32, field: &str) -> f64 {
@@ -110,12 +139,13 @@ fn rss(pid: u32, field: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
+/// The `q` quantile of sorted latencies in µs, in ms.
+fn percentile(sorted: &[u32], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1000.0
+    f64::from(sorted[i]) / 1000.0
 }
 
 /// Requests per second at saturation: closed loop over 16 connections for 15 s.
@@ -238,14 +268,19 @@ fn main() -> anyhow::Result<()> {
         args.minutes, args.services, args.churn
     );
 
-    let outcomes: Rc<RefCell<Vec<Outcome>>> = Rc::new(RefCell::new(Vec::new()));
+    let ticks = process::clock_ticks()?;
+    let cpu_before = (
+        process::cpu_seconds(&pid.to_string(), ticks)?,
+        process::cpu_seconds("self", ticks)?,
+    );
+    let record: Rc<RefCell<Record>> = Rc::new(RefCell::new(Record::default()));
     let duration = Duration::from_secs(args.minutes * 60);
     let start = tokio::time::Instant::now();
     const CONNECTIONS: usize = 8;
     let period = Duration::from_secs_f64(CONNECTIONS as f64 / rate);
     let mut tasks = Vec::new();
     for c in 0..CONNECTIONS {
-        let (outcomes, mix, connector) = (outcomes.clone(), mix.clone(), connector.clone());
+        let (record, mix, connector) = (record.clone(), mix.clone(), connector.clone());
         tasks.push(local.spawn_local(async move {
             let mut sender = connect(&connector, port).await.ok();
             let mut due = start + period.mul_f64(c as f64 / CONNECTIONS as f64);
@@ -267,11 +302,9 @@ fn main() -> anyhow::Result<()> {
                     // A broken connection is counted, then replaced.
                     sender = connect(&connector, port).await.ok();
                 }
-                outcomes.borrow_mut().push(Outcome {
-                    at: sent.duration_since(start),
-                    latency: sent.elapsed(),
-                    error,
-                });
+                record
+                    .borrow_mut()
+                    .add(sent.duration_since(start), sent.elapsed(), error);
                 due += period;
                 k += 1;
             }
@@ -312,57 +345,51 @@ fn main() -> anyhow::Result<()> {
         }
         housekeeping.await.unwrap_or_default()
     });
+    let wall = start.elapsed().as_secs_f64();
+    let server_cpu = process::cpu_seconds(&pid.to_string(), ticks)? - cpu_before.0;
+    let generator_cpu = process::cpu_seconds("self", ticks)? - cpu_before.1;
     stop.store(true, Ordering::SeqCst);
     let (changes, churn_errors) = churn.join().unwrap_or((0, 0));
+    // The last minute's configuration change is read within the reload interval.
+    std::thread::sleep(Duration::from_secs(2));
     let (_, metrics) = server.probe("/metrics");
 
-    let outcomes = outcomes.take();
+    let mut record = record.take();
+    for minute in &mut record.minutes {
+        minute.sort_unstable();
+    }
     println!("| minute | requests | failed | slow (> 250 ms) | p50 | p99 | resident memory |");
     println!("|---|---|---|---|---|---|---|");
-    for minute in 0..args.minutes {
-        let of: Vec<&Outcome> = outcomes
-            .iter()
-            .filter(|o| o.at.as_secs() / 60 == minute)
-            .collect();
-        let mut latencies: Vec<Duration> = of.iter().map(|o| o.latency).collect();
-        latencies.sort();
+    for (minute, latencies) in record.minutes.iter().enumerate() {
+        let slow = latencies.partition_point(|l| Duration::from_micros(u64::from(*l)) <= SLOW);
         println!(
             "| {} | {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} MiB |",
             minute + 1,
-            of.len(),
-            of.iter().filter(|o| o.error.is_some()).count(),
-            of.iter().filter(|o| o.latency > SLOW).count(),
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.99),
+            latencies.len(),
+            record.failed[minute],
+            latencies.len() - slow,
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.99),
             samples
                 .iter()
-                .find(|(m, _)| *m == minute + 1)
+                .find(|(m, _)| *m == minute as u64 + 1)
                 .map_or(0.0, |(_, r)| *r)
         );
     }
     println!("\n| minutes | p99 |");
     println!("|---|---|");
-    for ten in 0..args.minutes.div_ceil(10) {
-        let mut latencies: Vec<Duration> = outcomes
-            .iter()
-            .filter(|o| o.at.as_secs() / 600 == ten)
-            .map(|o| o.latency)
-            .collect();
-        latencies.sort();
+    for (ten, chunk) in record.minutes.chunks(10).enumerate() {
+        let mut latencies: Vec<u32> = chunk.iter().flatten().copied().collect();
+        latencies.sort_unstable();
         println!(
             "| {}-{} | {:.1} ms |",
             ten * 10,
-            (ten + 1) * 10,
+            ten * 10 + chunk.len(),
             percentile(&latencies, 0.99)
         );
     }
     println!("\nFailed or slow requests:");
-    let mut listed = 0;
-    for o in outcomes
-        .iter()
-        .filter(|o| o.error.is_some() || o.latency > SLOW)
-    {
-        listed += 1;
+    for o in &record.notable {
         println!(
             "- at {:.1} s: {:.0} ms{}",
             o.at.as_secs_f64(),
@@ -373,9 +400,11 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
-    if listed == 0 {
+    if record.notable.is_empty() {
         println!("- none");
     }
+    let total: usize = record.minutes.iter().map(Vec::len).sum();
+    let failed: u64 = record.failed.iter().sum();
     let at_ten = samples
         .iter()
         .find(|(m, _)| *m == 10.min(args.minutes))
@@ -387,8 +416,8 @@ fn main() -> anyhow::Result<()> {
         .fold(0.0, f64::max);
     println!(
         "\nRequests: {}; failed: {}; resident memory at 10 min {at_ten:.1} MiB, highest after {peak_after:.1} MiB: growth {:.1} %; peak (VmHWM) {:.1} MiB",
-        outcomes.len(),
-        outcomes.iter().filter(|o| o.error.is_some()).count(),
+        total,
+        failed,
         if at_ten > 0.0 {
             (peak_after - at_ten) / at_ten * 100.0
         } else {
@@ -397,6 +426,13 @@ fn main() -> anyhow::Result<()> {
         rss(pid, "VmHWM:")
     );
     println!("Remote churn: {changes} slice changes ({churn_errors} refused)");
+    println!(
+        "CPU: the server {:.0} % of one core, this process (generator and churn) {:.0} %: the generator's share of the machine {:.0} %",
+        server_cpu / wall * 100.0,
+        generator_cpu / wall * 100.0,
+        generator_cpu / wall / std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+            * 100.0
+    );
     for line in metrics
         .lines()
         .filter(|l| l.starts_with("failover_guard_reloads_total{"))

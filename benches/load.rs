@@ -20,6 +20,8 @@
 
 #[path = "support/client.rs"]
 mod client;
+#[path = "support/process.rs"]
+mod process;
 
 use std::{
     fmt::Write as _,
@@ -33,6 +35,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use client::{connect, send};
+use process::{clock_ticks, cpu_seconds};
 use tokio_rustls::TlsConnector;
 
 const BIN: &str = env!("CARGO_BIN_EXE_failover-guard");
@@ -317,22 +320,6 @@ fn rule_ids() -> anyhow::Result<Vec<String>> {
 }
 
 /// The ticks per second of /proc's CPU times.
-fn clock_ticks() -> anyhow::Result<f64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output()?;
-    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
-}
-
-/// User + system CPU seconds of a process, all threads.
-fn cpu_seconds(pid: &str, ticks: f64) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
-    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
-    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
-    Ok((utime + stime) / ticks)
-}
-
 /// 10,000 objects over 250 namespaces (as `benches/engine.rs` builds), plus the Service the
 /// measured objects are about.
 fn large_world() -> String {

@@ -287,9 +287,13 @@ impl ClusterWorld {
                     None => break,
                 },
                 _ = probe.tick() => {
-                    if self.failing().contains_key(kind.as_str())
-                        && client.apiserver_version().await.is_ok()
-                    {
+                    let answers = async {
+                        matches!(
+                            tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await,
+                            Ok(Ok(_))
+                        )
+                    };
+                    if self.failing().contains_key(kind.as_str()) && answers.await {
                         self.watch_state(kind, None);
                     }
                     continue;

@@ -31,10 +31,6 @@ mod process;
 use std::{
     cell::RefCell,
     rc::Rc,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -226,33 +222,12 @@ fn main() -> anyhow::Result<()> {
     }
 
     // Endpoint churn on the remote, for the whole run.
-    let stop = Arc::new(AtomicBool::new(false));
-    let churn = {
-        let (stop, kubeconfig, services, rate) = (
-            stop.clone(),
-            remote.kubeconfig.clone(),
-            args.services,
-            args.churn,
-        );
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let client = runtime.block_on(scale::client(&kubeconfig)).unwrap();
-            let (mut i, mut changes, mut errors) = (1usize, 0u64, 0u64);
-            let every = Duration::from_secs_f64(1.0 / rate);
-            while !stop.load(Ordering::SeqCst) {
-                i = (i * 7919 + 13) % services;
-                match runtime.block_on(scale::scale(&client, i, 1 + (i + changes as usize) % 5)) {
-                    Ok(()) => changes += 1,
-                    Err(_) => errors += 1,
-                }
-                std::thread::sleep(every);
-            }
-            (changes, errors)
-        })
-    };
+    let churn = scale::Churn::start(
+        remote.kubeconfig.clone(),
+        args.services,
+        Duration::from_secs_f64(1.0 / args.churn),
+        usize::MAX,
+    );
 
     let mix = mix()?;
     let cas: Vec<String> = pairs.iter().map(|p| p.ca_cert_pem.clone()).collect();
@@ -348,8 +323,7 @@ fn main() -> anyhow::Result<()> {
     let wall = start.elapsed().as_secs_f64();
     let server_cpu = process::cpu_seconds(&pid.to_string(), ticks)? - cpu_before.0;
     let generator_cpu = process::cpu_seconds("self", ticks)? - cpu_before.1;
-    stop.store(true, Ordering::SeqCst);
-    let (changes, churn_errors) = churn.join().unwrap_or((0, 0));
+    let (changes, churn_errors) = churn.stop();
     // The last minute's configuration change is read within the reload interval.
     std::thread::sleep(Duration::from_secs(2));
     let (_, metrics) = server.probe("/metrics");

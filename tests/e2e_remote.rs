@@ -892,39 +892,14 @@ discovery:
     .expect("cluster-c read once it answers");
 
     // B's API server restarts while its slices churn.
-    let churn_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let churn = {
-        let (stop, kubeconfig) = (churn_stop.clone(), b.kubeconfig.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let client = runtime.block_on(scale::client(&kubeconfig)).unwrap();
-            let mut i = 100;
-            let mut changes = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                i = (i * 7 + 13) % 2000;
-                if i != 7
-                    && runtime
-                        .block_on(scale::scale(&client, i, 1 + i % 4))
-                        .is_ok()
-                {
-                    changes += 1;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            changes
-        })
-    };
+    let churn = scale::Churn::start(b.kubeconfig.clone(), 2000, Duration::from_millis(100), 7);
     std::thread::sleep(Duration::from_secs(3));
     b.stop_apiserver();
     std::thread::sleep(Duration::from_secs(3));
     b.start_apiserver();
     // Churn on the restarted server long enough for a relist loop to show.
     std::thread::sleep(Duration::from_secs(20));
-    churn_stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let changes = churn.join().unwrap();
+    let (changes, _) = churn.stop();
     assert!(changes > 100, "the churn made {changes} changes");
     runtime.block_on(scale::scale(&b_client, 7, 2)).unwrap();
     eventually(60, "cluster-b's change after its restart", || {

@@ -367,7 +367,16 @@ fn services(objects: &[&Value], config: &Config, synthesized: &mut Vec<String>) 
     let domain = &config.cluster.cluster_domain;
     let local_cluster = &config.cluster.name;
     let rules = destination_rules(objects, config);
-    let index = KubeIndex::new(objects);
+    // Only objects with EndpointSlices (manifests, `--cluster`) have real workloads to look
+    // up; the webhook's FG601 simulates without them and skips building the index.
+    let index = if objects
+        .iter()
+        .any(|o| kind_of(o) == ("discovery.k8s.io", "EndpointSlice"))
+    {
+        KubeIndex::new(objects)
+    } else {
+        KubeIndex::default()
+    };
     let lookup = Lookup::new(objects, &index);
     let mut out: Vec<Service> = Vec::new();
     let mut next = 0u32;

@@ -345,3 +345,53 @@ pub async fn client(kubeconfig: &std::path::Path) -> Result<Client, String> {
     .map_err(|e| e.to_string())?;
     Client::try_from(config).map_err(|e| e.to_string())
 }
+
+/// Slice changes on a remote from a thread of its own, one every `every`, over the generated
+/// Services but `spare` (a Service the caller scales itself), until stopped.
+pub struct Churn {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl Churn {
+    pub fn start(
+        kubeconfig: std::path::PathBuf,
+        services: usize,
+        every: std::time::Duration,
+        spare: usize,
+    ) -> Churn {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return (0, 0);
+            };
+            let Ok(client) = runtime.block_on(client(&kubeconfig)) else {
+                return (0, 0);
+            };
+            let (mut i, mut changes, mut refused) = (1usize, 0u64, 0u64);
+            while !stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                i = (i * 7919 + 13) % services;
+                if i != spare {
+                    let ready = 1 + (i + changes as usize) % 5;
+                    match runtime.block_on(scale(&client, i, ready)) {
+                        Ok(()) => changes += 1,
+                        Err(_) => refused += 1,
+                    }
+                }
+                std::thread::sleep(every);
+            }
+            (changes, refused)
+        });
+        Churn { stop, thread }
+    }
+
+    /// Stops, and says how many changes were made and how many the API server refused.
+    pub fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap_or((0, 0))
+    }
+}
